@@ -1,0 +1,126 @@
+"""The one configuration object every part of Systole is built from."""
+
+from dataclasses import dataclass, asdict
+
+from .formats import INPUT_FORMATS, input_format
+
+__all__ = ["SystoleConfig"]
+
+
+def _require_int(name, value, *, minimum=1, maximum=None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ValueError(f"{name} must be {bound}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class SystoleConfig:
+    """Parameters of one Systole build, checked on construction.
+
+    The same object drives the gateware, the golden and performance models and the
+    generated documentation.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Shape of the output-stationary PE array (rows of C by columns of C per tile).
+    formats : tuple of str
+        fp8 operand formats the hardware supports ("e4m3", "e5m2"); the accumulator is
+        wide enough for every product of any two of them.
+    max_k : int
+        Largest reduction length K a job may have. Sets the accumulator's guard bits.
+    counter_width : int
+        Width of the hardware performance counters.
+
+    Attributes
+    ----------
+    acc_lsb_exp : int
+        Exponent of the accumulator's least significant bit.
+    product_span : int
+        Bits spanned by every exact product of two enabled formats.
+    acc_width : int
+        Accumulator width: product span + ceil(log2(max_k)) guard bits + 1 sign bit.
+
+    Raises
+    ------
+    TypeError, ValueError
+        With a message naming the offending parameter.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    formats: tuple = ("e4m3", "e5m2")
+    max_k: int = 65536
+    counter_width: int = 64
+
+    def __post_init__(self):
+        _require_int("Array rows", self.rows, maximum=64)
+        _require_int("Array cols", self.cols, maximum=64)
+        if isinstance(self.formats, str) or not isinstance(self.formats, (tuple, list)):
+            raise TypeError(f"formats must be a tuple of format names, not {self.formats!r}")
+        if not self.formats:
+            raise ValueError("formats must name at least one fp8 format")
+        for name in self.formats:
+            if name not in INPUT_FORMATS:
+                raise ValueError(f"Unknown fp8 format {name!r}; expected one of "
+                                 f"{sorted(INPUT_FORMATS)}")
+        if len(set(self.formats)) != len(self.formats):
+            raise ValueError(f"formats lists a format twice: {self.formats!r}")
+        # Canonical order, so equal configurations compare (and hash) equal.
+        object.__setattr__(self, "formats",
+                           tuple(name for name in INPUT_FORMATS if name in self.formats))
+        _require_int("max_k", self.max_k, maximum=1 << 31)
+        _require_int("counter_width", self.counter_width, minimum=32, maximum=64)
+
+    # -- derived numerics ---------------------------------------------------------------
+
+    @property
+    def input_formats(self):
+        return tuple(input_format(name) for name in self.formats)
+
+    @property
+    def operand_lsb_exp(self):
+        """Exponent of the common fixed-point unit operands are decoded into."""
+        return min(fmt.lsb_exp for fmt in self.input_formats)
+
+    @property
+    def acc_lsb_exp(self):
+        return 2 * self.operand_lsb_exp
+
+    @property
+    def product_span(self):
+        top = max(fmt.max_exp + 1 for fmt in self.input_formats)
+        return 2 * top - self.acc_lsb_exp
+
+    @property
+    def guard_bits(self):
+        return (self.max_k - 1).bit_length()
+
+    @property
+    def acc_width(self):
+        return self.product_span + self.guard_bits + 1
+
+    @property
+    def significand_bits(self):
+        """Width of a decoded operand significand (implicit bit included)."""
+        return max(fmt.man_bits + 1 for fmt in self.input_formats)
+
+    @property
+    def operand_shift_max(self):
+        """Largest left shift of a decoded operand significand in the common unit."""
+        return max((1 << fmt.exp_bits) - 2 + fmt.lsb_exp - self.operand_lsb_exp
+                   for fmt in self.input_formats)
+
+    def supports(self, fmt):
+        """True when the hardware accepts operands in format ``fmt``."""
+        return input_format(fmt).name in self.formats
+
+    def to_dict(self):
+        """Plain-data view, with the derived widths, for JSON reports."""
+        d = asdict(self)
+        d["formats"] = list(self.formats)
+        d["acc_width"] = self.acc_width
+        d["acc_lsb_exp"] = self.acc_lsb_exp
+        return d
