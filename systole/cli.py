@@ -1,0 +1,142 @@
+"""The ``systole`` command line: one script, with subcommands."""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from .config import SystoleConfig
+
+__all__ = ["main"]
+
+
+def _add_config_arguments(parser, *, rows=8, cols=8):
+    group = parser.add_argument_group("configuration")
+    group.add_argument("--rows", type=int, default=rows, help="PE array rows (default %(default)s)")
+    group.add_argument("--cols", type=int, default=cols, help="PE array columns (default %(default)s)")
+    group.add_argument("--formats", default="e4m3,e5m2",
+                       help="comma-separated fp8 operand formats (default %(default)s)")
+    group.add_argument("--max-k", type=int, default=65536,
+                       help="largest K a job may have; sets the accumulator width")
+
+
+def _config_from(args):
+    try:
+        return SystoleConfig(rows=args.rows, cols=args.cols,
+                             formats=tuple(f for f in args.formats.split(",") if f),
+                             max_k=args.max_k)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"systole: bad configuration: {error}")
+
+
+def _cmd_verilog(args):
+    from .hdl.array import SystolicArray
+    from .sim.verilog import generate_verilog
+    config = _config_from(args)
+    text = generate_verilog(SystolicArray(config), args.name)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}: module {args.name}, {config.rows}x{config.cols} array, "
+              f"{config.acc_width}-bit accumulators", file=sys.stderr)
+    return 0
+
+
+def _format_tile(title, values):
+    lines = [title]
+    for row in values:
+        lines.append("  " + " ".join(f"{float(v):>11.5g}" for v in row))
+    return "\n".join(lines)
+
+
+def _cmd_demo(args):
+    import numpy as np
+
+    from .sim import golden, verilog
+    from .sim.tb_array import make_array
+
+    config = _config_from(args)
+    job = {"a_format": args.a_format, "b_format": args.b_format, "out_format": args.out_format,
+           "saturate": not args.no_saturate, "scale_exp": args.scale_exp}
+    print(f"systole demo: one random {config.rows}x{args.k} by {args.k}x{config.cols} tile "
+          f"on the simulated {config.rows}x{config.cols} array ({args.simulator}), seed {args.seed}")
+    print(f"  job: {job}")
+    print("  building the simulator model (cached after the first run) ...", flush=True)
+    build_dir = verilog.build(lambda: make_array(config), "systole_array", repr(config),
+                              args.simulator)
+    with tempfile.TemporaryDirectory() as work:
+        report_path = Path(work) / "report.json"
+        params = {"config": {"rows": config.rows, "cols": config.cols,
+                             "formats": list(config.formats), "max_k": config.max_k},
+                  "seed": args.seed, "jobs": 1, "tiles": 1, "max_k": args.k, "k": args.k,
+                  "job": job, "pause": 0.0, "specials": 0.0, "style": "normal",
+                  "report": str(report_path)}
+        try:
+            verilog.run(build_dir, "systole_array", "systole.sim.tb_array",
+                        simulator=args.simulator, test_dir=work,
+                        extra_env={"SYSTOLE_TB": json.dumps(params)},
+                        results_xml=str(Path(work) / "results.xml"),
+                        log_file=Path(work) / "sim.log")
+        except AssertionError as error:
+            sys.stderr.write((Path(work) / "sim.log").read_text())
+            print(f"systole demo: {error}", file=sys.stderr)
+        if not report_path.exists():
+            print("systole demo: the simulation produced no result", file=sys.stderr)
+            return 1
+        report = json.loads(report_path.read_text())
+    tile = report["tiles"][0]
+    got = golden.from_bits(np.array(tile["c_bits"], dtype=np.uint64), job["out_format"])
+    print(_format_tile(f"C from the RTL ({job['out_format']}):", got))
+    exact = tile["bit_exact"]
+    mismatches = int(np.sum(np.array(tile["c_bits"]) != np.array(tile["expected_bits"])))
+    print(f"check against golden.gemm: {'bit-exact' if exact else f'{mismatches} MISMATCHES'} "
+          f"({config.rows * config.cols} results, {config.rows * config.cols * args.k} MACs, "
+          f"{report['cycles']} cycles)")
+    return 0 if exact else 1
+
+
+def _cmd_accuracy(args):
+    from .sim import accuracy
+    return accuracy.main(args.rest) or 0
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="systole", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("verilog", help="write the Verilog of the PE array")
+    _add_config_arguments(p)
+    p.add_argument("-o", "--output", default="-", help="output file (default stdout)")
+    p.add_argument("--name", default="systole_array", help="Verilog module name")
+    p.set_defaults(func=_cmd_verilog)
+
+    p = sub.add_parser("demo", help="one random GEMM tile through the simulated array, "
+                                    "checked against the golden model")
+    _add_config_arguments(p, rows=4, cols=4)
+    p.add_argument("-K", "--k", type=int, default=64, help="reduction length (default %(default)s)")
+    p.add_argument("--a-format", default="e4m3", choices=["e4m3", "e5m2"])
+    p.add_argument("--b-format", default="e4m3", choices=["e4m3", "e5m2"])
+    p.add_argument("--out-format", default="fp32", choices=["fp32", "bf16", "e4m3", "e5m2"])
+    p.add_argument("--no-saturate", action="store_true",
+                   help="fp8 outputs overflow to NaN/Inf instead of saturating")
+    p.add_argument("--scale-exp", type=int, default=0, help="output scale 2**N, N in [-128, 127]")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("accuracy", help="exact vs fp32 vs 14-bit-aligned accumulation errors",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_accuracy)
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
