@@ -33,6 +33,14 @@ class SystoleConfig:
         Largest reduction length K a job may have. Sets the accumulator's guard bits.
     counter_width : int
         Width of the hardware performance counters.
+    bus_width : int
+        Data width of the AXI4 memory master in bits (32, 64 or 128).
+    addr_width : int
+        Address width of the AXI4 memory master in bits (32 to 64).
+    max_burst : int
+        Longest AXI4 INCR burst the DMA issues, in beats (1 to 256).
+    max_outstanding : int
+        AXI4 read bursts the DMA may have in flight; covers the memory latency.
 
     Attributes
     ----------
@@ -54,6 +62,10 @@ class SystoleConfig:
     formats: tuple = ("e4m3", "e5m2")
     max_k: int = 65536
     counter_width: int = 64
+    bus_width: int = 64
+    addr_width: int = 32
+    max_burst: int = 256
+    max_outstanding: int = 8
 
     def __post_init__(self):
         _require_int("Array rows", self.rows, maximum=64)
@@ -73,6 +85,11 @@ class SystoleConfig:
                            tuple(name for name in INPUT_FORMATS if name in self.formats))
         _require_int("max_k", self.max_k, maximum=1 << 31)
         _require_int("counter_width", self.counter_width, minimum=32, maximum=64)
+        if self.bus_width not in (32, 64, 128):
+            raise ValueError(f"bus_width must be 32, 64 or 128, not {self.bus_width!r}")
+        _require_int("addr_width", self.addr_width, minimum=32, maximum=64)
+        _require_int("max_burst", self.max_burst, maximum=256)
+        _require_int("max_outstanding", self.max_outstanding, maximum=64)
 
     # -- derived numerics ---------------------------------------------------------------
 
@@ -112,6 +129,10 @@ class SystoleConfig:
         """Largest left shift of a decoded operand significand in the common unit."""
         return max((1 << fmt.exp_bits) - 2 + fmt.lsb_exp - self.operand_lsb_exp
                    for fmt in self.input_formats)
+
+    @property
+    def bus_bytes(self):
+        return self.bus_width // 8
 
     def supports(self, fmt):
         """True when the hardware accepts operands in format ``fmt``."""
