@@ -41,6 +41,11 @@ class SystoleConfig:
         Longest AXI4 INCR burst the DMA issues, in beats (1 to 256).
     max_outstanding : int
         AXI4 read bursts the DMA may have in flight; covers the memory latency.
+    sram_depth : int
+        k-steps one operand buffer holds (the K chunk); a power of two, a multiple of the
+        bus width in bytes.
+    row_tiles : int
+        Row tiles of A one A buffer holds, so one B tile serves that many output tiles.
 
     Attributes
     ----------
@@ -66,6 +71,8 @@ class SystoleConfig:
     addr_width: int = 32
     max_burst: int = 256
     max_outstanding: int = 8
+    sram_depth: int = 1024
+    row_tiles: int = 2
 
     def __post_init__(self):
         _require_int("Array rows", self.rows, maximum=64)
@@ -90,6 +97,11 @@ class SystoleConfig:
         _require_int("addr_width", self.addr_width, minimum=32, maximum=64)
         _require_int("max_burst", self.max_burst, maximum=256)
         _require_int("max_outstanding", self.max_outstanding, maximum=64)
+        _require_int("sram_depth", self.sram_depth, maximum=1 << 16)
+        if self.sram_depth & (self.sram_depth - 1) or self.sram_depth < self.bus_bytes:
+            raise ValueError(f"sram_depth must be a power of two of at least the bus width "
+                             f"in bytes ({self.bus_bytes}), not {self.sram_depth!r}")
+        _require_int("row_tiles", self.row_tiles, maximum=16)
 
     # -- derived numerics ---------------------------------------------------------------
 
@@ -133,6 +145,16 @@ class SystoleConfig:
     @property
     def bus_bytes(self):
         return self.bus_width // 8
+
+    @property
+    def a_sram_bytes(self):
+        """A operand SRAM: two buffers of row_tiles * rows rows by sram_depth bytes."""
+        return 2 * self.row_tiles * self.rows * self.sram_depth
+
+    @property
+    def b_sram_bytes(self):
+        """B operand SRAM: two buffers of sram_depth rows by cols bytes."""
+        return 2 * self.sram_depth * self.cols
 
     def supports(self, fmt):
         """True when the hardware accepts operands in format ``fmt``."""
