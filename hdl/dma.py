@@ -1,0 +1,614 @@
+"""AXI4 master DMA engines: the accelerator's only path to external memory.
+
+A command names one contiguous byte range at any byte alignment. Between the engines and
+the rest of the accelerator, the bytes of a command travel *lane-0 aligned*: the command's
+first byte is in byte lane 0 of its first beat, bytes are contiguous, and every beat but
+the last of a command is full. On the bus, beats are naturally aligned: the engines shift
+bytes between the two views (:class:`DmaReader` after the R channel, :class:`DmaWriter`
+before the W channel), so no other block ever deals with the byte offset of an address.
+
+Both engines split a command into INCR bursts greedily: each burst is as long as the
+command's remaining beats, ``config.max_burst`` and the distance to the next 4 KiB boundary
+allow. So a command of ``n`` bus beats starting at beat ``p`` of a 4 KiB page takes
+:func:`burst_count` bursts.
+
+The reader drives the AR and R channels, the writer AW, W and B; :func:`connect_axi4` (or
+the :class:`AXI4Master` wrapper) puts both on one :class:`~systole.hdl.axi.AXI4Signature`
+port.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import AXI4Signature, BURST_INCR
+
+__all__ = ["MAX_LENGTH", "LENGTH_SHAPE", "TAG_SHAPE", "ReadCommand", "ReadData",
+           "WriteCommand", "WriteData", "axi4_signature", "read_channels", "write_channels",
+           "burst_count", "DmaReader", "DmaWriter", "AXI4Master", "connect_axi4"]
+
+#: Longest command, in bytes (one command = one ``length`` field of 17 bits).
+MAX_LENGTH = 65536
+LENGTH_SHAPE = unsigned(17)
+TAG_SHAPE = unsigned(2)
+
+_PAGE = 4096          # AXI4: no burst crosses a 4 KiB boundary
+
+
+def ReadCommand(config):
+    """One read: ``length`` bytes (1 to 65536) from byte address ``addr``.
+
+    ``tag`` is returned with every data beat of the command.
+    """
+    return data.StructLayout({
+        "addr": config.addr_width,
+        "length": LENGTH_SHAPE,
+        "tag": TAG_SHAPE,
+    })
+
+
+def ReadData(config):
+    """One beat of read data, lane-0 aligned (see the module documentation).
+
+    ``count`` is the number of valid bytes, lanes 0 to ``count - 1`` (``bus_bytes`` on every
+    beat but the last of a command); ``last`` marks the command's final beat.
+    """
+    return data.StructLayout({
+        "data": config.bus_width,
+        "count": range(config.bus_bytes + 1),
+        "last": 1,
+        "tag": TAG_SHAPE,
+    })
+
+
+def WriteCommand(config):
+    """One write: ``length`` bytes (1 to 65536) to byte address ``addr``."""
+    return data.StructLayout({
+        "addr": config.addr_width,
+        "length": LENGTH_SHAPE,
+    })
+
+
+def WriteData(config):
+    """One beat of write data, lane-0 aligned exactly like :func:`ReadData`.
+
+    The writer takes the byte count from the command; ``count`` and ``last`` are carried so
+    that a producer can be checked, and must agree with the command.
+    """
+    return data.StructLayout({
+        "data": config.bus_width,
+        "count": range(config.bus_bytes + 1),
+        "last": 1,
+    })
+
+
+def axi4_signature(config):
+    """The accelerator's AXI4 memory port: ``config.addr_width`` by ``config.bus_width``."""
+    return AXI4Signature(addr_width=config.addr_width, data_width=config.bus_width)
+
+
+def _channels(config, prefixes):
+    full = axi4_signature(config)
+    return wiring.Signature({name: member for name, member in full.members.items()
+                             if name.startswith(prefixes)})
+
+
+def read_channels(config):
+    """The AR and R members of :func:`axi4_signature` (AMBA names), manager's view."""
+    return _channels(config, ("ar", "r"))
+
+
+def write_channels(config):
+    """The AW, W and B members of :func:`axi4_signature` (AMBA names), manager's view."""
+    return _channels(config, ("aw", "w", "b"))
+
+
+def burst_count(addr, length, *, bus_bytes, max_burst):
+    """Number of INCR bursts the engines use for ``length`` bytes at byte address ``addr``.
+
+    The reference the tests and the performance model compare the hardware against.
+    """
+    beat = addr // bus_bytes
+    beats = (addr + length + bus_bytes - 1) // bus_bytes - beat
+    page_beats = _PAGE // bus_bytes
+    bursts = 0
+    while beats:
+        n = min(beats, max_burst, page_beats - beat % page_beats)
+        beat += n
+        beats -= n
+        bursts += 1
+    return bursts
+
+
+def _log2(n):
+    return n.bit_length() - 1
+
+
+def _min(a, b):
+    return Mux(a < b, a, b)
+
+
+def _window(low, high, start_byte):
+    """Bytes ``start_byte`` .. ``start_byte + len(low)/8 - 1`` of ``{high, low}``."""
+    return Cat(low, high).bit_select(start_byte * 8, len(low))
+
+
+class _BurstPlanner:
+    """Address-channel half shared by both engines: one command at a time into bursts.
+
+    Drives ``valid``/``addr``/``len``/``size``/``burst`` of an AR or AW channel from
+    registers. A burst is *loaded* into the channel registers when the channel is free and
+    ``allow`` is high; it is counted as outstanding from then on (one cycle earlier than
+    the handshake, which only makes the limit conservative).
+    """
+
+    def __init__(self, config, m, *, valid, ready, addr, len_, size, burst, id_, allow):
+        bus_bytes = config.bus_bytes
+        self.shift = shift = _log2(bus_bytes)
+        max_beats = (MAX_LENGTH + 2 * (bus_bytes - 1)) // bus_bytes
+
+        self.busy = busy = Signal()
+        self.next_addr = next_addr = Signal(config.addr_width)
+        self.beats_left = beats_left = Signal(range(max_beats + 1))
+
+        page_beats = _PAGE // bus_bytes
+        to_page = page_beats - next_addr[shift:12]
+        self.beats = beats = Signal(range(config.max_burst + 1))
+        m.d.comb += beats.eq(_min(beats_left, _min(to_page, config.max_burst)))
+
+        self.load = load = Signal()
+        self.finishing = finishing = Signal()        # the command's last burst loads now
+        m.d.comb += [
+            load.eq(busy & allow & (~valid | ready)),
+            finishing.eq(load & (beats_left == beats)),
+            size.eq(shift),
+            burst.eq(BURST_INCR),
+            id_.eq(0),
+        ]
+        with m.If(load):
+            m.d.sync += [
+                valid.eq(1),
+                addr.eq(next_addr),
+                len_.eq(beats - 1),
+                next_addr.eq(next_addr + (beats << shift)),
+                beats_left.eq(beats_left - beats),
+            ]
+            with m.If(finishing):
+                m.d.sync += busy.eq(0)
+        with m.Elif(ready):
+            m.d.sync += valid.eq(0)
+
+    def start(self, m, addr, length):
+        """Begin a command (``sync`` statements, so call after the ``load`` logic)."""
+        offset = addr[:self.shift]
+        m.d.sync += [
+            self.busy.eq(1),
+            self.next_addr.eq(Cat(Const(0, self.shift), addr[self.shift:])),
+            self.beats_left.eq((offset + length + (1 << self.shift) - 1) >> self.shift),
+        ]
+
+
+class DmaReader(wiring.Component):
+    """AXI4 read engine: byte-range commands in, lane-0 aligned data beats out.
+
+    Each command is split into INCR bursts (see :func:`burst_count`) whose first address
+    is the command's address aligned down to the bus width. Up to
+    ``config.max_outstanding`` bursts are in flight, and bursts of later commands are
+    issued while data of earlier ones is still returning, so a memory that is always ready
+    delivers one beat per cycle whatever its latency, given enough outstanding beats
+    (``max_outstanding * max_burst`` beats cover a latency of that many cycles).
+
+    Realignment keeps the previous R beat: output beat ``j`` of a command at byte offset
+    ``o`` is bytes ``o`` .. ``o + bus_bytes - 1`` of the bus beats ``j`` and ``j + 1``
+    concatenated. When the command's last bytes all come from its last bus beat, one extra
+    output beat is emitted after it (overlapping the next command's first bus beat when
+    that beat alone produces no output). Output beats pass through a two-entry FIFO, so
+    ``rready`` never depends combinationally on ``data.ready``.
+
+    An R beat with SLVERR or DECERR sets the sticky ``error``. From then on the reader is
+    halted: the current and further commands are dropped (``cmd.ready`` stays high), every
+    remaining beat of the issued bursts is accepted and discarded, queued output beats are
+    discarded (``data.valid`` falls, with or without a handshake), and ``idle`` rises once
+    the bus has drained. It resumes with the first command after ``clear`` has been
+    pulsed and the bus has drained.
+
+    Parameters
+    ----------
+    config : SystoleConfig
+
+    Attributes
+    ----------
+    bus : Out(read_channels(config))
+        AR and R channels of the AXI4 memory port.
+    cmd : In(stream.Signature(ReadCommand(config)))
+    data : Out(stream.Signature(ReadData(config)))
+    error : Out(1)
+        Sticky: an R beat carried SLVERR or DECERR.
+    clear : In(1)
+        Clears ``error`` (a pulse; an error in the same cycle wins).
+    idle : Out(1)
+        No command pending, no burst outstanding, no data beat undelivered.
+    ar_fire : Out(1)
+        An AR handshake happened this cycle (one burst).
+    r_fire : Out(1)
+        An R handshake happened this cycle (one bus beat, ``bus_bytes`` bytes).
+    """
+
+    def __init__(self, config):
+        self._config = config
+        super().__init__({
+            "bus": Out(read_channels(config)),
+            "cmd": In(stream.Signature(ReadCommand(config))),
+            "data": Out(stream.Signature(ReadData(config))),
+            "error": Out(1),
+            "clear": In(1),
+            "idle": Out(1),
+            "ar_fire": Out(1),
+            "r_fire": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        bus = self.bus
+        nbytes = config.bus_bytes
+        shift = _log2(nbytes)
+
+        halted = Signal()
+        outstanding = Signal(range(config.max_outstanding + 1))
+
+        planner = _BurstPlanner(config, m, valid=bus.arvalid, ready=bus.arready,
+                                addr=bus.araddr, len_=bus.arlen, size=bus.arsize,
+                                burst=bus.arburst, id_=bus.arid,
+                                allow=~halted & (outstanding != config.max_outstanding))
+
+        # What the R side needs of each command, in command order.
+        info_layout = data.StructLayout({
+            "offset": shift, "length": LENGTH_SHAPE, "tag": TAG_SHAPE})
+        info_fifo = m.submodules.info_fifo = fifo.SyncFIFO(
+            width=info_layout.size, depth=config.max_outstanding + 2)
+        out_layout = ReadData(config)
+        out_fifo = m.submodules.out_fifo = fifo.SyncFIFO(width=out_layout.size, depth=2)
+
+        # -- command intake ---------------------------------------------------------------
+        cmd = self.cmd.payload
+        new_info = data.View(info_layout, info_fifo.w_data)
+        take = self.cmd.valid & self.cmd.ready
+        m.d.comb += [
+            self.cmd.ready.eq(halted | ((~planner.busy | planner.finishing) & info_fifo.w_rdy)),
+            new_info.offset.eq(cmd.addr[:shift]),
+            new_info.length.eq(cmd.length),
+            new_info.tag.eq(cmd.tag),
+            info_fifo.w_en.eq(take & ~halted),
+        ]
+        with m.If(take & ~halted):
+            planner.start(m, cmd.addr, cmd.length)
+
+        # -- R side: realign bus beats into lane-0 aligned output beats ----------------------
+        head = data.View(info_layout, info_fifo.r_data)
+        first = Signal(init=1)          # the next bus beat is the head command's first
+        remaining = Signal(LENGTH_SHAPE)  # bytes of the head command still to output
+        hold = Signal(config.bus_width)   # previous bus beat
+        flush = Signal()                 # an output beat made of `flush_beat` is owed
+        flush_beat = Signal(out_layout)
+
+        offset = head.offset
+        aligned = offset == 0
+        rem = Mux(first, head.length, remaining)
+        # A misaligned command's first bus beat completes an output beat only if it holds
+        # the whole command.
+        holds_only = first & ~aligned & (rem > nbytes - offset)
+        ends = rem <= nbytes
+        after = rem - nbytes
+        # After a full output beat the rest fits in this bus beat's upper lanes: the
+        # command's bus beats are over and one flush beat follows.
+        owes_flush = ~aligned & ~ends & (after <= nbytes - offset)
+
+        shifted_low = _window(hold, bus.rdata, offset)
+        shifted_high = bus.rdata >> (offset * 8)     # zero-filled
+
+        fire = bus.rvalid & bus.rready
+        bad = fire & bus.rresp[1]               # SLVERR or DECERR
+        good = fire & ~bad & ~halted
+        m.d.comb += [
+            bus.rready.eq(halted | (info_fifo.r_rdy & (holds_only |
+                                                       (~flush & out_fifo.w_rdy)))),
+            self.r_fire.eq(fire),
+            self.ar_fire.eq(bus.arvalid & bus.arready),
+        ]
+
+        beat_out = Signal(out_layout)
+        m.d.comb += [
+            beat_out.data.eq(Mux(first | aligned, shifted_high, shifted_low)),
+            beat_out.count.eq(Mux(ends, rem, nbytes)),
+            beat_out.last.eq(ends),
+            beat_out.tag.eq(head.tag),
+        ]
+        emit_flush = flush & out_fifo.w_rdy & ~halted
+        emit_beat = good & ~holds_only
+        m.d.comb += [
+            out_fifo.w_en.eq(emit_flush | emit_beat),
+            out_fifo.w_data.eq(Mux(emit_flush, flush_beat, beat_out)),
+        ]
+        with m.If(emit_flush):
+            m.d.sync += flush.eq(0)
+
+        pop = Signal()
+        with m.If(good):
+            m.d.sync += [hold.eq(bus.rdata), first.eq(0), remaining.eq(rem)]
+            with m.If(~holds_only):
+                m.d.sync += remaining.eq(after)
+                with m.If(ends):
+                    m.d.comb += pop.eq(1)
+                    m.d.sync += first.eq(1)
+                with m.Elif(owes_flush):
+                    m.d.comb += pop.eq(1)
+                    m.d.sync += [
+                        first.eq(1),
+                        flush.eq(1),
+                        flush_beat.data.eq(shifted_high),
+                        flush_beat.count.eq(after),
+                        flush_beat.last.eq(1),
+                        flush_beat.tag.eq(head.tag),
+                    ]
+        m.d.comb += info_fifo.r_en.eq(pop | halted)
+
+        out = data.View(out_layout, out_fifo.r_data)
+        m.d.comb += [
+            self.data.valid.eq(out_fifo.r_rdy & ~halted),
+            self.data.payload.eq(out),
+            out_fifo.r_en.eq(self.data.ready | halted),
+        ]
+
+        # -- outstanding bursts, errors ------------------------------------------------------
+        m.d.sync += outstanding.eq(outstanding + planner.load - (fire & bus.rlast))
+        with m.If(bad):
+            m.d.sync += [self.error.eq(1), halted.eq(1)]
+        with m.Else():
+            with m.If(self.clear):
+                m.d.sync += self.error.eq(0)
+            with m.If(halted & (~self.error | self.clear) & (outstanding == 0)):
+                m.d.sync += halted.eq(0)
+        with m.If(halted):
+            m.d.sync += [planner.busy.eq(0), first.eq(1), flush.eq(0)]
+
+        m.d.comb += self.idle.eq(~planner.busy & (outstanding == 0) & ~info_fifo.r_rdy &
+                                 ~flush & ~out_fifo.r_rdy)
+        return m
+
+
+class DmaWriter(wiring.Component):
+    """AXI4 write engine: byte-range commands and lane-0 aligned data in, bursts out.
+
+    Each command is split into INCR bursts exactly as :class:`DmaReader` splits reads.
+    The W side shifts the lane-0 aligned input into the address's byte lanes (bus beat
+    ``j`` is the upper ``o`` bytes of input beat ``j - 1`` followed by the lower bytes of
+    input beat ``j``, ``o`` being the address's byte offset), emitting one extra bus beat
+    after the last input beat when the command's end spills into it. WSTRB comes from the
+    command alone (first and last beats partial), so no byte outside
+    ``[addr, addr + length)`` is ever written, whatever the data stream says.
+
+    The W side starts a burst only once its AW has been loaded (AWVALID asserted); it never
+    waits for AWREADY. Up to ``config.max_outstanding`` bursts await their B response.
+
+    A B response with SLVERR or DECERR sets the sticky ``error`` and halts the writer: no
+    further AW is issued, bursts whose AW is already out are completed with WSTRB = 0
+    (writing nothing), the current and further commands and their data are dropped
+    (``cmd.ready`` and ``data.ready`` stay high), and ``idle`` rises once every B response
+    is in. It resumes with the first command after ``clear`` has been pulsed and the bus
+    has drained.
+
+    Parameters
+    ----------
+    config : SystoleConfig
+
+    Attributes
+    ----------
+    bus : Out(write_channels(config))
+        AW, W and B channels of the AXI4 memory port.
+    cmd : In(stream.Signature(WriteCommand(config)))
+    data : In(stream.Signature(WriteData(config)))
+    error : Out(1)
+        Sticky: a B response carried SLVERR or DECERR.
+    clear : In(1)
+        Clears ``error`` (a pulse; an error in the same cycle wins).
+    idle : Out(1)
+        No command pending, no beat waiting, every B response received.
+    aw_fire : Out(1)
+        An AW handshake happened this cycle (one burst).
+    w_fire : Out(1)
+        A W handshake happened this cycle.
+    w_bytes : Out(range(bus_bytes + 1))
+        Bytes written by this cycle's W handshake (population count of WSTRB), else 0.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        super().__init__({
+            "bus": Out(write_channels(config)),
+            "cmd": In(stream.Signature(WriteCommand(config))),
+            "data": In(stream.Signature(WriteData(config))),
+            "error": Out(1),
+            "clear": In(1),
+            "idle": Out(1),
+            "aw_fire": Out(1),
+            "w_fire": Out(1),
+            "w_bytes": Out(range(config.bus_bytes + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        bus = self.bus
+        nbytes = config.bus_bytes
+        shift = _log2(nbytes)
+        page_beats = _PAGE // nbytes
+        max_beats = (MAX_LENGTH + 2 * (nbytes - 1)) // nbytes
+
+        halted = Signal()
+        outstanding = Signal(range(config.max_outstanding + 1))   # AW loaded, B not in
+        unstarted = Signal(range(config.max_outstanding + 1))     # AW loaded, W not begun
+
+        planner = _BurstPlanner(config, m, valid=bus.awvalid, ready=bus.awready,
+                                addr=bus.awaddr, len_=bus.awlen, size=bus.awsize,
+                                burst=bus.awburst, id_=bus.awid,
+                                allow=~halted & (outstanding != config.max_outstanding))
+
+        # What the W side needs of each command, in command order.
+        info_layout = data.StructLayout({
+            "page_beat": range(page_beats),     # first bus beat's index in its 4 KiB page
+            "offset": shift,
+            "length": LENGTH_SHAPE,
+            "beats": range(max_beats + 1),      # bus beats
+            "spill": 1,                         # one bus beat more than input beats
+        })
+        info_fifo = m.submodules.info_fifo = fifo.SyncFIFO(
+            width=info_layout.size, depth=config.max_outstanding + 2)
+
+        # -- command intake ---------------------------------------------------------------
+        cmd = self.cmd.payload
+        new_info = data.View(info_layout, info_fifo.w_data)
+        take = self.cmd.valid & self.cmd.ready
+        offset_in = cmd.addr[:shift]
+        bus_beats = (offset_in + cmd.length + nbytes - 1) >> shift
+        in_beats = (cmd.length + nbytes - 1) >> shift
+        m.d.comb += [
+            self.cmd.ready.eq(halted | ((~planner.busy | planner.finishing) & info_fifo.w_rdy)),
+            new_info.page_beat.eq(cmd.addr[shift:12]),
+            new_info.offset.eq(offset_in),
+            new_info.length.eq(cmd.length),
+            new_info.beats.eq(bus_beats),
+            new_info.spill.eq(bus_beats != in_beats),
+            info_fifo.w_en.eq(take & ~halted),
+        ]
+        with m.If(take & ~halted):
+            planner.start(m, cmd.addr, cmd.length)
+
+        # -- W side --------------------------------------------------------------------------
+        head = data.View(info_layout, info_fifo.r_data)
+        first = Signal(init=1)              # the next bus beat is the head command's first
+        beats_left = Signal(range(max_beats + 1))
+        page_beat = Signal(range(page_beats))
+        burst_beat = Signal(range(config.max_burst))   # beats already sent of this burst
+        prev = Signal(config.bus_width)     # previous input beat
+        w_bytes = Signal.like(self.w_bytes)
+
+        offset = head.offset
+        left = Mux(first, head.beats, beats_left)
+        page = Mux(first, head.page_beat, page_beat)
+        final = left == 1
+        needs_input = ~(head.spill & final)
+        starting = burst_beat == 0
+        last = (final | (burst_beat == config.max_burst - 1) | (page == page_beats - 1))
+
+        end_lane = (offset + head.length)[:shift]       # 0: the last beat is full
+        lanes = [(~first | (lane >= offset)) & (~final | (end_lane == 0) | (lane < end_lane))
+                 for lane in range(nbytes)]
+        strobe = Cat(lanes)
+
+        slot_free = ~bus.wvalid | bus.wready
+        go = (info_fifo.r_rdy & slot_free & (~starting | (unstarted != 0)) &
+              (halted | ~needs_input | self.data.valid))
+        m.d.comb += self.data.ready.eq(halted | (go & needs_input))
+
+        current = self.data.payload.data
+        with m.If(go):
+            m.d.sync += [
+                bus.wvalid.eq(1),
+                bus.wdata.eq(_window(prev, current, (nbytes - offset).as_unsigned())),
+                bus.wstrb.eq(Mux(halted, 0, strobe)),
+                bus.wlast.eq(last),
+                w_bytes.eq(Mux(halted, 0, sum(lanes))),
+                prev.eq(current),
+                first.eq(0),
+                beats_left.eq(left - 1),
+                page_beat.eq(page + 1),
+                burst_beat.eq(Mux(last, 0, burst_beat + 1)),
+            ]
+            with m.If(final):
+                m.d.sync += first.eq(1)
+        with m.Elif(bus.wready):
+            m.d.sync += bus.wvalid.eq(0)
+
+        # Halted and between bursts with no AW left to serve: drop the queued commands.
+        drop = halted & starting & (unstarted == 0)
+        m.d.comb += info_fifo.r_en.eq((go & final) | drop)
+        with m.If(drop):
+            m.d.sync += first.eq(1)
+
+        w_fire = bus.wvalid & bus.wready
+        m.d.comb += [
+            self.aw_fire.eq(bus.awvalid & bus.awready),
+            self.w_fire.eq(w_fire),
+            self.w_bytes.eq(Mux(w_fire, w_bytes, 0)),
+            bus.bready.eq(1),
+        ]
+
+        # -- outstanding bursts, errors ------------------------------------------------------
+        b_fire = bus.bvalid
+        bad = b_fire & bus.bresp[1]
+        m.d.sync += [
+            outstanding.eq(outstanding + planner.load - b_fire),
+            unstarted.eq(unstarted + planner.load - (go & starting)),
+        ]
+        with m.If(bad):
+            m.d.sync += [self.error.eq(1), halted.eq(1)]
+        with m.Else():
+            with m.If(self.clear):
+                m.d.sync += self.error.eq(0)
+            with m.If(halted & (~self.error | self.clear) & (outstanding == 0) &
+                      ~info_fifo.r_rdy & ~bus.wvalid):
+                m.d.sync += halted.eq(0)
+        with m.If(halted):
+            m.d.sync += planner.busy.eq(0)
+
+        m.d.comb += self.idle.eq(~planner.busy & (outstanding == 0) & ~info_fifo.r_rdy &
+                                 ~bus.wvalid)
+        return m
+
+
+def connect_axi4(m, bus, *, reader=None, writer=None):
+    """Drive the AXI4 port ``bus`` from a :class:`DmaReader` and a :class:`DmaWriter`.
+
+    The reader owns AR and R, the writer AW, W and B; channels of a missing engine stay
+    idle (their outputs are left at 0).
+    """
+    for engine in (reader, writer):
+        if engine is None:
+            continue
+        for name, member in engine.bus.signature.members.items():
+            ours, theirs = getattr(engine.bus, name), getattr(bus, name)
+            if member.flow == wiring.Out:
+                m.d.comb += theirs.eq(ours)
+            else:
+                m.d.comb += ours.eq(theirs)
+
+
+class AXI4Master(wiring.Component):
+    """A :class:`DmaReader` and a :class:`DmaWriter` sharing one AXI4 port.
+
+    The engines' own ports (``reader.cmd``, ``writer.data`` ...) are connected directly by
+    the parent module.
+
+    Parameters
+    ----------
+    config : SystoleConfig
+
+    Attributes
+    ----------
+    bus : Out(axi4_signature(config))
+    reader : DmaReader
+    writer : DmaWriter
+    """
+
+    def __init__(self, config):
+        self.reader = DmaReader(config)
+        self.writer = DmaWriter(config)
+        super().__init__({"bus": Out(axi4_signature(config))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.reader = self.reader
+        m.submodules.writer = self.writer
+        connect_axi4(m, self.bus, reader=self.reader, writer=self.writer)
+        return m

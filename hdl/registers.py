@@ -1,0 +1,213 @@
+"""Systole's register map, declared once.
+
+:func:`systole_register_map` is the single source of the host interface: the gateware bank
+(:class:`~systole.hdl.csr.CSRBank`), the host driver and the generated documentation
+(``systole regmap``: docs/registers.md, docs/registers.json, docs/systole_regs.h) all come
+from it.
+
+Layout (byte addresses in a 4 KiB window; see docs/registers.md for every field):
+
+=============  =====================================================================
+0x000-0x014    identification: ID, VERSION, CONFIG0..CONFIG3 (build constants)
+0x020-0x02c    control: CTRL, STATUS, IRQ_ENABLE, ERROR_CODE
+0x040-0x070    job descriptor: M, N, K, A/B/C_ADDR_LO/HI, A/B/C_STRIDE, FORMAT
+0x100-0x184    64-bit counters, ``<NAME>_LO`` then ``<NAME>_HI``, in :data:`COUNTER_NAMES`
+=============  =====================================================================
+
+A job: write the descriptor, write CTRL.START, wait for STATUS.DONE (poll, or the
+interrupt ``STATUS.DONE & IRQ_ENABLE.DONE``), check STATUS.ERROR / ERROR_CODE, read the
+counters, write 1 to STATUS.DONE (and ERROR) to clear them.
+"""
+
+from amaranth.lib import enum
+
+from .csr import R, RW, W, W1C, Field, Register, RegisterMap
+from .fp8 import Fp8Format, OutFormat
+from .normalizer import SCALE_SHAPE
+
+__all__ = ["ErrorCode", "ERROR_CODES", "COUNTER_NAMES", "COUNTER_DESCRIPTIONS", "ID_MAGIC",
+           "VERSION", "REGISTER_ADDR_WIDTH", "systole_register_map"]
+
+#: "SYST" in ASCII: what the ID register reads.
+ID_MAGIC = 0x53595354
+#: Register interface version: major in bits 31:16, minor in bits 15:0.
+VERSION = 0x00010000
+#: The bank decodes a 4 KiB window.
+REGISTER_ADDR_WIDTH = 12
+
+
+class ErrorCode(enum.Enum, shape=8):
+    """Why the last job was rejected or aborted (ERROR_CODE; NONE after a good job).
+
+    A rejected job (every code up to BUSY) makes no memory access at all.
+    """
+    NONE = 0
+    BAD_DIMENSION = 1
+    K_TOO_LARGE = 2
+    BAD_STRIDE = 3
+    MISALIGNED_OUTPUT = 4
+    ADDRESS_OVERFLOW = 5
+    BAD_FORMAT = 6
+    BUSY = 7
+    AXI_READ_ERROR = 8
+    AXI_WRITE_ERROR = 9
+
+    @property
+    def description(self):
+        return _ERROR_DESCRIPTIONS[self.name]
+
+
+_ERROR_DESCRIPTIONS = {
+    "NONE": "No error: the last job completed.",
+    "BAD_DIMENSION": "M, N or K is zero.",
+    "K_TOO_LARGE": "K is larger than max_k (CONFIG1).",
+    "BAD_STRIDE": "A_STRIDE is smaller than K bytes, B_STRIDE smaller than N bytes, or "
+                  "C_STRIDE smaller than N output elements.",
+    "MISALIGNED_OUTPUT": "C address or C stride is not a multiple of the output element size.",
+    "ADDRESS_OVERFLOW": "An operand or result range extends beyond 2**addr_width (CONFIG3).",
+    "BAD_FORMAT": "A_FORMAT or B_FORMAT names an fp8 format this build does not enable "
+                  "(CONFIG0.FORMATS).",
+    "BUSY": "START was written while a job was running; the running job continues.",
+    "AXI_READ_ERROR": "A memory read returned SLVERR or DECERR; the job was aborted.",
+    "AXI_WRITE_ERROR": "A memory write returned SLVERR or DECERR; the job was aborted.",
+}
+
+#: Error name to code, for the host driver.
+ERROR_CODES = {code.name: code.value for code in ErrorCode}
+
+#: Counter descriptions (DESIGN.md section 4), in register order.
+COUNTER_DESCRIPTIONS = {
+    "cycles": "Clock cycles from start to done",
+    "active_cycles": "Cycles in which the array advanced",
+    "stall_load_cycles": "Cycles the array waited for operands",
+    "stall_store_cycles": "Cycles the array waited for result drain or write-back",
+    "overhead_cycles": "Every other cycle (setup, final drain)",
+    "macs": "Useful multiply-accumulates (M*N*K)",
+    "padded_macs": "PE slots spent on padding of edge tiles",
+    "dram_read_bytes": "Bytes moved on the AXI read data channel",
+    "dram_write_bytes": "Bytes moved on the AXI write data channel",
+    "dram_read_bursts": "AXI read transactions",
+    "dram_write_bursts": "AXI write transactions",
+    "sram_a_read_bytes": "Bytes read from the A operand buffer",
+    "sram_a_write_bytes": "Bytes written into the A operand buffer",
+    "sram_b_read_bytes": "Bytes read from the B operand buffer",
+    "sram_b_write_bytes": "Bytes written into the B operand buffer",
+    "sram_c_read_bytes": "Bytes read from the C result buffer",
+    "sram_c_write_bytes": "Bytes written into the C result buffer",
+}
+#: The counters, in register order (also the JSON keys the CLI prints).
+COUNTER_NAMES = tuple(COUNTER_DESCRIPTIONS)
+
+_FORMAT_BITS = {"e4m3": 0, "e5m2": 1}
+
+
+# -- registers whose fields do not depend on the configuration ----------------------------
+
+class Ctrl(Register):
+    """Control: actions, taken when written with 1."""
+    start: Field(W, 1, desc="Start the job held in the descriptor registers")
+
+
+class Status(Register):
+    """Job status. DONE and ERROR stay set until written with 1."""
+    busy: Field(R, 1, desc="A job is running")
+    done: Field(W1C, 1, desc="A job ended (completed, rejected or aborted); write 1 to clear")
+    error: Field(W1C, 1, desc="The job that ended was rejected or aborted (see ERROR_CODE); "
+                              "write 1 to clear")
+
+
+class IrqEnable(Register):
+    """Interrupt enable: the interrupt is asserted while STATUS.DONE & IRQ_ENABLE.DONE."""
+    done: Field(RW, 1, desc="Interrupt on STATUS.DONE")
+
+
+class ErrorCodeRegister(Register):
+    """Why the last job failed; valid when STATUS.ERROR is set."""
+    code: Field(R, ErrorCode, desc="An ErrorCode (table below)")
+
+
+class Format(Register):
+    """Job descriptor: operand and result formats, overflow mode and output scale."""
+    a_format: Field(RW, Fp8Format, desc="fp8 format of A")
+    b_format: Field(RW, Fp8Format, desc="fp8 format of B")
+    out_format: Field(RW, OutFormat, desc="Format of C")
+    saturate: Field(RW, 1, reset=1, desc="fp8 outputs saturate to +-max (1) or overflow to "
+                                         "NaN/Inf (0)")
+    scale_exp: Field(RW, SCALE_SHAPE, offset=8, desc="Results are round(sum * 2**scale_exp); "
+                                                     "two's complement")
+
+
+def _value(description, width=32):
+    return Register({"value": Field(RW, width, desc=description)}, description=description)
+
+
+def _constant(description, **fields):
+    return Register({name: Field(R, width, const=value, desc=desc)
+                     for name, (width, value, desc) in fields.items()},
+                    description=description)
+
+
+def systole_register_map(config):
+    """The register map of a Systole build.
+
+    Parameters
+    ----------
+    config : SystoleConfig
+
+    Returns
+    -------
+    RegisterMap
+        Frozen; ``CSRBank(systole_register_map(config))`` is the gateware.
+    """
+    regmap = RegisterMap(addr_width=REGISTER_ADDR_WIDTH)
+
+    # Identification: build constants, so that a host can check what it talks to.
+    regmap.add("ID", _constant("Identification", magic=(32, ID_MAGIC, '"SYST" in ASCII')),
+               address=0x000)
+    regmap.add("VERSION", _constant("Register interface version",
+                                    minor=(16, VERSION & 0xffff, "Minor version"),
+                                    major=(16, VERSION >> 16, "Major version")))
+    format_mask = sum(1 << _FORMAT_BITS[name] for name in config.formats)
+    regmap.add("CONFIG0", _constant(
+        "Build configuration: array shape, bus width, operand formats",
+        rows=(8, config.rows, "PE array rows (rows of a C tile)"),
+        cols=(8, config.cols, "PE array columns (columns of a C tile)"),
+        bus_bytes=(8, config.bus_bytes, "Memory bus data width in bytes"),
+        formats=(2, format_mask, "Enabled fp8 formats: bit 0 E4M3, bit 1 E5M2")))
+    regmap.add("CONFIG1", _constant("Build configuration: largest K",
+                                    max_k=(32, config.max_k, "Largest K a job may have")))
+    sram_depth = getattr(config, "sram_depth", 1024)
+    regmap.add("CONFIG2", _constant("Build configuration: operand buffer depth",
+                                    sram_depth=(32, sram_depth,
+                                                "k-steps one operand buffer holds")))
+    regmap.add("CONFIG3", _constant(
+        "Build configuration: address and counter widths",
+        addr_width=(8, config.addr_width, "Memory address width in bits"),
+        counter_width=(8, config.counter_width, "Significant bits of every counter")))
+
+    # Control and status.
+    regmap.add("CTRL", Ctrl(), address=0x020)
+    regmap.add("STATUS", Status())
+    regmap.add("IRQ_ENABLE", IrqEnable())
+    regmap.add("ERROR_CODE", ErrorCodeRegister())
+
+    # Job descriptor: plain storage, checked and copied by the controller at START.
+    regmap.add("M", _value("Job: rows of A and C"), address=0x040)
+    regmap.add("N", _value("Job: columns of B and C"))
+    regmap.add("K", _value("Job: columns of A, rows of B (the reduction length)"))
+    for operand, what in (("A", "A (M x K, fp8)"), ("B", "B (K x N, fp8)"),
+                          ("C", "C (M x N, out_format)")):
+        regmap.add(f"{operand}_ADDR_LO", _value(f"Job: byte address of {what}, bits 31:0"))
+        regmap.add(f"{operand}_ADDR_HI", _value(f"Job: byte address of {what}, bits 63:32"))
+    regmap.add("A_STRIDE", _value("Job: bytes from one row of A to the next"))
+    regmap.add("B_STRIDE", _value("Job: bytes from one row of B to the next"))
+    regmap.add("C_STRIDE", _value("Job: bytes from one row of C to the next"))
+    regmap.add("FORMAT", Format())
+
+    # Counters (DESIGN.md section 4): cleared at START, live while busy, frozen at done.
+    first = True
+    for name, description in COUNTER_DESCRIPTIONS.items():
+        regmap.add_counter(name, config.counter_width, description=description,
+                           address=0x100 if first else None)
+        first = False
+    return regmap.freeze()

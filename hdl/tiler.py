@@ -1,0 +1,439 @@
+"""The tiling controller: operand loaders, double-buffered operand SRAMs, and the feeder.
+
+Loop nest (the same in all three engines, each with its own counters)::
+
+    for s in super-rows of Ms rows:        Ms = row_tiles * rows if K <= sram_depth, else rows
+      for j in column tiles of cols:
+        for c in K chunks of sram_depth:   (one chunk when K fits)
+          for t in row tiles of s:         (rows at a time)
+            stream k over chunk c into the array
+
+The A loader fills an A buffer with block (s, c) — Ms rows by one K chunk — and the B
+loader a B buffer with block (c, j) — one K chunk by cols columns. A loader skips a step
+whose block equals the previous one (K fits: A stays for every j of a super-row; B stays
+for every s when there is one column tile and one chunk). Each operand has two buffers
+and three counters: blocks ``issued`` (commands sent), ``loaded`` (all data written),
+``released`` (feeder done with it). A loader may issue while ``issued - released < 2``;
+the feeder may use a buffer while ``loaded != released``. So the next blocks load while
+the array computes, and the accumulators in the PEs carry a tile across K chunks.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .array import OperandsLayout
+from .dma import ReadCommand, ReadData
+from .job import JobDescriptor
+
+__all__ = ["TileInfo", "TileScheduler", "TAG_A", "TAG_B"]
+
+TAG_A, TAG_B = 0, 1
+
+
+def TileInfo(config):
+    """Where a finished C tile goes: its first row and column and its valid extent."""
+    return data.StructLayout({
+        "row0": 32, "col0": 32,
+        "rows": range(config.rows + 1), "cols": range(config.cols + 1),
+    })
+
+
+class _Nest:
+    """Counters of the loop nest (s, j, c[, t]) for one engine, stepping on ``step``.
+
+    ``last`` is high on the final iteration. Attributes hold the current super-row start
+    row, column-tile start column, chunk start k and row-tile start row.
+    """
+
+    def __init__(self, m, name, job, plan, *, with_t):
+        self.s = Signal(32, name=f"{name}_s")
+        self.j = Signal(32, name=f"{name}_j")
+        self.c = Signal(32, name=f"{name}_c")
+        self.t = Signal(32, name=f"{name}_t")
+        self.tile = Signal(8, name=f"{name}_tile")    # row tile index within the super-row
+        self._m, self._job, self._plan, self._with_t = m, job, plan, with_t
+        s_end = Mux(self.s + plan.ms < job.m, self.s + plan.ms, job.m)
+        self.t_last = (self.t + plan.rows >= s_end) if with_t else Const(1)
+        self.c_last = self.c + plan.depth >= job.k
+        self.j_last = self.j + plan.cols >= job.n
+        self.s_last = self.s + plan.ms >= job.m
+        self.group_last = self.c_last & self.j_last & self.s_last
+        self.last = self.t_last & self.group_last
+
+    def reset(self):
+        return [self.s.eq(0), self.j.eq(0), self.c.eq(0), self.t.eq(0), self.tile.eq(0)]
+
+    def step(self):
+        """Statements that advance to the next iteration (call inside a condition)."""
+        m, plan = self._m, self._plan
+        with m.If(~self.t_last):
+            m.d.sync += [self.t.eq(self.t + plan.rows), self.tile.eq(self.tile + 1)]
+        with m.Else():
+            with m.If(~self.c_last):
+                m.d.sync += self.c.eq(self.c + plan.depth)
+            with m.Else():
+                m.d.sync += self.c.eq(0)
+                with m.If(~self.j_last):
+                    m.d.sync += self.j.eq(self.j + plan.cols)
+                with m.Else():
+                    m.d.sync += [self.j.eq(0), self.s.eq(self.s + plan.ms)]
+            next_s = Mux(self.c_last & self.j_last, self.s + plan.ms, self.s)
+            m.d.sync += [self.t.eq(next_s), self.tile.eq(0)]
+
+
+class _Plan:
+    """Per-job constants of the loop nest."""
+
+    def __init__(self, m, config, job):
+        self.rows = config.rows
+        self.cols = config.cols
+        self.depth = config.sram_depth
+        self.single_chunk = Signal(name="single_chunk")
+        m.d.comb += self.single_chunk.eq(job.k <= config.sram_depth)
+        self.ms = Mux(self.single_chunk, config.row_tiles * config.rows, config.rows)
+        self.single_col = job.n <= config.cols
+
+
+class TileScheduler(wiring.Component):
+    """Loads operand blocks over the read DMA and feeds the array, tile after tile.
+
+    Parameters
+    ----------
+    config : SystoleConfig
+
+    Attributes
+    ----------
+    job : In(JobDescriptor)
+        Must hold still from ``start`` until ``done``.
+    start : In(1)
+        Pulse: begin the job (all counters of the nest restart).
+    abort : In(1)
+        Stop issuing reads and feeding (after an AXI error).
+    busy : Out(1)
+        Not every operand beat of the job has been fed yet.
+    read_cmd : Out(stream.Signature(ReadCommand(config)))
+    read_data : In(stream.Signature(ReadData(config)))
+    operands : Out(stream.Signature(OperandsLayout(config)))
+        To the array.
+    tiles : Out(stream.Signature(TileInfo(config)))
+        One entry per output tile, in the order the array finishes them.
+    macs, padded_macs : Out
+        Useful and padding multiply-accumulates of the beat on ``operands`` this cycle.
+    sram_a_write, sram_b_write : Out(range(bus_bytes + 1))
+        Bytes written into the A / B SRAM this cycle.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        super().__init__({
+            "job": In(JobDescriptor),
+            "start": In(1),
+            "abort": In(1),
+            "busy": Out(1),
+            "read_cmd": Out(stream.Signature(ReadCommand(config))),
+            "read_data": In(stream.Signature(ReadData(config))),
+            "operands": Out(stream.Signature(OperandsLayout(config))),
+            "tiles": Out(stream.Signature(TileInfo(config))),
+            "macs": Out(range(config.rows * config.cols + 1)),
+            "padded_macs": Out(range(config.rows * config.cols + 1)),
+            "sram_a_write": Out(range(config.bus_bytes + 1)),
+            "sram_b_write": Out(range(config.bus_bytes + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        job = self.job
+        rows, cols, bb = config.rows, config.cols, config.bus_bytes
+        depth = config.sram_depth
+        a_banks = config.row_tiles * rows
+        words = depth // bb                     # A bank words per buffer
+        plan = _Plan(m, config, job)
+
+        # ---- SRAMs ------------------------------------------------------------------
+        a_mems = []
+        for bank in range(a_banks):
+            mem = memory.Memory(shape=data.ArrayLayout(8, bb), depth=2 * words, init=[])
+            m.submodules[f"sram_a_{bank}"] = mem
+            a_mems.append(mem)
+        b_mem = memory.Memory(shape=data.ArrayLayout(8, cols), depth=2 * depth, init=[])
+        m.submodules.sram_b = b_mem
+
+        # ---- block bookkeeping --------------------------------------------------------
+        def counters(name):
+            return {key: Signal(3, name=f"{name}_{key}") for key in ("issued", "loaded", "released")}
+        a_blk, b_blk = counters("a"), counters("b")
+        with m.If(self.start):
+            m.d.sync += [sig.eq(0) for blk in (a_blk, b_blk) for sig in blk.values()]
+
+        # Block sizes travel from the command side to the data side in order.
+        a_sizes = fifo.SyncFIFO(width=32, depth=2)     # rows in the A block
+        b_sizes = fifo.SyncFIFO(width=32, depth=2)     # k rows in the B block
+        m.submodules.a_sizes, m.submodules.b_sizes = a_sizes, b_sizes
+
+        # ---- loaders (command side) ----------------------------------------------------
+        a_cmd = Signal(ReadCommand(config))
+        a_cmd_valid = Signal()
+        b_cmd = Signal(ReadCommand(config))
+        b_cmd_valid = Signal()
+        a_cmd_ready = Signal()
+        b_cmd_ready = Signal()
+
+        chunk_len = lambda c: Mux(job.k - c < depth, job.k - c, depth)
+
+        # A loader.
+        a_nest = _Nest(m, "a_load", job, plan, with_t=False)
+        a_active = Signal()                 # walking the nest
+        a_issuing = Signal()                # sending the rows of one block
+        a_row = Signal(32)                  # absolute row being requested
+        a_row_end = Signal(32)
+        a_addr = Signal(64)
+        a_super_base = Signal(64)           # a_addr + s * a_stride
+        a_skip = plan.single_chunk & (a_nest.j != 0)
+        with m.If(self.start):
+            m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_super_base.eq(job.a_addr),
+                         *a_nest.reset()]
+        with m.Elif(self.abort):
+            m.d.sync += [a_active.eq(0), a_issuing.eq(0)]
+        with m.Elif(a_active & ~a_issuing):
+            with m.If(a_skip):
+                m.d.sync += a_active.eq(~a_nest.last)
+                with m.If(a_nest.c_last & a_nest.j_last):
+                    m.d.sync += a_super_base.eq(a_super_base + plan.ms * job.a_stride)
+                a_nest.step()
+            with m.Elif(((a_blk["issued"] - a_blk["released"])[:3] < 2) & a_sizes.w_rdy):
+                rows_here = Mux(job.m - a_nest.s < plan.ms, job.m - a_nest.s, plan.ms)
+                m.d.comb += [a_sizes.w_en.eq(1), a_sizes.w_data.eq(rows_here)]
+                m.d.sync += [
+                    a_issuing.eq(1),
+                    a_row.eq(a_nest.s),
+                    a_row_end.eq(a_nest.s + rows_here),
+                    a_addr.eq(a_super_base + a_nest.c),
+                ]
+        with m.Elif(a_issuing & ~self.abort):
+            m.d.comb += [
+                a_cmd_valid.eq(1),
+                a_cmd.addr.eq(a_addr),
+                a_cmd.length.eq(chunk_len(a_nest.c)),
+                a_cmd.tag.eq(TAG_A),
+            ]
+            with m.If(a_cmd_ready):
+                m.d.sync += [a_row.eq(a_row + 1), a_addr.eq(a_addr + job.a_stride)]
+                with m.If(a_row + 1 == a_row_end):
+                    m.d.sync += [a_issuing.eq(0), a_blk["issued"].eq(a_blk["issued"] + 1),
+                                 a_active.eq(~a_nest.last)]
+                    with m.If(a_nest.c_last & a_nest.j_last):
+                        m.d.sync += a_super_base.eq(a_super_base + plan.ms * job.a_stride)
+                    a_nest.step()
+
+        # B loader.
+        b_nest = _Nest(m, "b_load", job, plan, with_t=False)
+        b_active = Signal()
+        b_issuing = Signal()
+        b_krow = Signal(32)
+        b_krow_end = Signal(32)
+        b_addr = Signal(64)
+        b_chunk_base = Signal(64)           # b_addr + c * b_stride
+        b_skip = plan.single_chunk & plan.single_col & (b_nest.s != 0)
+        with m.If(self.start):
+            m.d.sync += [b_active.eq(1), b_issuing.eq(0), b_chunk_base.eq(job.b_addr),
+                         *b_nest.reset()]
+        with m.Elif(self.abort):
+            m.d.sync += [b_active.eq(0), b_issuing.eq(0)]
+        with m.Elif(b_active & ~b_issuing):
+            with m.If(b_skip):
+                m.d.sync += b_active.eq(~b_nest.last)
+                b_nest.step()
+            with m.Elif(((b_blk["issued"] - b_blk["released"])[:3] < 2) & b_sizes.w_rdy):
+                k_here = chunk_len(b_nest.c)
+                m.d.comb += [b_sizes.w_en.eq(1), b_sizes.w_data.eq(k_here)]
+                m.d.sync += [
+                    b_issuing.eq(1),
+                    b_krow.eq(0),
+                    b_krow_end.eq(k_here),
+                    b_addr.eq(b_chunk_base + b_nest.j),
+                ]
+        with m.Elif(b_issuing & ~self.abort):
+            m.d.comb += [
+                b_cmd_valid.eq(1),
+                b_cmd.addr.eq(b_addr),
+                b_cmd.length.eq(Mux(job.n - b_nest.j < cols, job.n - b_nest.j, cols)),
+                b_cmd.tag.eq(TAG_B),
+            ]
+            with m.If(b_cmd_ready):
+                m.d.sync += [b_krow.eq(b_krow + 1), b_addr.eq(b_addr + job.b_stride)]
+                with m.If(b_krow + 1 == b_krow_end):
+                    m.d.sync += [b_issuing.eq(0), b_blk["issued"].eq(b_blk["issued"] + 1),
+                                 b_active.eq(~b_nest.last)]
+                    with m.If(b_nest.c_last):
+                        m.d.sync += b_chunk_base.eq(job.b_addr)
+                    with m.Else():
+                        m.d.sync += b_chunk_base.eq(b_chunk_base + depth * job.b_stride)
+                    b_nest.step()
+
+        # Round-robin between the loaders onto the one read DMA.
+        prefer_b = Signal()
+        grant_b = b_cmd_valid & (prefer_b | ~a_cmd_valid)
+        m.d.comb += [
+            self.read_cmd.valid.eq(a_cmd_valid | b_cmd_valid),
+            self.read_cmd.payload.eq(Mux(grant_b, b_cmd, a_cmd)),
+            a_cmd_ready.eq(self.read_cmd.ready & ~grant_b),
+            b_cmd_ready.eq(self.read_cmd.ready & grant_b),
+        ]
+        with m.If(self.read_cmd.valid & self.read_cmd.ready):
+            m.d.sync += prefer_b.eq(~grant_b)
+
+        # ---- loaders (data side) --------------------------------------------------------
+        beat = self.read_data.payload
+        m.d.comb += self.read_data.ready.eq(1)      # SRAM writes never stall
+        fire = self.read_data.valid
+        # A: rows arrive in order; beat w of row r goes to word w of bank r - s.
+        a_wrow = Signal(range(a_banks + 1))
+        a_wword = Signal(range(words + 1))
+        a_wbuf = a_blk["loaded"][0]
+        for bank, mem in enumerate(a_mems):
+            port = mem.write_port(granularity=1)
+            m.d.comb += [
+                port.addr.eq(Cat(a_wword[:len(port.addr) - 1], a_wbuf)),
+                port.data.eq(beat.data),
+                port.en.eq(Mux(fire & (beat.tag == TAG_A) & (a_wrow == bank),
+                               (1 << beat.count) - 1, 0)),
+            ]
+        with m.If(fire & (beat.tag == TAG_A)):
+            m.d.comb += self.sram_a_write.eq(beat.count)
+            m.d.sync += a_wword.eq(a_wword + 1)
+            with m.If(beat.last):
+                m.d.sync += [a_wword.eq(0), a_wrow.eq(a_wrow + 1)]
+                with m.If(a_wrow + 1 == a_sizes.r_data):
+                    m.d.comb += a_sizes.r_en.eq(1)
+                    m.d.sync += [a_wrow.eq(0), a_blk["loaded"].eq(a_blk["loaded"] + 1)]
+        # B: k rows arrive in order; beat w of k row r fills bytes [w*bb, w*bb + count).
+        b_wrow = Signal(range(depth + 1))
+        b_wbeat = Signal(range(max(1, -(-cols // bb)) + 1))
+        b_port = b_mem.write_port(granularity=1)
+        lanes = Signal(cols)
+        shifted = Signal(8 * cols)
+        m.d.comb += [
+            lanes.eq((((1 << beat.count) - 1) << (b_wbeat * bb))[:cols]),
+            shifted.eq((beat.data << (b_wbeat * bb * 8))[:8 * cols]),
+            b_port.addr.eq(Cat(b_wrow[:len(b_port.addr) - 1], b_blk["loaded"][0])),
+            b_port.data.eq(shifted),
+            b_port.en.eq(Mux(fire & (beat.tag == TAG_B), lanes, 0)),
+        ]
+        with m.If(fire & (beat.tag == TAG_B)):
+            m.d.comb += self.sram_b_write.eq(beat.count)
+            m.d.sync += b_wbeat.eq(b_wbeat + 1)
+            with m.If(beat.last):
+                m.d.sync += [b_wbeat.eq(0), b_wrow.eq(b_wrow + 1)]
+                with m.If(b_wrow + 1 == b_sizes.r_data):
+                    m.d.comb += b_sizes.r_en.eq(1)
+                    m.d.sync += [b_wrow.eq(0), b_blk["loaded"].eq(b_blk["loaded"] + 1)]
+        with m.If(self.start):
+            m.d.sync += [a_wrow.eq(0), a_wword.eq(0), b_wrow.eq(0), b_wbeat.eq(0)]
+
+        # ---- feeder ---------------------------------------------------------------------
+        f_nest = _Nest(m, "feed", job, plan, with_t=True)
+        f_active = Signal()
+        f_streaming = Signal()
+        f_k = Signal(32)
+        f_k_end = Signal(32)
+        a_ready = a_blk["loaded"] != a_blk["released"]
+        b_ready = b_blk["loaded"] != b_blk["released"]
+        tile_rows = Mux(job.m - f_nest.t < rows, job.m - f_nest.t, rows)
+        tile_cols = Mux(job.n - f_nest.j < cols, job.n - f_nest.j, cols)
+
+        # Stage 0 issues SRAM reads; stage 1 holds the read data for the array.
+        s1_valid = Signal()
+        s1_ready = self.operands.ready | ~s1_valid
+        s0_valid = Signal()
+        s0_fire = s0_valid & s1_ready
+        a_rd_ports = [mem.read_port() for mem in a_mems]
+        b_rd_port = b_mem.read_port()
+        a_rd_word = Cat(f_k[len(Const(bb - 1)) if bb > 1 else 0:][:len(a_rd_ports[0].addr) - 1],
+                        a_blk["released"][0]) if bb > 1 else Cat(f_k[:len(a_rd_ports[0].addr) - 1],
+                                                                 a_blk["released"][0])
+        for port in a_rd_ports:
+            m.d.comb += [port.addr.eq(a_rd_word), port.en.eq(s0_fire)]
+        m.d.comb += [b_rd_port.addr.eq(Cat(f_k[:len(b_rd_port.addr) - 1], b_blk["released"][0])),
+                     b_rd_port.en.eq(s0_fire)]
+
+        s1_lane = Signal(range(bb))
+        s1_tile = Signal(8)
+        s1_rows = Signal(range(rows + 1))
+        s1_cols = Signal(range(cols + 1))
+        s1_last = Signal()
+        # Placements of announced tiles wait here for the C path (the array holds at most
+        # a few tiles between being fed and drained).
+        m.submodules.tile_queue = tile_queue = fifo.SyncFIFOBuffered(
+            width=TileInfo(config).size, depth=4)
+        m.d.comb += [
+            self.tiles.valid.eq(tile_queue.r_rdy),
+            self.tiles.payload.eq(tile_queue.r_data),
+            tile_queue.r_en.eq(self.tiles.ready),
+        ]
+        announce = Signal(TileInfo(config))
+        can_start = a_ready & b_ready & (tile_queue.w_rdy | ~f_nest.c_last)
+        with m.If(self.start):
+            m.d.sync += [f_active.eq(1), f_streaming.eq(0), *f_nest.reset()]
+        with m.Elif(self.abort):
+            m.d.sync += [f_active.eq(0), f_streaming.eq(0)]
+        with m.Elif(f_active & ~f_streaming):
+            with m.If(can_start):
+                m.d.sync += [f_streaming.eq(1), f_k.eq(0), f_k_end.eq(chunk_len(f_nest.c))]
+                # The tile's last chunk: announce where its results go.
+                m.d.comb += [tile_queue.w_en.eq(f_nest.c_last), tile_queue.w_data.eq(announce)]
+        with m.Elif(f_streaming):
+            m.d.comb += s0_valid.eq(~self.abort)
+            with m.If(s0_fire):
+                m.d.sync += [
+                    f_k.eq(f_k + 1),
+                    s1_lane.eq(f_k[:len(s1_lane)] if bb > 1 else 0),
+                    s1_tile.eq(f_nest.tile),
+                    s1_rows.eq(tile_rows),
+                    s1_cols.eq(tile_cols),
+                    s1_last.eq((f_k + 1 == f_k_end) & f_nest.c_last),
+                ]
+                with m.If(f_k + 1 == f_k_end):
+                    m.d.sync += [f_streaming.eq(0), f_active.eq(~f_nest.last)]
+                    with m.If(f_nest.t_last):
+                        # Done with this (s, j, c) group: free the buffers whose block changes.
+                        a_done = ~plan.single_chunk | f_nest.j_last
+                        b_done = ~(plan.single_chunk & plan.single_col) | f_nest.s_last
+                        with m.If(a_done | f_nest.last):
+                            m.d.sync += a_blk["released"].eq(a_blk["released"] + 1)
+                        with m.If(b_done | f_nest.last):
+                            m.d.sync += b_blk["released"].eq(b_blk["released"] + 1)
+                    f_nest.step()
+        m.d.comb += [
+            announce.row0.eq(f_nest.t),
+            announce.col0.eq(f_nest.j),
+            announce.rows.eq(tile_rows),
+            announce.cols.eq(tile_cols),
+        ]
+        with m.If(s0_fire):
+            m.d.sync += s1_valid.eq(1)
+        with m.Elif(self.operands.ready):
+            m.d.sync += s1_valid.eq(0)
+        with m.If(self.start | self.abort):
+            m.d.sync += s1_valid.eq(0)
+
+        # Stage 1: select each array row's byte from its bank and zero the padding.
+        out = self.operands.payload
+        for i in range(rows):
+            candidates = [a_rd_ports[t * rows + i].data for t in range(config.row_tiles)]
+            word = candidates[0]
+            for t in range(1, config.row_tiles):
+                word = Mux(s1_tile == t, candidates[t], word)
+            byte = Signal(8, name=f"feed_a_{i}")
+            m.d.comb += byte.eq(Value.cast(word).word_select(s1_lane, 8))
+            m.d.comb += out.a[i].eq(Mux(i < s1_rows, byte, 0))
+        for j in range(cols):
+            m.d.comb += out.b[j].eq(Mux(j < s1_cols, b_rd_port.data[j], 0))
+        m.d.comb += [out.last.eq(s1_last), self.operands.valid.eq(s1_valid)]
+        useful = s1_rows * s1_cols
+        with m.If(self.operands.valid & self.operands.ready):
+            m.d.comb += [self.macs.eq(useful), self.padded_macs.eq(rows * cols - useful)]
+
+        m.d.comb += self.busy.eq(f_active | s1_valid)
+        return m

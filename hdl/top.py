@@ -1,0 +1,95 @@
+"""The accelerator top level: CSRs over AXI4-Lite, the GEMM engine over AXI4."""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out, flipped
+
+from .counters import COUNTERS
+from .csr import CSRBank
+from .dma import axi4_signature
+from .engine import GemmEngine
+from .job import JobChecker
+from .registers import ErrorCode, systole_register_map
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    """Systole: write a descriptor, write START, wait for done, read the counters.
+
+    At START the descriptor is checked; a bad one ends the job at once with STATUS.ERROR and
+    its code, and nothing reaches the memory bus. START while a job runs sets ERROR with
+    code BUSY and leaves the running job alone. An AXI error response aborts the job
+    (AXI_READ_ERROR / AXI_WRITE_ERROR) after the outstanding transactions complete.
+
+    Parameters
+    ----------
+    config : SystoleConfig
+
+    Attributes
+    ----------
+    csr : AXI4-Lite subordinate port (Verilog ``csr__*``)
+    mem : AXI4 manager port (Verilog ``mem__*``)
+    irq : Out(1)
+        STATUS.DONE & IRQ_ENABLE.DONE.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        self._bank = CSRBank(systole_register_map(config))
+        super().__init__({
+            "csr": Out(self._bank.axi.signature),
+            "mem": Out(axi4_signature(config)),
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        m.submodules.csr = bank = self._bank
+        m.submodules.engine = engine = GemmEngine(config)
+        m.submodules.checker = checker = JobChecker(config)
+        wiring.connect(m, flipped(self.csr), bank.axi)
+        wiring.connect(m, flipped(self.mem), engine.mem)
+
+        job = checker.job
+        m.d.comb += [
+            job.m.eq(bank.m.value), job.n.eq(bank.n.value), job.k.eq(bank.k.value),
+            job.a_addr.eq(Cat(bank.a_addr_lo.value, bank.a_addr_hi.value)),
+            job.b_addr.eq(Cat(bank.b_addr_lo.value, bank.b_addr_hi.value)),
+            job.c_addr.eq(Cat(bank.c_addr_lo.value, bank.c_addr_hi.value)),
+            job.a_stride.eq(bank.a_stride.value),
+            job.b_stride.eq(bank.b_stride.value),
+            job.c_stride.eq(bank.c_stride.value),
+            job.a_format.eq(bank.format.a_format),
+            job.b_format.eq(bank.format.b_format),
+            job.out_format.eq(bank.format.out_format),
+            job.saturate.eq(bank.format.saturate),
+            job.scale_exp.eq(bank.format.scale_exp),
+            engine.job.eq(job),
+        ]
+
+        error_code = Signal(ErrorCode)
+        start = bank.ctrl.start
+        with m.If(start & engine.busy):
+            m.d.sync += error_code.eq(ErrorCode.BUSY)
+            m.d.comb += bank.status.error_set.eq(1)
+        with m.Elif(start & (checker.error != ErrorCode.NONE)):
+            m.d.sync += error_code.eq(checker.error)
+            m.d.comb += [bank.status.error_set.eq(1), bank.status.done_set.eq(1)]
+        with m.Elif(start):
+            m.d.sync += error_code.eq(ErrorCode.NONE)
+            m.d.comb += engine.start.eq(1)
+        with m.If(engine.done):
+            m.d.comb += bank.status.done_set.eq(1)
+            with m.If(engine.error != ErrorCode.NONE):
+                m.d.sync += error_code.eq(engine.error)
+                m.d.comb += bank.status.error_set.eq(1)
+        m.d.comb += [
+            bank.status.busy.eq(engine.busy),
+            bank.error_code.code.eq(error_code),
+            self.irq.eq(bank.status.done & bank.irq_enable.done),
+        ]
+        for name in COUNTERS:
+            m.d.comb += getattr(bank, name).eq(getattr(engine.counters, name))
+        return m

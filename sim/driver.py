@@ -1,0 +1,164 @@
+"""The host driver: registers and memory through an abstract port.
+
+The same driver runs the cocotb simulation (:class:`CocotbPort`, cocotbext-axi models) and,
+later, a board (a UART bridge port). A port provides four coroutines::
+
+    await port.read32(address) -> int          # CSR read
+    await port.write32(address, value)         # CSR write
+    await port.write_memory(address, data)     # bytes into external memory
+    await port.read_memory(address, length) -> bytes
+
+and optionally ``await port.wait_interrupt()``, which returns once the done interrupt is
+high; without it the driver polls STATUS.
+"""
+
+from dataclasses import asdict, dataclass
+
+from ..formats import input_format, output_format
+from ..hdl.counters import COUNTERS
+from ..hdl.registers import ErrorCode, systole_register_map
+
+__all__ = ["GemmJob", "JobOutcome", "SystoleDriver", "CocotbPort", "JobError"]
+
+
+class JobError(RuntimeError):
+    """The accelerator rejected or aborted a job; ``code`` is the ErrorCode name."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class GemmJob:
+    """A job descriptor as the host writes it (addresses and strides in bytes)."""
+    m: int
+    n: int
+    k: int
+    a_addr: int
+    b_addr: int
+    c_addr: int
+    a_stride: int
+    b_stride: int
+    c_stride: int
+    a_format: str = "e4m3"
+    b_format: str = "e4m3"
+    out_format: str = "fp32"
+    saturate: bool = True
+    scale_exp: int = 0
+
+
+@dataclass
+class JobOutcome:
+    error: str                  # ErrorCode name; "NONE" for a completed job
+    counters: dict
+
+
+_FORMAT_CODES = {"e4m3": 0, "e5m2": 1}
+_OUT_CODES = {"fp32": 0, "bf16": 1, "e4m3": 2, "e5m2": 3}
+
+
+class SystoleDriver:
+    """Runs jobs on one Systole instance.
+
+    Parameters
+    ----------
+    port : object
+        See the module docstring.
+    config : SystoleConfig
+        The configuration the hardware was built with (for the register map).
+    """
+
+    def __init__(self, port, config):
+        self.port = port
+        self.config = config
+        self.regmap = systole_register_map(config)
+
+    def _address(self, name):
+        return self.regmap[name].address
+
+    async def read_register(self, name):
+        return self.regmap[name].decode(await self.port.read32(self._address(name)))
+
+    async def write_register(self, name, **fields):
+        await self.port.write32(self._address(name), self.regmap[name].encode(**fields))
+
+    async def write_job(self, job):
+        input_format(job.a_format), input_format(job.b_format), output_format(job.out_format)
+        for name in ("m", "n", "k", "a_stride", "b_stride", "c_stride"):
+            await self.write_register(name.upper(), value=getattr(job, name) & 0xFFFF_FFFF)
+        for name in ("a_addr", "b_addr", "c_addr"):
+            value = getattr(job, name)
+            await self.write_register(f"{name.upper()}_LO", value=value & 0xFFFF_FFFF)
+            await self.write_register(f"{name.upper()}_HI", value=(value >> 32) & 0xFFFF_FFFF)
+        await self.write_register(
+            "FORMAT", a_format=_FORMAT_CODES[job.a_format], b_format=_FORMAT_CODES[job.b_format],
+            out_format=_OUT_CODES[job.out_format], saturate=int(job.saturate),
+            scale_exp=job.scale_exp)
+
+    async def read_counters(self):
+        values = {}
+        for name in COUNTERS:
+            counter = self.regmap.counter(name)
+            lo = await self.port.read32(counter.lo.address)
+            hi = await self.port.read32(counter.hi.address)
+            values[name] = lo | hi << 32
+        return values
+
+    async def start(self):
+        await self.write_register("CTRL", start=1)
+
+    async def wait_done(self, *, max_polls=10_000_000):
+        if hasattr(self.port, "wait_interrupt"):
+            await self.port.wait_interrupt()
+        for _ in range(max_polls):
+            status = await self.read_register("STATUS")
+            if status["done"] or status["error"]:
+                return status
+        raise TimeoutError("Systole did not finish the job")
+
+    async def run(self, job):
+        """Write the descriptor, START, wait, and return the outcome (error code, counters).
+
+        The done and error flags are cleared before the job and after it.
+        """
+        await self.write_register("STATUS", done=1, error=1)
+        await self.write_register("IRQ_ENABLE", done=1)
+        await self.write_job(job)
+        await self.start()
+        status = await self.wait_done()
+        # A rejected descriptor sets error without ever setting busy; a job sets done.
+        code = ErrorCode((await self.read_register("ERROR_CODE"))["code"])
+        counters = await self.read_counters()
+        await self.write_register("STATUS", done=1, error=1)
+        return JobOutcome(error=code.name, counters=counters)
+
+
+class CocotbPort:
+    """Port over cocotbext-axi models: an AxiLiteMaster for CSRs, an AxiRam for memory."""
+
+    def __init__(self, csr, ram, irq=None, clock=None):
+        self.csr = csr
+        self.ram = ram
+        self.irq = irq
+        self.clock = clock
+
+    async def read32(self, address):
+        data = await self.csr.read(address, 4)
+        return int.from_bytes(data.data, "little")
+
+    async def write32(self, address, value):
+        await self.csr.write(address, int(value).to_bytes(4, "little"))
+
+    async def write_memory(self, address, data):
+        self.ram.write(address, bytes(data))
+
+    async def read_memory(self, address, length):
+        return self.ram.read(address, length)
+
+    async def wait_interrupt(self):
+        from cocotb.triggers import RisingEdge
+        if self.irq is None:
+            return
+        while not int(self.irq.value):
+            await RisingEdge(self.clock)

@@ -1,0 +1,125 @@
+"""cocotb-side external memory: a cocotbext-axi RAM with a pipelined read latency.
+
+cocotbext-axi's ``AxiRam`` answers each read burst as soon as it takes the AR beat and
+handles bursts one after another, so it has no latency to hide. ``LatencyAxiRam`` keeps its
+write side and replaces the read side with two coroutines: one accepts AR beats as fast as
+the (paused) channel allows and stamps each with ``now + latency`` cycles; the other sends
+the bursts' R beats in order, each burst no earlier than its stamp. Outstanding reads are
+therefore limited only by the DMA, as with a real DRAM controller.
+"""
+
+import collections
+import logging
+
+import cocotb
+from cocotb.triggers import Event, RisingEdge
+from cocotbext.axi import AxiBus, AxiRam
+from cocotbext.axi.constants import AxiResp
+
+__all__ = ["LatencyAxiRam", "random_pauses", "quiet_axi_logs"]
+
+
+def quiet_axi_logs():
+    """cocotbext-axi logs every burst at INFO: thousands of lines and most of the run time."""
+    for name in ("cocotb.mem", "cocotbext.axi", "cocotb.systole.mem_", "cocotb.systole.csr_"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def random_pauses(rng, probability):
+    """A cocotbext-axi pause generator: pause each cycle with the given probability."""
+    while True:
+        yield rng.random() < probability
+
+
+class LatencyAxiRam(AxiRam):
+    """AxiRam whose read bursts return ``latency`` cycles after their AR beat.
+
+    Parameters
+    ----------
+    bus : cocotbext.axi.AxiBus
+    clock, reset : cocotb handles
+    size : int
+        Bytes of memory, from address 0.
+    latency : int
+        Cycles from an AR handshake to the first R beat of that burst (at least 1).
+    error_range : tuple(int, int) or None
+        Reads and writes touching [start, end) get SLVERR (AXI error injection).
+    """
+
+    def __init__(self, bus, clock, reset=None, *, size, latency=1, error_range=None):
+        self.latency = max(1, int(latency))
+        self.error_range = error_range
+        self._clock = clock
+        self._now = 0
+        self._pending = collections.deque()
+        self._pending_event = Event()
+        super().__init__(bus, clock, reset, size=size)
+        quiet_axi_logs()
+        self.read_if.log.setLevel(logging.WARNING)
+        self.write_if.log.setLevel(logging.WARNING)
+        read_if = self.read_if
+        read_if.ar_channel.queue_occupancy_limit = 1024
+        # Replace the serial read process with the pipelined one.
+        read_if._process_read = self._accept_reads
+        cocotb.start_soon(self._tick())
+        cocotb.start_soon(self._send_reads())
+        self._wrap_writes()
+
+    def _in_error_range(self, address, length):
+        if self.error_range is None:
+            return False
+        start, end = self.error_range
+        return address < end and address + length > start
+
+    def _wrap_writes(self):
+        write = self.write_if._write
+
+        async def checked_write(address, data):
+            if self._in_error_range(address, len(data)):
+                raise ValueError("injected write error")
+            await write(address, data)
+        self.write_if._write = checked_write
+
+    async def _tick(self):
+        while True:
+            await RisingEdge(self._clock)
+            self._now += 1
+
+    async def _accept_reads(self):
+        read_if = self.read_if
+        while True:
+            ar = await read_if.ar_channel.recv()
+            self._pending.append((self._now + self.latency, ar))
+            self._pending_event.set()
+
+    async def _send_reads(self):
+        read_if = self.read_if
+        lanes = read_if.byte_lanes
+        while True:
+            while not self._pending:
+                self._pending_event.clear()
+                await self._pending_event.wait()
+            due, ar = self._pending.popleft()
+            while self._now < due:
+                await RisingEdge(self._clock)
+            arid = int(getattr(ar, "arid", 0))
+            addr = int(ar.araddr)
+            length = int(getattr(ar, "arlen", 0)) + 1
+            size = 2 ** int(getattr(ar, "arsize", (lanes - 1).bit_length()))
+            assert 0x1000 - (addr & ~(size - 1) & 0xFFF) >= size * length, \
+                f"read burst at {addr:#x} of {length} beats crosses 4 KiB"
+            cur = (addr // size) * size
+            for n in range(length):
+                word = (cur // lanes) * lanes
+                r = read_if.r_channel._transaction_obj()
+                r.rid = arid
+                r.rlast = n == length - 1
+                r.rresp = AxiResp.OKAY
+                if self._in_error_range(word, lanes):
+                    data = bytes(lanes)
+                    r.rresp = AxiResp.SLVERR
+                else:
+                    data = await read_if._read(word, lanes)
+                r.rdata = int.from_bytes(data, "little")
+                await read_if.r_channel.send(r)
+                cur += size

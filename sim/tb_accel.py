@@ -1,0 +1,221 @@
+"""cocotb testbench for the whole accelerator: CSRs over AXI4-Lite, memory over AXI4.
+
+One shared ``AccelTB`` owns the clock, reset, the memory model (``LatencyAxiRam`` with
+pause generators on every channel) and the CSR master; the host driver runs jobs through
+it; the model is ``golden.gemm``; the scoreboard compares the *whole memory image* after
+each job with the expected one (C elements replaced by the golden bits, every other byte
+untouched — so guard bytes around C and zero writes for rejected jobs are checked at
+once) and checks the counter laws of DESIGN.md section 4.
+
+Parameters come as JSON in ``$SYSTOLE_TB``::
+
+    {"config": {...}, "seed": 1, "latency": 32, "pause": 0.1,
+     "jobs": [{"m": .., "n": .., "k": .., ...}, ...] | "random_jobs": 100,
+     "inputs": "/path/a_b.npz" | null, "output": "/path/results.json" | null}
+"""
+
+import json
+import os
+import random
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster
+
+from ..config import SystoleConfig
+from ..formats import output_format
+from . import golden
+from .driver import CocotbPort, GemmJob, SystoleDriver
+from .memory import LatencyAxiRam, quiet_axi_logs, random_pauses
+from .stimulus import FP8_DTYPES, random_fp8
+
+__all__ = ["AccelTB", "counter_law_violations", "random_job_spec", "config_from_json"]
+
+_BASE = 0x1000
+
+
+def config_from_json(d):
+    return SystoleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def counter_law_violations(config, spec, counters):
+    """The counter laws of DESIGN.md section 4 that ``counters`` break (empty when none)."""
+    m, n, k = spec["m"], spec["n"], spec["k"]
+    ob = output_format(spec["out_format"]).width // 8
+    c = counters
+    laws = {
+        "cycles == active + stall_load + stall_store + overhead":
+            c["cycles"] == c["active_cycles"] + c["stall_load_cycles"]
+            + c["stall_store_cycles"] + c["overhead_cycles"],
+        "macs == M*N*K": c["macs"] == m * n * k,
+        "dram_write_bytes == M*N*bytes(out)": c["dram_write_bytes"] == m * n * ob,
+        "dram_read_bytes >= M*K + K*N": c["dram_read_bytes"] >= m * k + k * n,
+        "active_cycles*rows*cols == macs + padded_macs":
+            c["active_cycles"] * config.rows * config.cols == c["macs"] + c["padded_macs"],
+        "sram_a_read_bytes == active_cycles*rows":
+            c["sram_a_read_bytes"] == c["active_cycles"] * config.rows,
+        "sram_b_read_bytes == active_cycles*cols":
+            c["sram_b_read_bytes"] == c["active_cycles"] * config.cols,
+        "sram_c_read_bytes == dram_write_bytes": c["sram_c_read_bytes"] == c["dram_write_bytes"],
+        "sram_a_write_bytes + sram_b_write_bytes <= dram_read_bytes":
+            c["sram_a_write_bytes"] + c["sram_b_write_bytes"] <= c["dram_read_bytes"],
+    }
+    return [law for law, holds in laws.items() if not holds]
+
+
+def random_job_spec(rng, config):
+    """A random valid job: degenerate and edge shapes, any alignment, all formats."""
+    r, c, depth = config.rows, config.cols, config.sram_depth
+    def dim(tile):
+        return int(rng.choice([1, tile - 1 or 1, tile, tile + 1, rng.integers(1, 3 * tile + 4),
+                               rng.integers(1, 5 * tile + 2)]))
+    k = int(rng.choice([1, 2, rng.integers(1, 3 * c + 1), depth, depth + 1,
+                        rng.integers(1, 2 * depth + 8)]))
+    out = str(rng.choice(["fp32", "bf16", "e4m3", "e5m2"]))
+    return {
+        "m": dim(r), "n": dim(c), "k": k,
+        "a_format": str(rng.choice(config.formats)), "b_format": str(rng.choice(config.formats)),
+        "out_format": out, "saturate": bool(rng.integers(0, 2)),
+        "scale_exp": int(rng.choice([0, 0, 0, rng.integers(-20, 21)])),
+        "a_offset": int(rng.integers(0, 64)), "b_offset": int(rng.integers(0, 64)),
+        "c_offset": int(rng.integers(0, 16)), "a_pad": int(rng.choice([0, 0, rng.integers(1, 40)])),
+        "b_pad": int(rng.choice([0, 0, rng.integers(1, 40)])),
+        "c_pad": int(rng.choice([0, 0, rng.integers(1, 10)])),
+        "specials": float(rng.choice([0.0, 0.0, 0.02])),
+    }
+
+
+def _layout(spec, config):
+    """Addresses and strides of one job's A, B and C (C naturally aligned)."""
+    ob = output_format(spec["out_format"]).width // 8
+    m, n, k = spec["m"], spec["n"], spec["k"]
+    a_stride = spec.get("a_stride", k + spec.get("a_pad", 0))
+    b_stride = spec.get("b_stride", n + spec.get("b_pad", 0))
+    c_stride = spec.get("c_stride", (n + spec.get("c_pad", 0)) * ob)
+    a_addr = spec.get("a_addr", _BASE + spec.get("a_offset", 0))
+    b_addr = spec.get("b_addr", a_addr + m * a_stride + 64 + spec.get("b_offset", 0))
+    c_addr = spec.get("c_addr", ((b_addr + k * b_stride + 64) // 64) * 64
+                      + spec.get("c_offset", 0) * ob)
+    end = c_addr + m * c_stride + 64
+    return GemmJob(m=m, n=n, k=k, a_addr=a_addr, b_addr=b_addr, c_addr=c_addr,
+                   a_stride=a_stride, b_stride=b_stride, c_stride=c_stride,
+                   a_format=spec["a_format"], b_format=spec["b_format"],
+                   out_format=spec["out_format"], saturate=spec["saturate"],
+                   scale_exp=spec["scale_exp"]), end
+
+
+class AccelTB:
+    """Clock, reset, memory model with latency and pauses, CSR master, driver."""
+
+    def __init__(self, dut, config, *, seed, latency, pause, mem_size):
+        self.dut = dut
+        self.config = config
+        self.rng = random.Random(seed)
+        self.mem_size = mem_size
+        quiet_axi_logs()
+        self.ram = LatencyAxiRam(AxiBus.from_prefix(dut, "mem_"), dut.clk, dut.rst,
+                                 size=mem_size, latency=latency)
+        self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "csr_"), dut.clk, dut.rst)
+        if pause:
+            for channel in (self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
+                            self.ram.write_if.b_channel, self.ram.read_if.ar_channel,
+                            self.ram.read_if.r_channel):
+                channel.set_pause_generator(random_pauses(random.Random(self.rng.random()),
+                                                          pause))
+        self.port = CocotbPort(self.csr, self.ram, irq=dut.irq, clock=dut.clk)
+        self.driver = SystoleDriver(self.port, config)
+
+    async def start(self):
+        Clock(self.dut.clk, 10, unit="ns").start()
+        self.dut.rst.value = 1
+        for _ in range(4):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        for _ in range(2):
+            await RisingEdge(self.dut.clk)
+
+    async def run_job(self, spec, a=None, b=None, nprng=None):
+        """Run one job; return (result dict, list of problems)."""
+        job, end = _layout(spec, self.config)
+        assert end <= self.mem_size, f"job needs {end} bytes of memory"
+        if a is None:
+            a = random_fp8(nprng, (job.m, job.k), job.a_format, specials=spec.get("specials", 0))
+            b = random_fp8(nprng, (job.k, job.n), job.b_format, specials=spec.get("specials", 0))
+        image = np.frombuffer(nprng.bytes(end), dtype=np.uint8).copy()
+        for i in range(job.m):
+            image[job.a_addr + i * job.a_stride:][:job.k] = a.view(np.uint8)[i]
+        for kk in range(job.k):
+            image[job.b_addr + kk * job.b_stride:][:job.n] = b.view(np.uint8)[kk]
+        await self.port.write_memory(0, image.tobytes())
+
+        outcome = await self.driver.run(job)
+        after = np.frombuffer(await self.port.read_memory(0, end), dtype=np.uint8)
+        expected_image = image.copy()
+        problems = []
+        result = {"spec": spec, "error": outcome.error, "counters": outcome.counters}
+        want_error = spec.get("expect", "NONE")
+        if outcome.error != want_error:
+            problems.append(f"error code {outcome.error}, expected {want_error}")
+        if want_error == "NONE":
+            c_bits = golden.to_bits(golden.gemm(a, b, job.out_format, saturate=job.saturate,
+                                                scale_exp=job.scale_exp))
+            ob = c_bits.dtype.itemsize
+            c_bytes = c_bits.astype(c_bits.dtype.newbyteorder("<")).view(np.uint8)
+            c_bytes = c_bytes.reshape(job.m, job.n * ob)
+            for i in range(job.m):
+                expected_image[job.c_addr + i * job.c_stride:][:job.n * ob] = c_bytes[i]
+            got = np.stack([after[job.c_addr + i * job.c_stride:][:job.n * ob]
+                            for i in range(job.m)])
+            result["c_bytes"] = got.tobytes().hex() if spec.get("return_c") else None
+            result["bit_exact"] = bool(np.array_equal(got, c_bytes))
+            problems += [f"counter law broken: {law}"
+                         for law in counter_law_violations(self.config, spec, outcome.counters)]
+        if not np.array_equal(after, expected_image):
+            wrong = np.flatnonzero(after != expected_image)
+            ob = output_format(job.out_format).width // 8
+            rel = wrong - job.c_addr
+            in_c = (rel >= 0) & (rel // job.c_stride < job.m) & (rel % job.c_stride < job.n * ob)
+            problems.append(
+                f"{len(wrong)} memory bytes differ from the expected image "
+                f"({int(np.sum(in_c))} inside C, {int(np.sum(~in_c))} outside: "
+                f"{[hex(int(x)) for x in wrong[~in_c][:8]]}); C elements wrong at (row, byte) "
+                f"{[(int(r // job.c_stride), int(r % job.c_stride)) for r in rel[in_c][:8]]}")
+        return result, problems
+
+
+async def run_accel_regression(dut, params):
+    config = config_from_json(params["config"])
+    seed = int(params["seed"])
+    nprng = np.random.default_rng(seed)
+    jobs = params.get("jobs") or [random_job_spec(nprng, config)
+                                  for _ in range(int(params.get("random_jobs", 0)))]
+    sizes = [_layout(spec, config)[1] for spec in jobs]
+    mem_size = max(sizes + [1 << 16])
+    mem_size = 1 << (mem_size - 1).bit_length()
+    tb = AccelTB(dut, config, seed=seed, latency=int(params.get("latency", 1)),
+                 pause=float(params.get("pause", 0.0)), mem_size=mem_size)
+    await tb.start()
+    inputs = np.load(params["inputs"]) if params.get("inputs") else None
+    results, failures = [], []
+    for index, spec in enumerate(jobs):
+        a = b = None
+        if inputs is not None:
+            a = inputs[f"a{index}"].view(FP8_DTYPES[spec["a_format"]])
+            b = inputs[f"b{index}"].view(FP8_DTYPES[spec["b_format"]])
+        result, problems = await tb.run_job(spec, a, b, nprng)
+        results.append(result)
+        if problems:
+            failures.append(f"job {index} {spec}: " + "; ".join(problems))
+            dut._log.error("seed=%d job %d FAILED: %s", seed, index, "; ".join(problems))
+    if params.get("output"):
+        with open(params["output"], "w") as f:
+            json.dump({"seed": seed, "results": results}, f)
+    assert not failures, (f"seed={seed}: {len(failures)} of {len(jobs)} jobs failed "
+                          f"(reproduce with SYSTOLE_SEED={seed}):\n" + "\n".join(failures))
+
+
+@cocotb.test()
+async def accel_regression(dut):
+    await run_accel_regression(dut, json.loads(os.environ["SYSTOLE_TB"]))
