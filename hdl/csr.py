@@ -52,7 +52,7 @@ REGISTER_WIDTH = 32
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _REGISTER_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 # Attribute names of Amaranth interface objects that a port may not shadow.
-_RESERVED_PORT_NAMES = {"signature", "axi"}
+_RESERVED_PORT_NAMES = {"signature"}
 
 
 class Access(enum.Enum):
@@ -555,6 +555,14 @@ class CSRBank(wiring.Component):
     Every counter is one ``In(counter.width)`` port named after the counter. So, for
     example, ``bank.status.busy`` (In), ``bank.status.done`` (Out),
     ``bank.status.done_set`` (In), ``bank.ctrl.start`` (Out), ``bank.cycles`` (In).
+    Registers whose fields are all constants, and counter halves, have no port group.
+
+    In a top-level whose own port ``csr`` is ``Out(AXI4LiteSignature(...))``::
+
+        m.submodules.csr = bank = CSRBank(systole_register_map(config))
+        wiring.connect(m, wiring.flipped(self.csr), bank.axi)
+        m.d.comb += [bank.status.busy.eq(busy), bank.status.done_set.eq(job_ended),
+                     bank.cycles.eq(cycles), start.eq(bank.ctrl.start)]
 
     Bus behaviour: AW and W are accepted independently, in either order or together, and
     the write is performed once both are held; B answers OKAY, or SLVERR for an address

@@ -21,6 +21,7 @@ counters, write 1 to STATUS.DONE (and ERROR) to clear them.
 
 from amaranth.lib import enum
 
+from .counters import COUNTERS
 from .csr import R, RW, W, W1C, Field, Register, RegisterMap
 from .fp8 import Fp8Format, OutFormat
 from .normalizer import SCALE_SHAPE
@@ -75,28 +76,11 @@ _ERROR_DESCRIPTIONS = {
 #: Error name to code, for the host driver.
 ERROR_CODES = {code.name: code.value for code in ErrorCode}
 
-#: Counter descriptions (DESIGN.md section 4), in register order.
-COUNTER_DESCRIPTIONS = {
-    "cycles": "Clock cycles from start to done",
-    "active_cycles": "Cycles in which the array advanced",
-    "stall_load_cycles": "Cycles the array waited for operands",
-    "stall_store_cycles": "Cycles the array waited for result drain or write-back",
-    "overhead_cycles": "Every other cycle (setup, final drain)",
-    "macs": "Useful multiply-accumulates (M*N*K)",
-    "padded_macs": "PE slots spent on padding of edge tiles",
-    "dram_read_bytes": "Bytes moved on the AXI read data channel",
-    "dram_write_bytes": "Bytes moved on the AXI write data channel",
-    "dram_read_bursts": "AXI read transactions",
-    "dram_write_bursts": "AXI write transactions",
-    "sram_a_read_bytes": "Bytes read from the A operand buffer",
-    "sram_a_write_bytes": "Bytes written into the A operand buffer",
-    "sram_b_read_bytes": "Bytes read from the B operand buffer",
-    "sram_b_write_bytes": "Bytes written into the B operand buffer",
-    "sram_c_read_bytes": "Bytes read from the C result buffer",
-    "sram_c_write_bytes": "Bytes written into the C result buffer",
-}
+#: Counter descriptions (DESIGN.md section 4), in register order: declared once, in
+#: hdl/counters.py.
+COUNTER_DESCRIPTIONS = COUNTERS
 #: The counters, in register order (also the JSON keys the CLI prints).
-COUNTER_NAMES = tuple(COUNTER_DESCRIPTIONS)
+COUNTER_NAMES = tuple(COUNTERS)
 
 _FORMAT_BITS = {"e4m3": 0, "e5m2": 1}
 
@@ -176,9 +160,8 @@ def systole_register_map(config):
         formats=(2, format_mask, "Enabled fp8 formats: bit 0 E4M3, bit 1 E5M2")))
     regmap.add("CONFIG1", _constant("Build configuration: largest K",
                                     max_k=(32, config.max_k, "Largest K a job may have")))
-    sram_depth = getattr(config, "sram_depth", 1024)
     regmap.add("CONFIG2", _constant("Build configuration: operand buffer depth",
-                                    sram_depth=(32, sram_depth,
+                                    sram_depth=(32, config.sram_depth,
                                                 "k-steps one operand buffer holds")))
     regmap.add("CONFIG3", _constant(
         "Build configuration: address and counter widths",

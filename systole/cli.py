@@ -21,11 +21,22 @@ def _add_config_arguments(parser, *, rows=8, cols=8):
                        help="largest K a job may have; sets the accumulator width")
 
 
+def _add_memory_system_arguments(parser):
+    group = parser.add_argument_group("memory system")
+    group.add_argument("--bus-width", type=int, default=64, help="AXI4 data width in bits")
+    group.add_argument("--sram-depth", type=int, default=1024,
+                       help="k-steps one operand buffer holds (default %(default)s)")
+    group.add_argument("--row-tiles", type=int, default=2,
+                       help="row tiles of A one A buffer holds (default %(default)s)")
+
+
 def _config_from(args):
+    extra = {name: getattr(args, name) for name in ("bus_width", "sram_depth", "row_tiles")
+             if hasattr(args, name)}
     try:
         return SystoleConfig(rows=args.rows, cols=args.cols,
                              formats=tuple(f for f in args.formats.split(",") if f),
-                             max_k=args.max_k)
+                             max_k=args.max_k, **extra)
     except (TypeError, ValueError) as error:
         raise SystemExit(f"systole: bad configuration: {error}")
 
@@ -97,9 +108,71 @@ def _cmd_demo(args):
     return 0 if exact else 1
 
 
+def _print_counters(counters, config, shape):
+    m, n, k = shape
+    width = max(len(name) for name in counters)
+    print(f"{'counter':<{width}}  {'value':>14}")
+    for name, value in counters.items():
+        print(f"{name:<{width}}  {value:>14,}")
+    cycles = counters["cycles"]
+    dram = counters["dram_read_bytes"] + counters["dram_write_bytes"]
+    utilization = counters["macs"] / (config.rows * config.cols * cycles)
+    intensity = counters["macs"] / dram if dram else float("inf")
+    print(f"{'utilization':<{width}}  {utilization:>14.1%}   macs / (rows*cols*cycles)")
+    print(f"{'intensity':<{width}}  {intensity:>14.2f}   MAC per DRAM byte")
+    return {"utilization": utilization, "arithmetic_intensity": intensity}
+
+
+def _cmd_gemm(args):
+    import numpy as np
+
+    from .sim import golden
+    from .sim.run import run_gemm
+    from .sim.stimulus import random_fp8
+
+    config = _config_from(args)
+    rng = np.random.default_rng(args.seed)
+    a = random_fp8(rng, (args.m, args.k), args.a_format, style="normal")
+    b = random_fp8(rng, (args.k, args.n), args.b_format, style="normal")
+    print(f"systole gemm: C[{args.m}x{args.n}] = A[{args.m}x{args.k}] ({args.a_format}) . "
+          f"B[{args.k}x{args.n}] ({args.b_format}) -> {args.out_format}, seed {args.seed}")
+    print(f"  on a {config.rows}x{config.cols} array, {config.bus_width}-bit AXI4, "
+          f"memory latency {args.mem_latency} cycles, {args.simulator}")
+    print("  building the simulator model (cached after the first run) ...", flush=True)
+    with tempfile.TemporaryDirectory() as work:
+        log = Path(work) / "sim.log"
+        try:
+            run = run_gemm(a, b, args.out_format, saturate=not args.no_saturate,
+                           scale_exp=args.scale_exp, config=config, simulator=args.simulator,
+                           seed=args.seed, latency=args.mem_latency, log_file=log,
+                           waves=args.wave)
+        except AssertionError as error:
+            sys.stderr.write(log.read_text() if log.exists() else "")
+            print(f"systole gemm: FAILED: {error}", file=sys.stderr)
+            return 1
+    expected = golden.gemm(a, b, args.out_format, saturate=not args.no_saturate,
+                           scale_exp=args.scale_exp)
+    exact = bool(np.array_equal(golden.to_bits(run.c), golden.to_bits(expected)))
+    derived = _print_counters(run.counters, config, (args.m, args.n, args.k))
+    print(f"check against golden.gemm: {'bit-exact' if exact else 'MISMATCH'}"
+          + (f"; waveform in {args.wave}" if args.wave else ""))
+    if args.json:
+        report = {"bit_exact": exact, "shape": {"M": args.m, "N": args.n, "K": args.k},
+                  "formats": {"a": args.a_format, "b": args.b_format, "out": args.out_format},
+                  "config": config.to_dict(), "mem_latency": args.mem_latency,
+                  "counters": run.counters, **derived}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if exact and run.error == "NONE" else 1
+
+
 def _cmd_accuracy(args):
     from .sim import accuracy
     return accuracy.main(args.rest) or 0
+
+
+def _cmd_regmap(args):
+    from . import regmap
+    return regmap.main(args.rest) or 0
 
 
 def _parser():
@@ -126,10 +199,37 @@ def _parser():
     p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("accuracy", help="exact vs fp32 vs 14-bit-aligned accumulation errors",
-                       add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_accuracy)
+    p = sub.add_parser("gemm", help="a random GEMM on the simulated accelerator, checked "
+                                    "against the golden model, with the counters")
+    p.add_argument("-M", dest="m", type=int, default=64)
+    p.add_argument("-N", dest="n", type=int, default=48)
+    p.add_argument("-K", dest="k", type=int, default=200)
+    p.add_argument("--a-format", default="e4m3", choices=["e4m3", "e5m2"])
+    p.add_argument("--b-format", default="e5m2", choices=["e4m3", "e5m2"])
+    p.add_argument("--out-format", default="fp32", choices=["fp32", "bf16", "e4m3", "e5m2"])
+    p.add_argument("--no-saturate", action="store_true",
+                   help="fp8 outputs overflow to NaN/Inf instead of saturating")
+    p.add_argument("--scale-exp", type=int, default=0, help="output scale 2**N, N in [-128, 127]")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    p.add_argument("--mem-latency", type=int, default=32, help="memory read latency in cycles")
+    p.add_argument("--json", help="write the report as JSON to this file")
+    p.add_argument("--wave", help="write an FST waveform to this file")
+    _add_config_arguments(p)
+    _add_memory_system_arguments(p)
+    p.set_defaults(func=_cmd_gemm)
+
+    # These forward their arguments to the module's own main(); argparse's REMAINDER drops
+    # a leading "--option", so their parsers have no prefix characters of their own.
+    forwarding = [
+        ("accuracy", "exact vs fp32 vs 14-bit-aligned accumulation errors", _cmd_accuracy),
+        ("regmap", "write (or --check) docs/registers.md, registers.json and systole_regs.h "
+                   "from the register map", _cmd_regmap),
+    ]
+    for name, help_text, func in forwarding:
+        p = sub.add_parser(name, help=help_text, add_help=False, prefix_chars="+")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=func)
     return parser
 
 

@@ -1,0 +1,113 @@
+"""``run_gemm``: one GEMM on the full accelerator RTL, under cocotb."""
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import SystoleConfig
+from . import golden, verilog
+
+__all__ = ["GemmRun", "run_gemm", "run_jobs", "build_accelerator", "TOPLEVEL"]
+
+TOPLEVEL = "systole"
+
+
+@dataclass
+class GemmRun:
+    """Result of :func:`run_gemm`.
+
+    Attributes
+    ----------
+    c : numpy.ndarray
+        M x N, the dtype ``golden.gemm`` returns for the output format.
+    counters : dict
+        The hardware counters (DESIGN.md section 4 names).
+    error : str
+        "NONE", or the ErrorCode name when the hardware rejected or aborted the job.
+    config : SystoleConfig
+    """
+    c: np.ndarray
+    counters: dict
+    error: str = "NONE"
+    config: SystoleConfig = field(default_factory=SystoleConfig)
+
+
+def build_accelerator(config, simulator="verilator", *, waves=False):
+    """Build (or reuse from the cache) the simulator model of the accelerator."""
+    from ..hdl.top import Accelerator
+    return verilog.build(lambda: Accelerator(config), TOPLEVEL, repr(config), simulator,
+                         waves=waves)
+
+
+def _config_json(config):
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in config.__dict__.items()}
+
+
+def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=1, pause=0.0,
+             inputs=None, log_file=None, waves=None, workdir=None):
+    """Run job specs (see ``sim.tb_accel``) in one simulation; return the results list.
+
+    ``waves`` names an FST file to write the waveform to.
+
+    Raises AssertionError (with the testbench's findings) when any job failed its checks.
+    """
+    build_dir = build_accelerator(config, simulator, waves=bool(waves))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(workdir or tmp)
+        params = {"config": _config_json(config), "seed": seed, "latency": latency,
+                  "pause": pause, "jobs": jobs, "output": str(work / "results.json")}
+        if inputs is not None:
+            np.savez(work / "inputs.npz", **inputs)
+            params["inputs"] = str(work / "inputs.npz")
+        try:
+            verilog.run(build_dir, TOPLEVEL, "systole.sim.tb_accel", simulator=simulator,
+                        test_dir=work, extra_env={"SYSTOLE_TB": json.dumps(params)},
+                        results_xml=str(work / "results.xml"), log_file=log_file,
+                        waves=waves)
+        finally:
+            out = work / "results.json"
+            results = json.loads(out.read_text())["results"] if out.exists() else None
+        return results
+
+
+def run_gemm(a, b, out_format="fp32", *, saturate=True, scale_exp=0, config=None,
+             simulator="verilator", seed=0, latency=1, pause=0.0, log_file=None, waves=None):
+    """Run C = A.B on the full accelerator RTL with a cocotbext-axi memory model.
+
+    Arguments as in :func:`systole.sim.golden.gemm`; ``config`` defaults to
+    ``SystoleConfig()``; ``latency`` is the memory read latency in cycles and ``pause`` the
+    probability of a pause on each AXI channel each cycle. The testbench also checks the
+    result against the golden model and the counter laws; a failed check raises
+    AssertionError.
+
+    Returns
+    -------
+    GemmRun
+    """
+    config = config or SystoleConfig()
+    # The golden model checks the arguments (same messages); the hardware checks the rest.
+    golden.gemm(a[:, :1], b[:1, :], out_format, saturate=saturate, scale_exp=scale_exp) \
+        if a.shape[1] == b.shape[0] else golden.gemm(a, b, out_format)
+    if a.shape[1] > config.max_k:
+        raise ValueError(f"K = {a.shape[1]} exceeds max_k = {config.max_k} of this configuration")
+    for name, x in (("a", a), ("b", b)):
+        if not config.supports(golden.format_of(x.dtype).name):
+            raise ValueError(f"{name} is {golden.format_of(x.dtype).name}, which this "
+                             f"configuration does not enable (formats={config.formats})")
+    spec = {"m": int(a.shape[0]), "n": int(b.shape[1]), "k": int(a.shape[1]),
+            "a_format": golden.format_of(a.dtype).name, "b_format": golden.format_of(b.dtype).name,
+            "out_format": out_format, "saturate": bool(saturate), "scale_exp": int(scale_exp),
+            "return_c": True}
+    inputs = {"a0": np.ascontiguousarray(a).view(np.uint8),
+              "b0": np.ascontiguousarray(b).view(np.uint8)}
+    results = run_jobs(config, [spec], simulator=simulator, seed=seed, latency=latency,
+                       pause=pause, inputs=inputs, log_file=log_file, waves=waves)
+    result = results[0]
+    # Raw little-endian bytes of C, as the accelerator wrote them.
+    c = np.frombuffer(bytes.fromhex(result["c_bytes"]), dtype=golden.dtype_for(out_format))
+    return GemmRun(c=c.reshape(spec["m"], spec["n"]).copy(), counters=result["counters"],
+                   error=result["error"], config=config)
