@@ -367,13 +367,17 @@ class DmaReader(wiring.Component):
         with m.Else():
             with m.If(self.clear):
                 m.d.sync += self.error.eq(0)
-            with m.If(halted & (~self.error | self.clear) & (outstanding == 0)):
+            # Halted until the bus has drained and the queues have been emptied (one entry
+            # per cycle).
+            with m.If(halted & (~self.error | self.clear) & (outstanding == 0) &
+                      ~info_fifo.r_rdy & ~out_fifo.r_rdy):
                 m.d.sync += halted.eq(0)
         with m.If(halted):
             m.d.sync += [planner.busy.eq(0), first.eq(1), flush.eq(0)]
 
+        # After `clear`, idle waits for the halt to end, so a command offered on idle runs.
         m.d.comb += self.idle.eq(~planner.busy & (outstanding == 0) & ~info_fifo.r_rdy &
-                                 ~flush & ~out_fifo.r_rdy)
+                                 ~flush & ~out_fifo.r_rdy & ~(halted & ~self.error))
         return m
 
 
@@ -563,7 +567,7 @@ class DmaWriter(wiring.Component):
             m.d.sync += planner.busy.eq(0)
 
         m.d.comb += self.idle.eq(~planner.busy & (outstanding == 0) & ~info_fifo.r_rdy &
-                                 ~bus.wvalid)
+                                 ~bus.wvalid & ~(halted & ~self.error))
         return m
 
 

@@ -70,7 +70,7 @@ class SystoleConfig:
     bus_width: int = 64
     addr_width: int = 32
     max_burst: int = 256
-    max_outstanding: int = 8
+    max_outstanding: int = 64
     sram_depth: int = 1024
     row_tiles: int = 2
 
