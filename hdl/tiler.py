@@ -272,9 +272,20 @@ class TileScheduler(wiring.Component):
                         m.d.sync += b_chunk_base.eq(b_chunk_base + depth * job.b_stride)
                     b_nest.step()
 
-        # Round-robin between the loaders onto the one read DMA.
+        # Arbitration onto the one read DMA: first the block the feeder is waiting for (A
+        # and B alternating when it waits for both), then B prefetch (the next column tile
+        # needs it soon) before A prefetch (the next super-row). Round-robin alone lets
+        # long A rows starve the one-beat B rows and stall the feeder.
         prefer_b = Signal()
-        grant_b = b_cmd_valid & (prefer_b | ~a_cmd_valid)
+        a_urgent = a_cmd_valid & (a_blk["loaded"] == a_blk["released"])
+        b_urgent = b_cmd_valid & (b_blk["loaded"] == b_blk["released"])
+        grant_b = Signal()
+        with m.If(a_urgent & b_urgent):
+            m.d.comb += grant_b.eq(prefer_b)
+        with m.Elif(a_urgent):
+            m.d.comb += grant_b.eq(0)
+        with m.Else():
+            m.d.comb += grant_b.eq(b_cmd_valid)
         m.d.comb += [
             self.read_cmd.valid.eq(a_cmd_valid | b_cmd_valid),
             self.read_cmd.payload.eq(Mux(grant_b, b_cmd, a_cmd)),
@@ -373,7 +384,11 @@ class TileScheduler(wiring.Component):
             tile_queue.r_en.eq(self.tiles.ready),
         ]
         announce = Signal(TileInfo(config))
-        can_start = a_ready & b_ready & (tile_queue.w_rdy | ~f_nest.c_last)
+        # A tile starts once its A rows are in; B rows may still be arriving: each beat
+        # waits for its own k row (rows land in k order, so the feeder streams behind
+        # the loader).
+        can_start = a_ready & (tile_queue.w_rdy | ~f_nest.c_last)
+        b_row_in = b_ready | (f_k < b_wrow)
         with m.If(self.start):
             m.d.sync += [f_active.eq(1), f_streaming.eq(0), *f_nest.reset()]
         with m.Elif(self.abort):
@@ -384,7 +399,7 @@ class TileScheduler(wiring.Component):
                 # The tile's last chunk: announce where its results go.
                 m.d.comb += [tile_queue.w_en.eq(f_nest.c_last), tile_queue.w_data.eq(announce)]
         with m.Elif(f_streaming):
-            m.d.comb += s0_valid.eq(~self.abort)
+            m.d.comb += s0_valid.eq(~self.abort & b_row_in)
             with m.If(s0_fire):
                 m.d.sync += [
                     f_k.eq(f_k + 1),
