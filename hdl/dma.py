@@ -195,8 +195,8 @@ class DmaReader(wiring.Component):
     is the command's address aligned down to the bus width. Up to
     ``config.max_outstanding`` bursts are in flight, and bursts of later commands are
     issued while data of earlier ones is still returning, so a memory that is always ready
-    delivers one beat per cycle whatever its latency, given enough outstanding beats
-    (``max_outstanding * max_burst`` beats cover a latency of that many cycles).
+    delivers one beat per cycle whatever its latency, given enough beats in flight
+    (``max_outstanding * max_burst`` beats cover a latency of about that many cycles).
 
     Realignment keeps the previous R beat: output beat ``j`` of a command at byte offset
     ``o`` is bytes ``o`` .. ``o + bus_bytes - 1`` of the bus beats ``j`` and ``j + 1``
@@ -205,12 +205,13 @@ class DmaReader(wiring.Component):
     that beat alone produces no output). Output beats pass through a two-entry FIFO, so
     ``rready`` never depends combinationally on ``data.ready``.
 
-    An R beat with SLVERR or DECERR sets the sticky ``error``. From then on the reader is
-    halted: the current and further commands are dropped (``cmd.ready`` stays high), every
-    remaining beat of the issued bursts is accepted and discarded, queued output beats are
-    discarded (``data.valid`` falls, with or without a handshake), and ``idle`` rises once
-    the bus has drained. It resumes with the first command after ``clear`` has been
-    pulsed and the bus has drained.
+    An R beat with SLVERR or DECERR sets the sticky ``error`` and halts the reader: no
+    further AR is issued, the remaining beats of the bursts already issued are accepted
+    and discarded, the command being split, the queued commands and the output beats not
+    yet delivered are discarded (``data.valid`` may fall without a handshake), and
+    ``idle`` rises once the bus has drained. While ``error`` is set, commands are accepted
+    and dropped. After ``clear``, commands wait (``cmd.ready`` low) until the drain is
+    complete and then run normally; ``idle`` is low until then.
 
     Parameters
     ----------
@@ -227,7 +228,8 @@ class DmaReader(wiring.Component):
     clear : In(1)
         Clears ``error`` (a pulse; an error in the same cycle wins).
     idle : Out(1)
-        No command pending, no burst outstanding, no data beat undelivered.
+        No command pending, no burst outstanding, no data beat undelivered (and not
+        draining after ``clear``).
     ar_fire : Out(1)
         An AR handshake happened this cycle (one burst).
     r_fire : Out(1)
@@ -254,7 +256,8 @@ class DmaReader(wiring.Component):
         nbytes = config.bus_bytes
         shift = _log2(nbytes)
 
-        halted = Signal()
+        halted = Signal()       # after an error, until the bus has drained
+        dropping = halted & self.error     # ... and until `clear`: commands are discarded
         outstanding = Signal(range(config.max_outstanding + 1))
 
         planner = _BurstPlanner(config, m, valid=bus.arvalid, ready=bus.arready,
@@ -275,7 +278,8 @@ class DmaReader(wiring.Component):
         new_info = data.View(info_layout, info_fifo.w_data)
         take = self.cmd.valid & self.cmd.ready
         m.d.comb += [
-            self.cmd.ready.eq(halted | ((~planner.busy | planner.finishing) & info_fifo.w_rdy)),
+            self.cmd.ready.eq(dropping |
+                              (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
             new_info.offset.eq(cmd.addr[:shift]),
             new_info.length.eq(cmd.length),
             new_info.tag.eq(cmd.tag),
@@ -375,7 +379,6 @@ class DmaReader(wiring.Component):
         with m.If(halted):
             m.d.sync += [planner.busy.eq(0), first.eq(1), flush.eq(0)]
 
-        # After `clear`, idle waits for the halt to end, so a command offered on idle runs.
         m.d.comb += self.idle.eq(~planner.busy & (outstanding == 0) & ~info_fifo.r_rdy &
                                  ~flush & ~out_fifo.r_rdy & ~(halted & ~self.error))
         return m
@@ -397,10 +400,11 @@ class DmaWriter(wiring.Component):
 
     A B response with SLVERR or DECERR sets the sticky ``error`` and halts the writer: no
     further AW is issued, bursts whose AW is already out are completed with WSTRB = 0
-    (writing nothing), the current and further commands and their data are dropped
-    (``cmd.ready`` and ``data.ready`` stay high), and ``idle`` rises once every B response
-    is in. It resumes with the first command after ``clear`` has been pulsed and the bus
-    has drained.
+    (writing nothing, and taking no data), the queued commands are discarded, and ``idle``
+    rises once every B response is in. While ``error`` is set, commands and data beats are
+    accepted and dropped (so a producer stopped mid-beat can finish its handshake). After
+    ``clear``, commands and data wait (``ready`` low) until the drain is complete and then
+    run normally; ``idle`` is low until then.
 
     Parameters
     ----------
@@ -417,7 +421,8 @@ class DmaWriter(wiring.Component):
     clear : In(1)
         Clears ``error`` (a pulse; an error in the same cycle wins).
     idle : Out(1)
-        No command pending, no beat waiting, every B response received.
+        No command pending, no beat waiting, every B response received (and not draining
+        after ``clear``).
     aw_fire : Out(1)
         An AW handshake happened this cycle (one burst).
     w_fire : Out(1)
@@ -449,7 +454,8 @@ class DmaWriter(wiring.Component):
         page_beats = _PAGE // nbytes
         max_beats = (MAX_LENGTH + 2 * (nbytes - 1)) // nbytes
 
-        halted = Signal()
+        halted = Signal()       # after an error, until the bus has drained
+        dropping = halted & self.error     # ... and until `clear`: commands are discarded
         outstanding = Signal(range(config.max_outstanding + 1))   # AW loaded, B not in
         unstarted = Signal(range(config.max_outstanding + 1))     # AW loaded, W not begun
 
@@ -477,7 +483,8 @@ class DmaWriter(wiring.Component):
         bus_beats = (offset_in + cmd.length + nbytes - 1) >> shift
         in_beats = (cmd.length + nbytes - 1) >> shift
         m.d.comb += [
-            self.cmd.ready.eq(halted | ((~planner.busy | planner.finishing) & info_fifo.w_rdy)),
+            self.cmd.ready.eq(dropping |
+                              (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
             new_info.page_beat.eq(cmd.addr[shift:12]),
             new_info.offset.eq(offset_in),
             new_info.length.eq(cmd.length),
@@ -513,7 +520,7 @@ class DmaWriter(wiring.Component):
         slot_free = ~bus.wvalid | bus.wready
         go = (info_fifo.r_rdy & slot_free & (~starting | (unstarted != 0)) &
               (halted | ~needs_input | self.data.valid))
-        m.d.comb += self.data.ready.eq(halted | (go & needs_input))
+        m.d.comb += self.data.ready.eq(dropping | (~halted & go & needs_input))
 
         current = self.data.payload.data
         with m.If(go):

@@ -135,7 +135,9 @@ class SystoleDriver:
 
 
 class CocotbPort:
-    """Port over cocotbext-axi models: an AxiLiteMaster for CSRs, an AxiRam for memory."""
+    """Port for cocotb: an AxiLiteMaster for CSRs and a memory model with ``read(address,
+    length)`` / ``write(address, data)`` (cocotbext-axi's AxiRam, or a backdoor into the
+    gateware memory model)."""
 
     def __init__(self, csr, ram, irq=None, clock=None):
         self.csr = csr
@@ -160,5 +162,6 @@ class CocotbPort:
         from cocotb.triggers import RisingEdge
         if self.irq is None:
             return
-        while not int(self.irq.value):
-            await RisingEdge(self.clock)
+        # One trigger, not a loop over clock edges: the simulator runs free meanwhile.
+        if not int(self.irq.value):
+            await RisingEdge(self.irq)

@@ -16,7 +16,7 @@ from cocotb.triggers import Event, RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
 from cocotbext.axi.constants import AxiResp
 
-__all__ = ["LatencyAxiRam", "random_pauses", "quiet_axi_logs"]
+__all__ = ["LatencyAxiRam", "StorageBackdoor", "random_pauses", "quiet_axi_logs"]
 
 
 def quiet_axi_logs():
@@ -123,3 +123,40 @@ class LatencyAxiRam(AxiRam):
                 r.rdata = int.from_bytes(data, "little")
                 await read_if.r_channel.send(r)
                 cur += size
+
+
+class StorageBackdoor:
+    """Host access to ``AxiMemory.storage`` (hdl/simmem.py) through the simulator.
+
+    Offers the ``read``/``write`` methods of cocotbext-axi's memory, so the host port and
+    testbench do not care which memory model they drive. Whole words only at the ends of a
+    write are read, modified and written back.
+    """
+
+    error_range = None      # error injection needs the cocotbext-axi model
+
+    def __init__(self, handle, lanes):
+        self.handle = handle
+        self.lanes = lanes
+
+    def _word(self, index):
+        return int(self.handle[index].value).to_bytes(self.lanes, "little")
+
+    def write(self, address, data):
+        lanes = self.lanes
+        first = address // lanes
+        head = address - first * lanes
+        buf = bytearray(self._word(first)[:head]) + bytearray(data)
+        tail = (-len(buf)) % lanes
+        if tail:
+            last = first + len(buf) // lanes
+            buf += self._word(last)[lanes - tail:]
+        for i in range(len(buf) // lanes):
+            self.handle[first + i].value = int.from_bytes(buf[i * lanes:(i + 1) * lanes], "little")
+
+    def read(self, address, length):
+        lanes = self.lanes
+        first = address // lanes
+        last = (address + length + lanes - 1) // lanes
+        raw = b"".join(self._word(i) for i in range(first, last))
+        return raw[address - first * lanes:][:length]

@@ -35,8 +35,25 @@ class GemmRun:
     config: SystoleConfig = field(default_factory=SystoleConfig)
 
 
-def build_accelerator(config, simulator="verilator", *, waves=False):
-    """Build (or reuse from the cache) the simulator model of the accelerator."""
+#: Memory of the gateware memory model (``memory="hdl"``): enough for the benchmark GEMMs.
+HDL_MEMORY_BYTES = 1 << 20
+
+
+def build_accelerator(config, simulator="verilator", *, waves=False, memory="cocotb",
+                      latency=32, pause=0.0, seed=1):
+    """Build (or reuse from the cache) the simulator model of the accelerator.
+
+    ``memory="cocotb"`` exports the accelerator alone (external memory: cocotbext-axi);
+    ``memory="hdl"`` exports ``SimulationTop``, the accelerator with the gateware memory
+    model of the given latency and pause rate built in.
+    """
+    if memory == "hdl":
+        from ..hdl.simmem import SimulationTop
+        return verilog.build(
+            lambda: SimulationTop(config, mem_size=HDL_MEMORY_BYTES, latency=latency,
+                                  pause=pause, seed=seed),
+            TOPLEVEL, f"{config!r}|hdl-memory|{HDL_MEMORY_BYTES}|{latency}|{pause}|{seed}",
+            simulator, waves=waves)
     from ..hdl.top import Accelerator
     return verilog.build(lambda: Accelerator(config), TOPLEVEL, repr(config), simulator,
                          waves=waves)
@@ -48,18 +65,20 @@ def _config_json(config):
 
 
 def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=1, pause=0.0,
-             inputs=None, log_file=None, waves=None, workdir=None):
+             inputs=None, log_file=None, waves=None, workdir=None, memory="cocotb"):
     """Run job specs (see ``sim.tb_accel``) in one simulation; return the results list.
 
     ``waves`` names an FST file to write the waveform to.
 
     Raises AssertionError (with the testbench's findings) when any job failed its checks.
     """
-    build_dir = build_accelerator(config, simulator, waves=bool(waves))
+    build_dir = build_accelerator(config, simulator, waves=bool(waves), memory=memory,
+                                  latency=latency, pause=pause)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(workdir or tmp)
         params = {"config": _config_json(config), "seed": seed, "latency": latency,
-                  "pause": pause, "jobs": jobs, "output": str(work / "results.json")}
+                  "pause": pause, "jobs": jobs, "output": str(work / "results.json"),
+                  "memory": memory, "mem_size": HDL_MEMORY_BYTES}
         if inputs is not None:
             np.savez(work / "inputs.npz", **inputs)
             params["inputs"] = str(work / "inputs.npz")

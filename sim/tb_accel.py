@@ -27,8 +27,9 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster
 from ..config import SystoleConfig
 from ..formats import output_format
 from . import golden
-from .driver import CocotbPort, GemmJob, SystoleDriver
-from .memory import LatencyAxiRam, quiet_axi_logs, random_pauses
+from ..hdl.registers import ErrorCode
+from .driver import CocotbPort, GemmJob, JobOutcome, SystoleDriver
+from .memory import LatencyAxiRam, StorageBackdoor, quiet_axi_logs, random_pauses
 from .stimulus import FP8_DTYPES, random_fp8
 
 __all__ = ["AccelTB", "counter_law_violations", "random_job_spec", "config_from_json"]
@@ -124,16 +125,20 @@ def _layout(spec, config):
 class AccelTB:
     """Clock, reset, memory model with latency and pauses, CSR master, driver."""
 
-    def __init__(self, dut, config, *, seed, latency, pause, mem_size):
+    def __init__(self, dut, config, *, seed, latency, pause, mem_size, memory="cocotb"):
         self.dut = dut
         self.config = config
         self.rng = random.Random(seed)
         self.mem_size = mem_size
         quiet_axi_logs()
-        self.ram = LatencyAxiRam(AxiBus.from_prefix(dut, "mem_"), dut.clk, dut.rst,
-                                 size=mem_size, latency=latency)
+        if memory == "hdl":
+            # SimulationTop: the memory model is gateware; latency and pauses are built in.
+            self.ram = StorageBackdoor(dut.memory.storage, config.bus_bytes)
+        else:
+            self.ram = LatencyAxiRam(AxiBus.from_prefix(dut, "mem_"), dut.clk, dut.rst,
+                                     size=mem_size, latency=latency)
         self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "csr_"), dut.clk, dut.rst)
-        if pause:
+        if pause and memory != "hdl":
             for channel in (self.ram.write_if.aw_channel, self.ram.write_if.w_channel,
                             self.ram.write_if.b_channel, self.ram.read_if.ar_channel,
                             self.ram.read_if.r_channel):
@@ -228,12 +233,10 @@ class AccelTB:
         await driver.start()
         while not (await driver.read_register("STATUS"))["done"]:
             pass
-        code = (await driver.read_register("ERROR_CODE"))["code"]
+        code = ErrorCode((await driver.read_register("ERROR_CODE"))["code"])
         counters = await driver.read_counters()
         await driver.write_register("STATUS", done=1, error=1)
-        from .driver import JobOutcome
-        return JobOutcome(error=code.name if hasattr(code, "name") else str(code),
-                          counters=counters)
+        return JobOutcome(error=code.name, counters=counters)
 
 
 async def run_accel_regression(dut, params):
@@ -245,8 +248,12 @@ async def run_accel_regression(dut, params):
     sizes = [_layout(spec, config)[1] for spec in jobs]
     mem_size = max(sizes + [1 << 16])
     mem_size = 1 << (mem_size - 1).bit_length()
+    memory = params.get("memory", "cocotb")
+    if memory == "hdl":
+        assert mem_size <= params["mem_size"], f"jobs need {mem_size} bytes of memory"
+        mem_size = params["mem_size"]
     tb = AccelTB(dut, config, seed=seed, latency=int(params.get("latency", 1)),
-                 pause=float(params.get("pause", 0.0)), mem_size=mem_size)
+                 pause=float(params.get("pause", 0.0)), mem_size=mem_size, memory=memory)
     await tb.start()
     inputs = np.load(params["inputs"]) if params.get("inputs") else None
     results, failures = [], []

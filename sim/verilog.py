@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +25,33 @@ SIMULATORS = ("verilator", "icarus")
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
+_ZERO_INIT = re.compile(
+    r"( *)initial begin\n((?: *(\w+)\[\d+\] = \d+'h0+;\n)+) *end\n")
+
+
+def _compact_zero_inits(text):
+    """Replace a memory's all-zero initial block (one line per word) by a loop.
+
+    Amaranth writes every word of a memory's initial value; for the simulation memory
+    model that is hundreds of thousands of lines that Verilator compiles slowly.
+    """
+    def loop(match):
+        indent, body, name = match.group(1), match.group(2), match.group(3)
+        count = body.count("\n")
+        if count < 64 or any(f" {name}[" not in line for line in body.splitlines()):
+            return match.group(0)
+        width_zero = body.splitlines()[0].split("=")[1].strip().rstrip(";")
+        var = f"{name}__init_i"
+        return (f"{indent}integer {var};\n{indent}initial begin\n"
+                f"{indent}  for ({var} = 0; {var} < {count}; {var} = {var} + 1)\n"
+                f"{indent}    {name}[{var}] = {width_zero};\n{indent}end\n")
+    return _ZERO_INIT.sub(loop, text)
+
+
 def generate_verilog(component, name):
     """Verilog text of an Amaranth component, with its ports as the module's ports."""
     from amaranth.back import verilog
-    return verilog.convert(component, name=name, emit_src=False)
+    return _compact_zero_inits(verilog.convert(component, name=name, emit_src=False))
 
 
 def _verilator_bin_dir():

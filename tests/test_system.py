@@ -9,14 +9,20 @@ chunks, edge tiles) appear in jobs that simulate in milliseconds.
 
 import os
 
+import json
+
+import ml_dtypes
+import numpy as np
 import pytest
 
 from systole import SystoleConfig
 from systole.sim import verilog
+from systole.cli import main
+from systole.hdl.counters import COUNTERS
+from systole.sim import golden, run_gemm
 from systole.sim.run import run_jobs
 from systole.sim.tb_accel import random_job_spec
 
-import numpy as np
 
 # Three builds: the default bus, a narrow one with a single format, a wide one.
 CONFIGS = {
@@ -24,7 +30,7 @@ CONFIGS = {
     "3x2-bus32-e4m3": SystoleConfig(rows=3, cols=2, bus_width=32, sram_depth=16, row_tiles=3,
                                     formats=("e4m3",), max_k=1024),
     "2x5-bus128": SystoleConfig(rows=2, cols=5, bus_width=128, sram_depth=16, row_tiles=1,
-                                max_k=1024, max_outstanding=4),
+                                max_k=1024),
 }
 
 
@@ -119,3 +125,46 @@ def test_icarus_subset():
     for job in jobs:
         job.update(m=min(job["m"], 7), n=min(job["n"], 5), k=min(job["k"], 20))
     _run("3x2-bus32-e4m3", jobs, seed=seed, simulator="icarus", latency=8, pause=0.2)
+
+
+def test_run_gemm_api():
+    _require("verilator")
+    seed = _seed(41)
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((7, 33)).astype(ml_dtypes.float8_e4m3fn)
+    b = rng.standard_normal((33, 9)).astype(ml_dtypes.float8_e5m2)
+    run = run_gemm(a, b, "bf16", config=CONFIGS["2x5-bus128"], seed=seed, latency=5)
+    assert run.c.dtype == ml_dtypes.bfloat16 and run.c.shape == (7, 9)
+    np.testing.assert_array_equal(golden.to_bits(run.c), golden.to_bits(golden.gemm(a, b, "bf16")))
+    assert list(run.counters) == list(COUNTERS)
+    assert run.counters["macs"] == 7 * 9 * 33 and run.error == "NONE"
+
+
+def test_run_gemm_rejects_bad_arguments():
+    a = np.zeros((2, 3), dtype=ml_dtypes.float8_e5m2)
+    b = np.zeros((4, 2), dtype=ml_dtypes.float8_e4m3fn)
+    with pytest.raises(ValueError, match="Inner dimensions differ"):
+        run_gemm(a, b)
+    with pytest.raises(ValueError, match="does not enable"):
+        run_gemm(a, b[:3], config=CONFIGS["3x2-bus32-e4m3"])
+    with pytest.raises(ValueError, match="exceeds max_k"):
+        run_gemm(np.zeros((1, 1025), dtype=ml_dtypes.float8_e4m3fn),
+                 np.zeros((1025, 1), dtype=ml_dtypes.float8_e4m3fn),
+                 config=CONFIGS["3x2-bus32-e4m3"])
+
+
+def test_cli_gemm_report(tmp_path, capsys):
+    _require("verilator")
+    report = tmp_path / "gemm.json"
+    code = main(["gemm", "-M", "5", "-N", "11", "-K", "21", "--rows", "2", "--cols", "5",
+                 "--bus-width", "128", "--sram-depth", "16", "--row-tiles", "1",
+                 "--max-k", "1024", "--out-format", "e5m2", "--mem-latency", "9",
+                 "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0 and "bit-exact" in out and "utilization" in out
+    data = json.loads(report.read_text())
+    assert data["bit_exact"] is True
+    assert data["shape"] == {"M": 5, "N": 11, "K": 21}
+    assert data["config"]["rows"] == 2 and list(data["counters"]) == list(COUNTERS)
+    assert data["counters"]["dram_write_bytes"] == 5 * 11
