@@ -30,6 +30,10 @@ __all__ = ["TileInfo", "TileScheduler", "TAG_A", "TAG_B"]
 
 TAG_A, TAG_B = 0, 1
 
+#: Bus beats per A segment: the feeder may start on an A block once its first segment of
+#: every row has arrived.
+_A_SEGMENT_BEATS = 8
+
 
 def TileInfo(config):
     """Where a finished C tile goes: its first row and column and its valid extent."""
@@ -168,7 +172,7 @@ class TileScheduler(wiring.Component):
             m.d.sync += [sig.eq(0) for blk in (a_blk, b_blk) for sig in blk.values()]
 
         # Block sizes travel from the command side to the data side in order.
-        a_sizes = fifo.SyncFIFO(width=32, depth=2)     # rows in the A block
+        a_sizes = fifo.SyncFIFO(width=64, depth=2)     # rows and k length of the A block
         b_sizes = fifo.SyncFIFO(width=32, depth=2)     # k rows in the B block
         m.submodules.a_sizes, m.submodules.b_sizes = a_sizes, b_sizes
 
@@ -190,6 +194,12 @@ class TileScheduler(wiring.Component):
         a_row_end = Signal(32)
         a_addr = Signal(64)
         a_super_base = Signal(64)           # a_addr + s * a_stride
+        # A blocks load in segments of seg bytes of k, every row of a segment before the
+        # next, so the feeder can start on k < (segments loaded) * seg instead of waiting
+        # for whole rows of K bytes.
+        seg = _A_SEGMENT_BEATS * bb
+        a_seg = Signal(32)                  # k offset of the segment being requested
+        a_seg_base = Signal(64)             # address of row s, k = c + a_seg
         a_skip = plan.single_chunk & (a_nest.j != 0)
         with m.If(self.start):
             m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_super_base.eq(job.a_addr),
@@ -204,23 +214,30 @@ class TileScheduler(wiring.Component):
                 a_nest.step()
             with m.Elif(((a_blk["issued"] - a_blk["released"])[:3] < 2) & a_sizes.w_rdy):
                 rows_here = Mux(job.m - a_nest.s < plan.ms, job.m - a_nest.s, plan.ms)
-                m.d.comb += [a_sizes.w_en.eq(1), a_sizes.w_data.eq(rows_here)]
+                m.d.comb += [a_sizes.w_en.eq(1),
+                             a_sizes.w_data.eq(Cat(rows_here[:32], chunk_len(a_nest.c)[:32]))]
                 m.d.sync += [
                     a_issuing.eq(1),
                     a_row.eq(a_nest.s),
                     a_row_end.eq(a_nest.s + rows_here),
+                    a_seg.eq(0),
+                    a_seg_base.eq(a_super_base + a_nest.c),
                     a_addr.eq(a_super_base + a_nest.c),
                 ]
         with m.Elif(a_issuing & ~self.abort):
             m.d.comb += [
                 a_cmd_valid.eq(1),
                 a_cmd.addr.eq(a_addr),
-                a_cmd.length.eq(chunk_len(a_nest.c)),
+                a_cmd.length.eq(Mux(chunk_len(a_nest.c) - a_seg < seg,
+                                    chunk_len(a_nest.c) - a_seg, seg)),
                 a_cmd.tag.eq(TAG_A),
             ]
             with m.If(a_cmd_ready):
                 m.d.sync += [a_row.eq(a_row + 1), a_addr.eq(a_addr + job.a_stride)]
-                with m.If(a_row + 1 == a_row_end):
+                with m.If((a_row + 1 == a_row_end) & (a_seg + seg < chunk_len(a_nest.c))):
+                    m.d.sync += [a_row.eq(a_nest.s), a_seg.eq(a_seg + seg),
+                                 a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
+                with m.Elif(a_row + 1 == a_row_end):
                     m.d.sync += [a_issuing.eq(0), a_blk["issued"].eq(a_blk["issued"] + 1),
                                  a_active.eq(~a_nest.last)]
                     with m.If(a_nest.c_last & a_nest.j_last):
@@ -299,14 +316,19 @@ class TileScheduler(wiring.Component):
         beat = self.read_data.payload
         m.d.comb += self.read_data.ready.eq(1)      # SRAM writes never stall
         fire = self.read_data.valid
-        # A: rows arrive in order; beat w of row r goes to word w of bank r - s.
+        # A: segments arrive in order, rows in order within a segment; beat w of row r in
+        # the segment at k offset g goes to word g / bb + w of bank r - s.
         a_wrow = Signal(range(a_banks + 1))
         a_wword = Signal(range(words + 1))
+        a_wseg = Signal(32)                 # k offset of the segment being written
+        a_block_rows = a_sizes.r_data[:32]
+        a_block_k = a_sizes.r_data[32:]
         a_wbuf = a_blk["loaded"][0]
         for bank, mem in enumerate(a_mems):
             port = mem.write_port(granularity=1)
             m.d.comb += [
-                port.addr.eq(Cat(a_wword[:len(port.addr) - 1], a_wbuf)),
+                port.addr.eq(Cat((a_wword + (a_wseg >> (bb.bit_length() - 1)))
+                                 [:len(port.addr) - 1], a_wbuf)),
                 port.data.eq(beat.data),
                 port.en.eq(Mux(fire & (beat.tag == TAG_A) & (a_wrow == bank),
                                (1 << beat.count) - 1, 0)),
@@ -316,9 +338,12 @@ class TileScheduler(wiring.Component):
             m.d.sync += a_wword.eq(a_wword + 1)
             with m.If(beat.last):
                 m.d.sync += [a_wword.eq(0), a_wrow.eq(a_wrow + 1)]
-                with m.If(a_wrow + 1 == a_sizes.r_data):
+                with m.If((a_wrow + 1 == a_block_rows) & (a_wseg + seg < a_block_k)):
+                    m.d.sync += [a_wrow.eq(0), a_wseg.eq(a_wseg + seg)]
+                with m.Elif(a_wrow + 1 == a_block_rows):
                     m.d.comb += a_sizes.r_en.eq(1)
-                    m.d.sync += [a_wrow.eq(0), a_blk["loaded"].eq(a_blk["loaded"] + 1)]
+                    m.d.sync += [a_wrow.eq(0), a_wseg.eq(0),
+                                 a_blk["loaded"].eq(a_blk["loaded"] + 1)]
         # B: k rows arrive in order; beat w of k row r fills bytes [w*bb, w*bb + count).
         b_wrow = Signal(range(depth + 1))
         b_wbeat = Signal(range(max(1, -(-cols // bb)) + 1))
@@ -341,7 +366,8 @@ class TileScheduler(wiring.Component):
                     m.d.comb += b_sizes.r_en.eq(1)
                     m.d.sync += [b_wrow.eq(0), b_blk["loaded"].eq(b_blk["loaded"] + 1)]
         with m.If(self.start):
-            m.d.sync += [a_wrow.eq(0), a_wword.eq(0), b_wrow.eq(0), b_wbeat.eq(0)]
+            m.d.sync += [a_wrow.eq(0), a_wword.eq(0), a_wseg.eq(0), b_wrow.eq(0),
+                         b_wbeat.eq(0)]
 
         # ---- feeder ---------------------------------------------------------------------
         f_nest = _Nest(m, "feed", job, plan, with_t=True)
@@ -384,11 +410,12 @@ class TileScheduler(wiring.Component):
             tile_queue.r_en.eq(self.tiles.ready),
         ]
         announce = Signal(TileInfo(config))
-        # A tile starts once its A rows are in; B rows may still be arriving: each beat
-        # waits for its own k row (rows land in k order, so the feeder streams behind
-        # the loader).
-        can_start = a_ready & (tile_queue.w_rdy | ~f_nest.c_last)
+        # A tile starts while its blocks are still arriving: each beat waits for its own
+        # k — B rows and A segments land in k order, so the feeder streams behind the
+        # loaders.
+        can_start = tile_queue.w_rdy | ~f_nest.c_last
         b_row_in = b_ready | (f_k < b_wrow)
+        a_row_in = a_ready | (f_k < a_wseg)
         with m.If(self.start):
             m.d.sync += [f_active.eq(1), f_streaming.eq(0), *f_nest.reset()]
         with m.Elif(self.abort):
@@ -399,7 +426,7 @@ class TileScheduler(wiring.Component):
                 # The tile's last chunk: announce where its results go.
                 m.d.comb += [tile_queue.w_en.eq(f_nest.c_last), tile_queue.w_data.eq(announce)]
         with m.Elif(f_streaming):
-            m.d.comb += s0_valid.eq(~self.abort & b_row_in)
+            m.d.comb += s0_valid.eq(~self.abort & b_row_in & a_row_in)
             with m.If(s0_fire):
                 m.d.sync += [
                     f_k.eq(f_k + 1),

@@ -26,7 +26,8 @@ from systole.sim.tb_accel import random_job_spec
 
 # Three builds: the default bus, a narrow one with a single format, a wide one.
 CONFIGS = {
-    "4x4-bus64": SystoleConfig(rows=4, cols=4, sram_depth=32, row_tiles=2, max_k=4096),
+    # sram_depth 128: two A segments of 64 bytes per chunk, and K > 128 in several chunks.
+    "4x4-bus64": SystoleConfig(rows=4, cols=4, sram_depth=128, row_tiles=2, max_k=4096),
     "3x2-bus32-e4m3": SystoleConfig(rows=3, cols=2, bus_width=32, sram_depth=16, row_tiles=3,
                                     formats=("e4m3",), max_k=1024),
     "2x5-bus128": SystoleConfig(rows=2, cols=5, bus_width=128, sram_depth=16, row_tiles=1,
