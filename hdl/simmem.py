@@ -109,20 +109,24 @@ class AxiMemory(wiring.Component):
         take = r_valid & bus.rready
         # Issue the next memory read when the output beat is free or leaving.
         can_read = ~r_valid | take
-        with m.If(~r_active):
-            with m.If(ar_queue.r_rdy & ((now - head_due)[31] == 0) & r_ok):
-                m.d.comb += ar_queue.r_en.eq(1)
-                m.d.sync += [r_active.eq(1), r_word.eq(head_addr[lane_bits:]),
-                             r_left.eq(head_len)]
+        head_ready = ar_queue.r_rdy & ((now - head_due)[31] == 0) & r_ok
         issue = r_active & can_read
         m.d.comb += [rd.addr.eq(r_word), rd.en.eq(issue | ~r_valid)]
         with m.If(issue):
             m.d.sync += [r_valid.eq(1), r_last.eq(r_left == 0), r_word.eq(r_word + 1),
                          r_left.eq(r_left - 1)]
             with m.If(r_left == 0):
-                m.d.sync += r_active.eq(0)
+                # Chain the next due burst without a bubble (one-beat bursts back to back).
+                with m.If(head_ready):
+                    m.d.comb += ar_queue.r_en.eq(1)
+                    m.d.sync += [r_word.eq(head_addr[lane_bits:]), r_left.eq(head_len)]
+                with m.Else():
+                    m.d.sync += r_active.eq(0)
         with m.Elif(take):
             m.d.sync += r_valid.eq(0)
+        with m.If(~r_active & head_ready):
+            m.d.comb += ar_queue.r_en.eq(1)
+            m.d.sync += [r_active.eq(1), r_word.eq(head_addr[lane_bits:]), r_left.eq(head_len)]
         m.d.comb += [
             bus.rvalid.eq(r_valid),
             bus.rdata.eq(rd.data),

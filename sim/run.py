@@ -94,12 +94,14 @@ def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=1, pause=0.
 
 
 def run_gemm(a, b, out_format="fp32", *, saturate=True, scale_exp=0, config=None,
-             simulator="verilator", seed=0, latency=1, pause=0.0, log_file=None, waves=None):
+             simulator="verilator", seed=0, latency=1, pause=0.0, log_file=None, waves=None,
+             memory="cocotb"):
     """Run C = A.B on the full accelerator RTL with a cocotbext-axi memory model.
 
     Arguments as in :func:`systole.sim.golden.gemm`; ``config`` defaults to
     ``SystoleConfig()``; ``latency`` is the memory read latency in cycles and ``pause`` the
-    probability of a pause on each AXI channel each cycle. The testbench also checks the
+    probability of a pause on each AXI channel each cycle; ``memory`` picks the external
+    memory model: "cocotb" (cocotbext-axi) or "hdl" (the gateware model, much faster). The testbench also checks the
     result against the golden model and the counter laws; a failed check raises
     AssertionError.
 
@@ -124,7 +126,8 @@ def run_gemm(a, b, out_format="fp32", *, saturate=True, scale_exp=0, config=None
     inputs = {"a0": np.ascontiguousarray(a).view(np.uint8),
               "b0": np.ascontiguousarray(b).view(np.uint8)}
     results = run_jobs(config, [spec], simulator=simulator, seed=seed, latency=latency,
-                       pause=pause, inputs=inputs, log_file=log_file, waves=waves)
+                       pause=pause, inputs=inputs, log_file=log_file, waves=waves,
+                       memory=memory)
     result = results[0]
     # Raw little-endian bytes of C, as the accelerator wrote them.
     c = np.frombuffer(bytes.fromhex(result["c_bytes"]), dtype=golden.dtype_for(out_format))

@@ -17,6 +17,7 @@ Parameters come as JSON in ``$SYSTOLE_TB``::
 import json
 import os
 import random
+import time
 
 import cocotb
 import numpy as np
@@ -177,6 +178,7 @@ class AccelTB:
             self.ram.error_range = (job.a_addr, job.a_addr + job.m * job.a_stride)
         elif inject == "write":
             self.ram.error_range = (job.c_addr, job.c_addr + job.m * job.c_stride)
+        started = time.perf_counter()
         try:
             if spec.get("start_twice"):
                 outcome = await self._run_with_second_start(job)
@@ -187,7 +189,8 @@ class AccelTB:
         after = np.frombuffer(await self.port.read_memory(0, end), dtype=np.uint8)
         expected_image = image.copy()
         problems = []
-        result = {"spec": spec, "error": outcome.error, "counters": outcome.counters}
+        result = {"spec": spec, "error": outcome.error, "counters": outcome.counters,
+                  "run_seconds": time.perf_counter() - started}
         want_error = spec.get("expect", "NONE")
         if outcome.error != want_error:
             problems.append(f"error code {outcome.error}, expected {want_error}")

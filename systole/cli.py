@@ -21,6 +21,19 @@ def _add_config_arguments(parser, *, rows=8, cols=8):
                        help="largest K a job may have; sets the accumulator width")
 
 
+def _add_job_arguments(parser, *, b_format):
+    """Operand and output formats, overflow mode, scale, seed and simulator of a run."""
+    parser.add_argument("--a-format", default="e4m3", choices=["e4m3", "e5m2"])
+    parser.add_argument("--b-format", default=b_format, choices=["e4m3", "e5m2"])
+    parser.add_argument("--out-format", default="fp32", choices=["fp32", "bf16", "e4m3", "e5m2"])
+    parser.add_argument("--no-saturate", action="store_true",
+                        help="fp8 outputs overflow to NaN/Inf instead of saturating")
+    parser.add_argument("--scale-exp", type=int, default=0,
+                        help="output scale 2**N, N in [-128, 127]")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+
+
 def _add_memory_system_arguments(parser):
     group = parser.add_argument_group("memory system")
     group.add_argument("--bus-width", type=int, default=64, help="AXI4 data width in bits")
@@ -137,7 +150,7 @@ def _cmd_gemm(args):
     print(f"systole gemm: C[{args.m}x{args.n}] = A[{args.m}x{args.k}] ({args.a_format}) . "
           f"B[{args.k}x{args.n}] ({args.b_format}) -> {args.out_format}, seed {args.seed}")
     print(f"  on a {config.rows}x{config.cols} array, {config.bus_width}-bit AXI4, "
-          f"memory latency {args.mem_latency} cycles, {args.simulator}")
+          f"memory latency {args.mem_latency} cycles ({args.memory} model), {args.simulator}")
     print("  building the simulator model (cached after the first run) ...", flush=True)
     with tempfile.TemporaryDirectory() as work:
         log = Path(work) / "sim.log"
@@ -145,7 +158,7 @@ def _cmd_gemm(args):
             run = run_gemm(a, b, args.out_format, saturate=not args.no_saturate,
                            scale_exp=args.scale_exp, config=config, simulator=args.simulator,
                            seed=args.seed, latency=args.mem_latency, log_file=log,
-                           waves=args.wave)
+                           waves=args.wave, memory=args.memory)
         except AssertionError as error:
             sys.stderr.write(log.read_text() if log.exists() else "")
             print(f"systole gemm: FAILED: {error}", file=sys.stderr)
@@ -160,6 +173,7 @@ def _cmd_gemm(args):
         report = {"bit_exact": exact, "shape": {"M": args.m, "N": args.n, "K": args.k},
                   "formats": {"a": args.a_format, "b": args.b_format, "out": args.out_format},
                   "config": config.to_dict(), "mem_latency": args.mem_latency,
+                  "memory_model": args.memory,
                   "counters": run.counters, **derived}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0 if exact and run.error == "NONE" else 1
@@ -189,14 +203,7 @@ def _parser():
                                     "checked against the golden model")
     _add_config_arguments(p, rows=4, cols=4)
     p.add_argument("-K", "--k", type=int, default=64, help="reduction length (default %(default)s)")
-    p.add_argument("--a-format", default="e4m3", choices=["e4m3", "e5m2"])
-    p.add_argument("--b-format", default="e4m3", choices=["e4m3", "e5m2"])
-    p.add_argument("--out-format", default="fp32", choices=["fp32", "bf16", "e4m3", "e5m2"])
-    p.add_argument("--no-saturate", action="store_true",
-                   help="fp8 outputs overflow to NaN/Inf instead of saturating")
-    p.add_argument("--scale-exp", type=int, default=0, help="output scale 2**N, N in [-128, 127]")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    _add_job_arguments(p, b_format="e4m3")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("gemm", help="a random GEMM on the simulated accelerator, checked "
@@ -204,15 +211,11 @@ def _parser():
     p.add_argument("-M", dest="m", type=int, default=64)
     p.add_argument("-N", dest="n", type=int, default=48)
     p.add_argument("-K", dest="k", type=int, default=200)
-    p.add_argument("--a-format", default="e4m3", choices=["e4m3", "e5m2"])
-    p.add_argument("--b-format", default="e5m2", choices=["e4m3", "e5m2"])
-    p.add_argument("--out-format", default="fp32", choices=["fp32", "bf16", "e4m3", "e5m2"])
-    p.add_argument("--no-saturate", action="store_true",
-                   help="fp8 outputs overflow to NaN/Inf instead of saturating")
-    p.add_argument("--scale-exp", type=int, default=0, help="output scale 2**N, N in [-128, 127]")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    _add_job_arguments(p, b_format="e5m2")
     p.add_argument("--mem-latency", type=int, default=32, help="memory read latency in cycles")
+    p.add_argument("--memory", default="cocotb", choices=["cocotb", "hdl"],
+                   help="external memory model: cocotbext-axi (default) or the gateware model "
+                        "(no Python per cycle: much faster for large GEMMs)")
     p.add_argument("--json", help="write the report as JSON to this file")
     p.add_argument("--wave", help="write an FST waveform to this file")
     _add_config_arguments(p)

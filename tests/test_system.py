@@ -47,12 +47,13 @@ def _require(simulator):
         pytest.skip(reason)
 
 
-def _run(config_name, jobs, *, seed, simulator="verilator", latency=32, pause=0.0):
+def _run(config_name, jobs, *, seed, simulator="verilator", latency=32, pause=0.0,
+         memory="cocotb"):
     _require(simulator)
     print(f"seed={seed} config={config_name} latency={latency} pause={pause} "
-          f"(rerun with SYSTOLE_SEED={seed})")
+          f"memory={memory} (rerun with SYSTOLE_SEED={seed})")
     return run_jobs(CONFIGS[config_name], jobs, simulator=simulator, seed=seed,
-                    latency=latency, pause=pause)
+                    latency=latency, pause=pause, memory=memory)
 
 
 @pytest.mark.parametrize("config_name,count,latency,pause,seed", [
@@ -67,6 +68,15 @@ def test_random_jobs(config_name, count, latency, pause, seed):
     jobs = [random_job_spec(rng, CONFIGS[config_name]) for _ in range(count)]
     results = _run(config_name, jobs, seed=seed, latency=latency, pause=pause)
     assert len(results) == count and all(r["bit_exact"] for r in results)
+
+
+def test_gateware_memory_model():
+    """The fast path (hdl/simmem.py memory inside the simulation) gives the same answers."""
+    seed = _seed(15)
+    rng = np.random.default_rng(seed)
+    jobs = [random_job_spec(rng, CONFIGS["4x4-bus64"]) for _ in range(25)]
+    results = _run("4x4-bus64", jobs, seed=seed, latency=24, pause=0.25, memory="hdl")
+    assert len(results) == 25 and all(r["bit_exact"] for r in results)
 
 
 def _valid(**overrides):
