@@ -194,12 +194,16 @@ class TileScheduler(wiring.Component):
         a_row_end = Signal(32)
         a_addr = Signal(64)
         a_super_base = Signal(64)           # a_addr + s * a_stride
-        # A blocks load in segments of seg bytes of k, every row of a segment before the
-        # next, so the feeder can start on k < (segments loaded) * seg instead of waiting
-        # for whole rows of K bytes.
+        # A blocks load row tile by row tile, each in segments of seg bytes of k, every row
+        # of the tile before the next segment: the feeder can start a tile on
+        # k < (segments loaded) * seg instead of waiting for whole rows of K bytes, and the
+        # first tile of a job needs only its own rows.
         seg = _A_SEGMENT_BEATS * bb
         a_seg = Signal(32)                  # k offset of the segment being requested
-        a_seg_base = Signal(64)             # address of row s, k = c + a_seg
+        a_tile_row = Signal(32)             # first row of the row tile being requested
+        a_tile_base = Signal(64)            # address of row a_tile_row, k = c
+        a_seg_base = Signal(64)             # address of row a_tile_row, k = c + a_seg
+        a_tile_end = Mux(a_tile_row + rows < a_row_end, a_tile_row + rows, a_row_end)
         a_skip = plan.single_chunk & (a_nest.j != 0)
         with m.If(self.start):
             m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_super_base.eq(job.a_addr),
@@ -221,6 +225,8 @@ class TileScheduler(wiring.Component):
                     a_row.eq(a_nest.s),
                     a_row_end.eq(a_nest.s + rows_here),
                     a_seg.eq(0),
+                    a_tile_row.eq(a_nest.s),
+                    a_tile_base.eq(a_super_base + a_nest.c),
                     a_seg_base.eq(a_super_base + a_nest.c),
                     a_addr.eq(a_super_base + a_nest.c),
                 ]
@@ -234,9 +240,14 @@ class TileScheduler(wiring.Component):
             ]
             with m.If(a_cmd_ready):
                 m.d.sync += [a_row.eq(a_row + 1), a_addr.eq(a_addr + job.a_stride)]
-                with m.If((a_row + 1 == a_row_end) & (a_seg + seg < chunk_len(a_nest.c))):
-                    m.d.sync += [a_row.eq(a_nest.s), a_seg.eq(a_seg + seg),
+                with m.If((a_row + 1 == a_tile_end) & (a_seg + seg < chunk_len(a_nest.c))):
+                    m.d.sync += [a_row.eq(a_tile_row), a_seg.eq(a_seg + seg),
                                  a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
+                with m.Elif((a_row + 1 == a_tile_end) & (a_tile_end != a_row_end)):
+                    next_tile = a_tile_base + rows * job.a_stride
+                    m.d.sync += [a_row.eq(a_tile_end), a_tile_row.eq(a_tile_end), a_seg.eq(0),
+                                 a_tile_base.eq(next_tile), a_seg_base.eq(next_tile),
+                                 a_addr.eq(next_tile)]
                 with m.Elif(a_row + 1 == a_row_end):
                     m.d.sync += [a_issuing.eq(0), a_blk["issued"].eq(a_blk["issued"] + 1),
                                  a_active.eq(~a_nest.last)]
@@ -321,8 +332,10 @@ class TileScheduler(wiring.Component):
         a_wrow = Signal(range(a_banks + 1))
         a_wword = Signal(range(words + 1))
         a_wseg = Signal(32)                 # k offset of the segment being written
+        a_wtile = Signal(range(a_banks + 1))  # first bank of the row tile being written
         a_block_rows = a_sizes.r_data[:32]
         a_block_k = a_sizes.r_data[32:]
+        a_wtile_end = Mux(a_wtile + rows < a_block_rows, a_wtile + rows, a_block_rows)
         a_wbuf = a_blk["loaded"][0]
         for bank, mem in enumerate(a_mems):
             port = mem.write_port(granularity=1)
@@ -338,11 +351,13 @@ class TileScheduler(wiring.Component):
             m.d.sync += a_wword.eq(a_wword + 1)
             with m.If(beat.last):
                 m.d.sync += [a_wword.eq(0), a_wrow.eq(a_wrow + 1)]
-                with m.If((a_wrow + 1 == a_block_rows) & (a_wseg + seg < a_block_k)):
-                    m.d.sync += [a_wrow.eq(0), a_wseg.eq(a_wseg + seg)]
+                with m.If((a_wrow + 1 == a_wtile_end) & (a_wseg + seg < a_block_k)):
+                    m.d.sync += [a_wrow.eq(a_wtile), a_wseg.eq(a_wseg + seg)]
+                with m.Elif((a_wrow + 1 == a_wtile_end) & (a_wtile_end != a_block_rows)):
+                    m.d.sync += [a_wtile.eq(a_wtile_end), a_wseg.eq(0)]
                 with m.Elif(a_wrow + 1 == a_block_rows):
                     m.d.comb += a_sizes.r_en.eq(1)
-                    m.d.sync += [a_wrow.eq(0), a_wseg.eq(0),
+                    m.d.sync += [a_wrow.eq(0), a_wseg.eq(0), a_wtile.eq(0),
                                  a_blk["loaded"].eq(a_blk["loaded"] + 1)]
         # B: k rows arrive in order; beat w of k row r fills bytes [w*bb, w*bb + count).
         b_wrow = Signal(range(depth + 1))
@@ -366,8 +381,8 @@ class TileScheduler(wiring.Component):
                     m.d.comb += b_sizes.r_en.eq(1)
                     m.d.sync += [b_wrow.eq(0), b_blk["loaded"].eq(b_blk["loaded"] + 1)]
         with m.If(self.start):
-            m.d.sync += [a_wrow.eq(0), a_wword.eq(0), a_wseg.eq(0), b_wrow.eq(0),
-                         b_wbeat.eq(0)]
+            m.d.sync += [a_wrow.eq(0), a_wword.eq(0), a_wseg.eq(0), a_wtile.eq(0),
+                         b_wrow.eq(0), b_wbeat.eq(0)]
 
         # ---- feeder ---------------------------------------------------------------------
         f_nest = _Nest(m, "feed", job, plan, with_t=True)
@@ -415,7 +430,8 @@ class TileScheduler(wiring.Component):
         # loaders.
         can_start = tile_queue.w_rdy | ~f_nest.c_last
         b_row_in = b_ready | (f_k < b_wrow)
-        a_row_in = a_ready | (f_k < a_wseg)
+        f_bank = f_nest.tile * rows        # first A bank of the feeder's row tile
+        a_row_in = a_ready | (a_wtile > f_bank) | ((a_wtile == f_bank) & (f_k < a_wseg))
         with m.If(self.start):
             m.d.sync += [f_active.eq(1), f_streaming.eq(0), *f_nest.reset()]
         with m.Elif(self.abort):
