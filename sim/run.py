@@ -68,11 +68,12 @@ def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=1, pause=0.
              inputs=None, log_file=None, waves=None, workdir=None, memory="cocotb"):
     """Run job specs (see ``sim.tb_accel``) in one simulation; return the results list.
 
-    ``waves`` names an FST file to write the waveform to.
+    ``waves`` names a .fst or .vcd file to write the waveform to.
 
     Raises AssertionError (with the testbench's findings) when any job failed its checks.
     """
-    build_dir = build_accelerator(config, simulator, waves=bool(waves), memory=memory,
+    kind = (Path(waves).suffix.lstrip(".") or "vcd") if waves else False
+    build_dir = build_accelerator(config, simulator, waves=kind, memory=memory,
                                   latency=latency, pause=pause)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(workdir or tmp)

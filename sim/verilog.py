@@ -139,8 +139,9 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
     key : str
         Everything besides the sources that changes the design (the configuration's repr).
     simulator : "verilator" or "icarus"
-    waves : bool
-        Build with tracing support (Verilator needs it at build time).
+    waves : False, "vcd" or "fst"
+        Build with tracing support (Verilator needs it at build time). Verilator's FST
+        writer needs the lz4 headers (Debian: liblz4-dev).
 
     Returns
     -------
@@ -175,7 +176,10 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
                                'public_flat_rw -module "*" -var "storage"\n')
             from cocotb_tools.runner import VerilatorControlFile
             sources.append(VerilatorControlFile(control))
-        if waves and simulator == "verilator":
+        if waves == "fst" and simulator == "verilator":
+            if not Path("/usr/include/lz4.h").exists():
+                raise RuntimeError("FST waveforms from Verilator need the lz4 headers "
+                                   "(apt-get install liblz4-dev); or name a .vcd file")
             build_args.append("--trace-fst")
         # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
         # precompiled-header step of larger models; a MAKEFLAGS assignment overrides it
@@ -185,7 +189,7 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
                                                          "OPT_FAST=-O2"]))
         try:
             runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                         build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                         build_args=build_args, timescale=("1ns", "1ps"), waves=bool(waves),
                          log_file=build_dir / "build.log")
         finally:
             if saved is None:
@@ -200,8 +204,8 @@ def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=Non
         extra_env=None, testcase=None, waves=None, results_xml=None, log_file=None):
     """Run cocotb tests from ``test_module`` against a model made by :func:`build`.
 
-    ``waves`` names a file to receive an FST waveform (the model must have been built
-    with ``waves=True``). Returns the path of the JUnit results file; raises AssertionError naming the failed
+    ``waves`` names a file to receive the waveform (the model must have been built with
+    waves of the file's kind: .fst or .vcd on Verilator; Icarus always writes FST). Returns the path of the JUnit results file; raises AssertionError naming the failed
     tests when any failed, so a pytest wrapper fails with the cocotb log above it (or,
     with ``log_file``, in that file).
     """

@@ -217,7 +217,8 @@ def _parser():
                    help="external memory model: cocotbext-axi (default) or the gateware model "
                         "(no Python per cycle: much faster for large GEMMs)")
     p.add_argument("--json", help="write the report as JSON to this file")
-    p.add_argument("--wave", help="write an FST waveform to this file")
+    p.add_argument("--wave", help="write a waveform to this file (.fst, which needs "
+                                  "liblz4-dev for Verilator, or .vcd)")
     _add_config_arguments(p)
     _add_memory_system_arguments(p)
     p.set_defaults(func=_cmd_gemm)

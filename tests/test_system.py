@@ -171,7 +171,7 @@ def test_cli_gemm_report(tmp_path, capsys):
     code = main(["gemm", "-M", "5", "-N", "11", "-K", "21", "--rows", "2", "--cols", "5",
                  "--bus-width", "128", "--sram-depth", "16", "--row-tiles", "1",
                  "--max-k", "1024", "--out-format", "e5m2", "--mem-latency", "9",
-                 "--json", str(report)])
+                 "--json", str(report), "--wave", str(tmp_path / "gemm.vcd")])
     out = capsys.readouterr().out
     assert code == 0 and "bit-exact" in out and "utilization" in out
     data = json.loads(report.read_text())
@@ -179,3 +179,4 @@ def test_cli_gemm_report(tmp_path, capsys):
     assert data["shape"] == {"M": 5, "N": 11, "K": 21}
     assert data["config"]["rows"] == 2 and list(data["counters"]) == list(COUNTERS)
     assert data["counters"]["dram_write_bytes"] == 5 * 11
+    assert b"$enddefinitions" in (tmp_path / "gemm.vcd").read_bytes()[:1 << 20]
