@@ -196,6 +196,10 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
                 del os.environ["MAKEFLAGS"]
             else:
                 os.environ["MAKEFLAGS"] = saved
+        product = build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
+        if not product.exists():
+            raise RuntimeError(f"the {simulator} build made no {product.name}; see "
+                               f"{build_dir / 'build.log'}")
         stamp.write_text(key)
     return build_dir
 
