@@ -307,9 +307,14 @@ class TileScheduler(wiring.Component):
         prefer_b = Signal()
         a_urgent = a_cmd_valid & (a_blk["loaded"] == a_blk["released"])
         b_urgent = b_cmd_valid & (b_blk["loaded"] == b_blk["released"])
+        # When both are urgent, serve the one the feeder is stalled on this cycle: an A
+        # command carries eight beats and a B command one, so plain alternation would
+        # starve B while both stream into the first tile.
+        feeder_wants_a = Signal()
+        feeder_wants_b = Signal()
         grant_b = Signal()
         with m.If(a_urgent & b_urgent):
-            m.d.comb += grant_b.eq(prefer_b)
+            m.d.comb += grant_b.eq(feeder_wants_b | (~feeder_wants_a & prefer_b))
         with m.Elif(a_urgent):
             m.d.comb += grant_b.eq(0)
         with m.Else():
@@ -432,6 +437,8 @@ class TileScheduler(wiring.Component):
         b_row_in = b_ready | (f_k < b_wrow)
         f_bank = f_nest.tile * rows        # first A bank of the feeder's row tile
         a_row_in = a_ready | (a_wtile > f_bank) | ((a_wtile == f_bank) & (f_k < a_wseg))
+        m.d.comb += [feeder_wants_a.eq(f_streaming & ~a_row_in),
+                     feeder_wants_b.eq(f_streaming & ~b_row_in)]
         with m.If(self.start):
             m.d.sync += [f_active.eq(1), f_streaming.eq(0), *f_nest.reset()]
         with m.Elif(self.abort):
