@@ -133,6 +133,18 @@ def _window(low, high, start_byte):
     return Cat(low, high).bit_select(start_byte * 8, len(low))
 
 
+def _error_and_halt(m, *, bad, clear, error, halted, drained):
+    """Sticky ``error`` on a bad response; ``halted`` from then until ``clear`` (or an
+    earlier one) has been seen and the engine has ``drained``. Shared by both engines."""
+    with m.If(bad):
+        m.d.sync += [error.eq(1), halted.eq(1)]
+    with m.Else():
+        with m.If(clear):
+            m.d.sync += error.eq(0)
+        with m.If(halted & (~error | clear) & drained):
+            m.d.sync += halted.eq(0)
+
+
 class _BurstPlanner:
     """Address-channel half shared by both engines: one command at a time into bursts.
 
@@ -366,16 +378,10 @@ class DmaReader(wiring.Component):
 
         # -- outstanding bursts, errors ------------------------------------------------------
         m.d.sync += outstanding.eq(outstanding + planner.load - (fire & bus.rlast))
-        with m.If(bad):
-            m.d.sync += [self.error.eq(1), halted.eq(1)]
-        with m.Else():
-            with m.If(self.clear):
-                m.d.sync += self.error.eq(0)
-            # Halted until the bus has drained and the queues have been emptied (one entry
-            # per cycle).
-            with m.If(halted & (~self.error | self.clear) & (outstanding == 0) &
-                      ~info_fifo.r_rdy & ~out_fifo.r_rdy):
-                m.d.sync += halted.eq(0)
+        # Halted until the bus has drained and the queues have been emptied (one entry
+        # per cycle).
+        _error_and_halt(m, bad=bad, clear=self.clear, error=self.error, halted=halted,
+                        drained=(outstanding == 0) & ~info_fifo.r_rdy & ~out_fifo.r_rdy)
         with m.If(halted):
             m.d.sync += [planner.busy.eq(0), first.eq(1), flush.eq(0)]
 
@@ -562,14 +568,8 @@ class DmaWriter(wiring.Component):
             outstanding.eq(outstanding + planner.load - b_fire),
             unstarted.eq(unstarted + planner.load - (go & starting)),
         ]
-        with m.If(bad):
-            m.d.sync += [self.error.eq(1), halted.eq(1)]
-        with m.Else():
-            with m.If(self.clear):
-                m.d.sync += self.error.eq(0)
-            with m.If(halted & (~self.error | self.clear) & (outstanding == 0) &
-                      ~info_fifo.r_rdy & ~bus.wvalid):
-                m.d.sync += halted.eq(0)
+        _error_and_halt(m, bad=bad, clear=self.clear, error=self.error, halted=halted,
+                        drained=(outstanding == 0) & ~info_fifo.r_rdy & ~bus.wvalid)
         with m.If(halted):
             m.d.sync += planner.busy.eq(0)
 

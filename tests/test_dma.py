@@ -180,14 +180,9 @@ def make_memory(config, rng, *, latency, pauses):
     return mem
 
 
-SEEDS = [1, 2, 3, 4, 5, 6]           # even seeds run dense (no pauses anywhere)
-COMMANDS = 24
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("bus_width", [32, 64, 128])
-def test_read_random(bus_width, seed):
-    rng = random.Random(f"read-{bus_width}-{seed}")
+def _random_setup(kind, bus_width, seed):
+    """Seeded configuration, pauses and memory for one random read or write test."""
+    rng = random.Random(f"{kind}-{bus_width}-{seed}")
     config = random_config(rng, bus_width)
     pauses = random_pauses(rng, dense=seed % 2 == 0)
     latency = rng.choice([1, 2, 9, 33])
@@ -195,6 +190,17 @@ def test_read_random(bus_width, seed):
               f"max_outstanding={config.max_outstanding} latency={latency} pauses={pauses}"
     print(context)
     mem = make_memory(config, rng, latency=latency, pauses=pauses)
+    return rng, config, pauses, mem, context
+
+
+SEEDS = [1, 2, 3, 4, 5, 6]           # even seeds run dense (no pauses anywhere)
+COMMANDS = 24
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("bus_width", [32, 64, 128])
+def test_read_random(bus_width, seed):
+    rng, config, pauses, mem, context = _random_setup("read", bus_width, seed)
     commands = [(addr, length, rng.randrange(4))
                 for addr, length in random_ranges(rng, config, COMMANDS, disjoint=False)]
 
@@ -396,14 +402,7 @@ def run_writes(mem, commands, rng, *, pauses, cycles):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("bus_width", [32, 64, 128])
 def test_write_random(bus_width, seed):
-    rng = random.Random(f"write-{bus_width}-{seed}")
-    config = random_config(rng, bus_width)
-    pauses = random_pauses(rng, dense=seed % 2 == 0)
-    latency = rng.choice([1, 2, 9, 33])
-    context = f"seed={seed} bus_width={bus_width} max_burst={config.max_burst} " \
-              f"max_outstanding={config.max_outstanding} latency={latency} pauses={pauses}"
-    print(context)
-    mem = make_memory(config, rng, latency=latency, pauses=pauses)
+    rng, config, pauses, mem, context = _random_setup("write", bus_width, seed)
     ranges = random_ranges(rng, config, COMMANDS, disjoint=True)
     commands = [(addr, rng.randbytes(length)) for addr, length in ranges]
     expected = bytearray(mem.mem)

@@ -94,6 +94,13 @@ def _expected(states, fmt_name, saturate):
     return np.array(out, dtype=np.uint32)
 
 
+def _seeded(base, fmt_name, saturate):
+    """A seed per (test, format, mode), printed so a failure reproduces, and its rng."""
+    seed = base + list(OUTPUT_FORMATS).index(fmt_name) * 2 + saturate
+    print(f"seed={seed}")
+    return seed, np.random.default_rng(seed)
+
+
 def _check(states, fmt_name, saturate, seed):
     """The normaliser's bits for every state equal the golden model's, bit for bit."""
     np.testing.assert_array_equal(_run(states, fmt_name, saturate),
@@ -103,9 +110,7 @@ def _check(states, fmt_name, saturate, seed):
 @pytest.mark.parametrize("saturate", [True, False])
 @pytest.mark.parametrize("fmt_name", ["fp32", "bf16", "e4m3", "e5m2"])
 def test_random_states(fmt_name, saturate):
-    seed = 1000 + list(OUTPUT_FORMATS).index(fmt_name) * 2 + saturate
-    print(f"seed={seed}")
-    rng = np.random.default_rng(seed)
+    seed, rng = _seeded(1000, fmt_name, saturate)
     states = []
     limit = CONFIG.acc_width - 1
     for _ in range(1500):
@@ -127,9 +132,7 @@ def test_random_states(fmt_name, saturate):
 @pytest.mark.parametrize("saturate", [True, False])
 @pytest.mark.parametrize("fmt_name", ["fp32", "bf16", "e4m3", "e5m2"])
 def test_rounding_edges(fmt_name, saturate):
-    seed = 2000 + list(OUTPUT_FORMATS).index(fmt_name) * 2 + saturate
-    print(f"seed={seed}")
-    rng = np.random.default_rng(seed)
+    seed, rng = _seeded(2000, fmt_name, saturate)
     states = [(acc, scale, False, False, False, False) for acc, scale in _edge_cases(rng, fmt_name)]
     # Specials: NaN wins over Inf; +Inf and -Inf together are NaN; Inf with any finite sum.
     for flags in [(1, 0, 0, 0), (1, 1, 0, 0), (0, 1, 1, 0), (0, 1, 0, 0), (0, 0, 1, 0),
