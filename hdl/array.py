@@ -1,6 +1,6 @@
 """The R x C output-stationary systolic array with its skew, drain and normalisers."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

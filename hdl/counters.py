@@ -1,6 +1,6 @@
 """Hardware performance counters, declared once (DESIGN.md section 4)."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -1,6 +1,6 @@
 """The job descriptor and its checker."""
 
-from amaranth.hdl import Module, Mux, unsigned
+from amaranth.hdl import Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

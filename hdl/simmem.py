@@ -19,7 +19,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out, flipped
 
-from .axi import AXI4Signature, BURST_INCR, RESP_OKAY
+from .axi import AXI4Signature, RESP_OKAY
 
 __all__ = ["AxiMemory", "SimulationTop"]
 

@@ -18,7 +18,7 @@ the feeder may use a buffer while ``loaded != released``. So the next blocks loa
 the array computes, and the accumulators in the PEs carry a tile across K chunks.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 

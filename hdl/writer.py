@@ -6,7 +6,6 @@ from amaranth.lib.wiring import In, Out
 
 from .array import ResultsLayout
 from .dma import WriteCommand, WriteData
-from .fp8 import OutFormat
 from .job import JobDescriptor, output_bytes
 from .tiler import TileInfo
 

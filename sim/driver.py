@@ -12,7 +12,7 @@ and optionally ``await port.wait_interrupt()``, which returns once the done inte
 high; without it the driver polls STATUS.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..formats import input_format, output_format
 from ..hdl.counters import COUNTERS
@@ -126,7 +126,7 @@ class SystoleDriver:
         await self.write_register("IRQ_ENABLE", done=1)
         await self.write_job(job)
         await self.start()
-        status = await self.wait_done()
+        await self.wait_done()
         # A rejected descriptor sets error without ever setting busy; a job sets done.
         code = ErrorCode((await self.read_register("ERROR_CODE"))["code"])
         counters = await self.read_counters()

@@ -13,7 +13,7 @@ import logging
 
 import cocotb
 from cocotb.triggers import Event, RisingEdge
-from cocotbext.axi import AxiBus, AxiRam
+from cocotbext.axi import AxiRam
 from cocotbext.axi.constants import AxiResp
 
 __all__ = ["LatencyAxiRam", "StorageBackdoor", "random_pauses", "quiet_axi_logs"]
