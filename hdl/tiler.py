@@ -2,7 +2,7 @@
 
 Loop nest (the same in all three engines, each with its own counters)::
 
-    for s in super-rows of Ms rows:        Ms = row_tiles * rows if K <= sram_depth, else rows
+    for s in super-rows of Ms rows:        Ms = row_tiles * rows * F if K <= sram_depth, else rows
       for j in column tiles of cols:
         for c in K chunks of sram_depth:   (one chunk when K fits)
           for t in row tiles of s:         (rows at a time)
@@ -16,6 +16,11 @@ and three counters: blocks ``issued`` (commands sent), ``loaded`` (all data writ
 ``released`` (feeder done with it). A loader may issue while ``issued - released < 2``;
 the feeder may use a buffer while ``loaded != released``. So the next blocks load while
 the array computes, and the accumulators in the PEs carry a tile across K chunks.
+
+An A buffer is row_tiles * rows banks of sram_depth bytes. When K is short, F row-tile
+groups stack in each bank's depth (F the largest power of two, at most 8, with
+F * K <= sram_depth): a super-row then holds F times more rows, and B, which is re-read
+once per super-row, moves F times fewer bytes.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
@@ -29,6 +34,9 @@ from .job import JobDescriptor
 __all__ = ["TileInfo", "TileScheduler", "TAG_A", "TAG_B"]
 
 TAG_A, TAG_B = 0, 1
+
+#: Most row-tile groups of short K rows stacked in one A buffer (a power of two).
+_MAX_FOLD = 8
 
 #: Bus beats per A segment: the feeder may start on an A block once its first segment of
 #: every row has arrived.
@@ -55,7 +63,10 @@ class _Nest:
         self.j = Signal(32, name=f"{name}_j")
         self.c = Signal(32, name=f"{name}_c")
         self.t = Signal(32, name=f"{name}_t")
-        self.tile = Signal(8, name=f"{name}_tile")    # row tile index within the super-row
+        # Where the row tile lives in the A buffer: for row tile index i within the
+        # super-row, bank group i mod row_tiles and fold i div row_tiles.
+        self.group = Signal(range(plan.row_tiles), name=f"{name}_group")
+        self.fold = Signal(range(_MAX_FOLD), name=f"{name}_fold")
         self._m, self._job, self._plan, self._with_t = m, job, plan, with_t
         s_end = Mux(self.s + plan.ms < job.m, self.s + plan.ms, job.m)
         self.t_last = (self.t + plan.rows >= s_end) if with_t else Const(1)
@@ -66,13 +77,18 @@ class _Nest:
         self.last = self.t_last & self.group_last
 
     def reset(self):
-        return [self.s.eq(0), self.j.eq(0), self.c.eq(0), self.t.eq(0), self.tile.eq(0)]
+        return [self.s.eq(0), self.j.eq(0), self.c.eq(0), self.t.eq(0),
+                self.group.eq(0), self.fold.eq(0)]
 
     def step(self):
         """Statements that advance to the next iteration (call inside a condition)."""
         m, plan = self._m, self._plan
         with m.If(~self.t_last):
-            m.d.sync += [self.t.eq(self.t + plan.rows), self.tile.eq(self.tile + 1)]
+            m.d.sync += self.t.eq(self.t + plan.rows)
+            with m.If(self.group == plan.row_tiles - 1):
+                m.d.sync += [self.group.eq(0), self.fold.eq(self.fold + 1)]
+            with m.Else():
+                m.d.sync += self.group.eq(self.group + 1)
         with m.Else():
             with m.If(~self.c_last):
                 m.d.sync += self.c.eq(self.c + plan.depth)
@@ -83,7 +99,7 @@ class _Nest:
                 with m.Else():
                     m.d.sync += [self.j.eq(0), self.s.eq(self.s + plan.ms)]
             next_s = Mux(self.c_last & self.j_last, self.s + plan.ms, self.s)
-            m.d.sync += [self.t.eq(next_s), self.tile.eq(0)]
+            m.d.sync += [self.t.eq(next_s), self.group.eq(0), self.fold.eq(0)]
 
 
 class _Plan:
@@ -93,9 +109,21 @@ class _Plan:
         self.rows = config.rows
         self.cols = config.cols
         self.depth = config.sram_depth
+        self.row_tiles = config.row_tiles
         self.single_chunk = Signal(name="single_chunk")
         m.d.comb += self.single_chunk.eq(job.k <= config.sram_depth)
-        self.ms = Mux(self.single_chunk, config.row_tiles * config.rows, config.rows)
+        # Folds: how many row-tile groups of K bytes stack in one buffer's depth (a power of
+        # two, at most _MAX_FOLD). A super-row holds row_tiles * rows * folds rows, so B is
+        # re-read ceil(M / Ms) times instead of ceil(M / (row_tiles * rows)).
+        self.fold_log2 = Signal(range(_MAX_FOLD.bit_length()), name="fold_log2")
+        fold_choices = [log2 for log2 in range(_MAX_FOLD.bit_length() - 1, 0, -1)
+                        if config.sram_depth >> log2 >= config.bus_bytes]
+        fold_choice = Const(0, self.fold_log2.shape())
+        for log2 in reversed(fold_choices):      # the largest fitting fold wins
+            fold_choice = Mux(job.k <= config.sram_depth >> log2, log2, fold_choice)
+        m.d.comb += self.fold_log2.eq(fold_choice)
+        self.ms = Mux(self.single_chunk, (config.row_tiles * config.rows) << self.fold_log2,
+                      config.rows)
         self.single_col = job.n <= config.cols
 
 
@@ -334,10 +362,17 @@ class TileScheduler(wiring.Component):
         fire = self.read_data.valid
         # A: segments arrive in order, rows in order within a segment; beat w of row r in
         # the segment at k offset g goes to word g / bb + w of bank r - s.
-        a_wrow = Signal(range(a_banks + 1))
+        # Row r of the block lives in bank (r mod a_banks) at fold (r div a_banks); a fold
+        # is words >> fold_log2 words deep.
+        a_wrow = Signal(range(a_banks * _MAX_FOLD + 1))     # row of the block being written
         a_wword = Signal(range(words + 1))
         a_wseg = Signal(32)                 # k offset of the segment being written
-        a_wtile = Signal(range(a_banks + 1))  # first bank of the row tile being written
+        a_wtile = Signal(range(a_banks * _MAX_FOLD + 1))    # first row of that row tile
+        a_wtbank = Signal(range(a_banks))   # its bank
+        a_wfold = Signal(range(_MAX_FOLD))  # its fold
+        a_wbank = a_wtbank + (a_wrow - a_wtile)[:len(a_wtbank) + 1]
+        fold_shift = Signal(range(words.bit_length()))     # log2 of a fold's words
+        m.d.comb += fold_shift.eq((words.bit_length() - 1) - plan.fold_log2)
         a_block_rows = a_sizes.r_data[:32]
         a_block_k = a_sizes.r_data[32:]
         a_wtile_end = Mux(a_wtile + rows < a_block_rows, a_wtile + rows, a_block_rows)
@@ -345,10 +380,11 @@ class TileScheduler(wiring.Component):
         for bank, mem in enumerate(a_mems):
             port = mem.write_port(granularity=1)
             m.d.comb += [
-                port.addr.eq(Cat((a_wword + (a_wseg >> (bb.bit_length() - 1)))
+                port.addr.eq(Cat((a_wword + (a_wseg >> (bb.bit_length() - 1))
+                                  + (a_wfold << fold_shift))
                                  [:len(port.addr) - 1], a_wbuf)),
                 port.data.eq(beat.data),
-                port.en.eq(Mux(fire & (beat.tag == TAG_A) & (a_wrow == bank),
+                port.en.eq(Mux(fire & (beat.tag == TAG_A) & (a_wbank == bank),
                                (1 << beat.count) - 1, 0)),
             ]
         with m.If(fire & (beat.tag == TAG_A)):
@@ -360,9 +396,14 @@ class TileScheduler(wiring.Component):
                     m.d.sync += [a_wrow.eq(a_wtile), a_wseg.eq(a_wseg + seg)]
                 with m.Elif((a_wrow + 1 == a_wtile_end) & (a_wtile_end != a_block_rows)):
                     m.d.sync += [a_wtile.eq(a_wtile_end), a_wseg.eq(0)]
+                    with m.If(a_wtbank + rows == a_banks):
+                        m.d.sync += [a_wtbank.eq(0), a_wfold.eq(a_wfold + 1)]
+                    with m.Else():
+                        m.d.sync += a_wtbank.eq(a_wtbank + rows)
                 with m.Elif(a_wrow + 1 == a_block_rows):
                     m.d.comb += a_sizes.r_en.eq(1)
                     m.d.sync += [a_wrow.eq(0), a_wseg.eq(0), a_wtile.eq(0),
+                                 a_wtbank.eq(0), a_wfold.eq(0),
                                  a_blk["loaded"].eq(a_blk["loaded"] + 1)]
         # B: k rows arrive in order; beat w of k row r fills bytes [w*bb, w*bb + count).
         b_wrow = Signal(range(depth + 1))
@@ -387,6 +428,7 @@ class TileScheduler(wiring.Component):
                     m.d.sync += [b_wrow.eq(0), b_blk["loaded"].eq(b_blk["loaded"] + 1)]
         with m.If(self.start):
             m.d.sync += [a_wrow.eq(0), a_wword.eq(0), a_wseg.eq(0), a_wtile.eq(0),
+                         a_wtbank.eq(0), a_wfold.eq(0),
                          b_wrow.eq(0), b_wbeat.eq(0)]
 
         # ---- feeder ---------------------------------------------------------------------
@@ -407,16 +449,15 @@ class TileScheduler(wiring.Component):
         s0_fire = s0_valid & s1_ready
         a_rd_ports = [mem.read_port() for mem in a_mems]
         b_rd_port = b_mem.read_port()
-        a_rd_word = Cat(f_k[len(Const(bb - 1)) if bb > 1 else 0:][:len(a_rd_ports[0].addr) - 1],
-                        a_blk["released"][0]) if bb > 1 else Cat(f_k[:len(a_rd_ports[0].addr) - 1],
-                                                                 a_blk["released"][0])
+        f_word = (f_k >> (bb.bit_length() - 1)) + (f_nest.fold << fold_shift)
+        a_rd_word = Cat(f_word[:len(a_rd_ports[0].addr) - 1], a_blk["released"][0])
         for port in a_rd_ports:
             m.d.comb += [port.addr.eq(a_rd_word), port.en.eq(s0_fire)]
         m.d.comb += [b_rd_port.addr.eq(Cat(f_k[:len(b_rd_port.addr) - 1], b_blk["released"][0])),
                      b_rd_port.en.eq(s0_fire)]
 
         s1_lane = Signal(range(bb))
-        s1_tile = Signal(8)
+        s1_group = Signal(range(config.row_tiles))     # bank group of the row tile
         s1_rows = Signal(range(rows + 1))
         s1_cols = Signal(range(cols + 1))
         s1_last = Signal()
@@ -435,8 +476,8 @@ class TileScheduler(wiring.Component):
         # loaders.
         can_start = tile_queue.w_rdy | ~f_nest.c_last
         b_row_in = b_ready | (f_k < b_wrow)
-        f_bank = f_nest.tile * rows        # first A bank of the feeder's row tile
-        a_row_in = a_ready | (a_wtile > f_bank) | ((a_wtile == f_bank) & (f_k < a_wseg))
+        f_row = f_nest.t - f_nest.s         # first row of the feeder's row tile in its block
+        a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_k < a_wseg))
         m.d.comb += [feeder_wants_a.eq(f_streaming & ~a_row_in),
                      feeder_wants_b.eq(f_streaming & ~b_row_in)]
         with m.If(self.start):
@@ -454,7 +495,7 @@ class TileScheduler(wiring.Component):
                 m.d.sync += [
                     f_k.eq(f_k + 1),
                     s1_lane.eq(f_k[:len(s1_lane)] if bb > 1 else 0),
-                    s1_tile.eq(f_nest.tile),
+                    s1_group.eq(f_nest.group),
                     s1_rows.eq(tile_rows),
                     s1_cols.eq(tile_cols),
                     s1_last.eq((f_k + 1 == f_k_end) & f_nest.c_last),
@@ -489,7 +530,7 @@ class TileScheduler(wiring.Component):
             candidates = [a_rd_ports[t * rows + i].data for t in range(config.row_tiles)]
             word = candidates[0]
             for t in range(1, config.row_tiles):
-                word = Mux(s1_tile == t, candidates[t], word)
+                word = Mux(s1_group == t, candidates[t], word)
             byte = Signal(8, name=f"feed_a_{i}")
             m.d.comb += byte.eq(Value.cast(word).word_select(s1_lane, 8))
             m.d.comb += out.a[i].eq(Mux(i < s1_rows, byte, 0))
