@@ -23,11 +23,17 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..formats import output_format
 from ..hdl.bridge import (PROTOCOL_VERSION, REPLY_SYNC, REQUEST_SYNC, Command, Status,
                           crc16)
+from . import golden
+from .driver import GemmJob
 
 __all__ = ["BridgeError", "Reply", "encode_request", "encode_reply", "decode_reply",
-           "BridgePort", "SerialLink", "LinkStats"]
+           "BridgePort", "SerialLink", "LinkStats", "BoardGemm", "gemm_layout",
+           "run_board_gemm"]
 
 #: Statuses that mean "the frame was damaged on the way": the host retries them.
 RETRYABLE = frozenset({Status.CRC_ERROR, Status.TIMEOUT, Status.TOO_LONG})
@@ -284,3 +290,61 @@ class SerialLink:
         deadline = time.monotonic() + 30 * max(quiet, 0.01) + 1.0
         while self.serial.read(4096) and time.monotonic() < deadline:
             pass
+
+
+@dataclass
+class BoardGemm:
+    """Result of :func:`run_board_gemm`: C as the board wrote it, the job's outcome."""
+    c: np.ndarray
+    counters: dict
+    error: str
+    job: GemmJob
+    end: int            # first byte of board memory past the job's regions and guards
+
+
+def gemm_layout(m, n, k, a_format, b_format, out_format, *, saturate=True, scale_exp=0,
+                base=0x40, guard=64):
+    """Where a GEMM lives in board memory: A, B, then C (64-byte aligned), each followed by
+    ``guard`` bytes that the job must leave alone. Returns (GemmJob, end)."""
+    ob = output_format(out_format).width // 8
+    a_addr = base
+    b_addr = a_addr + m * k + guard
+    c_addr = (b_addr + k * n + guard + 63) // 64 * 64
+    end = c_addr + m * n * ob + guard
+    job = GemmJob(m=m, n=n, k=k, a_addr=a_addr, b_addr=b_addr, c_addr=c_addr, a_stride=k,
+                  b_stride=n, c_stride=n * ob, a_format=a_format, b_format=b_format,
+                  out_format=out_format, saturate=saturate, scale_exp=scale_exp)
+    return job, end
+
+
+async def run_board_gemm(driver, a, b, out_format="fp32", *, saturate=True, scale_exp=0):
+    """C = A.B on a board: A and B into its memory, the job, C back; see :func:`gemm_layout`.
+
+    ``driver`` is a :class:`~systole.sim.driver.SystoleDriver` whose port is a connected
+    :class:`BridgePort`. Arguments as in :func:`systole.sim.golden.gemm`.
+
+    Raises
+    ------
+    ValueError
+        When the operands are not fp8 matrices of matching shapes, or the job does not fit
+        the board's memory.
+    """
+    output_format(out_format)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"A and B must be matrices with A's columns equal to B's rows, "
+                         f"not {a.shape} and {b.shape}")
+    m, k = a.shape
+    n = b.shape[1]
+    job, end = gemm_layout(m, n, k, golden.format_of(a.dtype).name,
+                           golden.format_of(b.dtype).name, out_format, saturate=saturate,
+                           scale_exp=scale_exp)
+    port = driver.port
+    if port.memory_bytes is not None and end > port.memory_bytes:
+        raise ValueError(f"a {m}x{n}x{k} GEMM needs {end} bytes of board memory; the board "
+                         f"has {port.memory_bytes}")
+    await port.write_memory(job.a_addr, np.ascontiguousarray(a).view(np.uint8).tobytes())
+    await port.write_memory(job.b_addr, np.ascontiguousarray(b).view(np.uint8).tobytes())
+    outcome = await driver.run(job)
+    raw = await port.read_memory(job.c_addr, m * job.c_stride)
+    c = np.frombuffer(raw, dtype=golden.dtype_for(out_format)).reshape(m, n).copy()
+    return BoardGemm(c=c, counters=outcome.counters, error=outcome.error, job=job, end=end)
