@@ -21,8 +21,9 @@ def _add_config_arguments(parser, *, rows=8, cols=8):
                        help="largest K a job may have; sets the accumulator width")
 
 
-def _add_job_arguments(parser, *, b_format):
-    """Operand and output formats, overflow mode, scale, seed and simulator of a run."""
+def _add_job_arguments(parser, *, b_format, simulator=True):
+    """Operand and output formats, overflow mode, scale, seed and (unless ``simulator`` is
+    False) simulator of a run."""
     parser.add_argument("--a-format", default="e4m3", choices=["e4m3", "e5m2"])
     parser.add_argument("--b-format", default=b_format, choices=["e4m3", "e5m2"])
     parser.add_argument("--out-format", default="fp32", choices=["fp32", "bf16", "e4m3", "e5m2"])
@@ -31,7 +32,8 @@ def _add_job_arguments(parser, *, b_format):
     parser.add_argument("--scale-exp", type=int, default=0,
                         help="output scale 2**N, N in [-128, 127]")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    if simulator:
+        parser.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
 
 
 def _add_memory_system_arguments(parser):
@@ -136,19 +138,51 @@ def _print_counters(counters, config, shape):
     return {"utilization": utilization, "arithmetic_intensity": intensity}
 
 
-def _cmd_gemm(args):
+def _gemm_operands(args):
+    """The random A and B of ``systole gemm`` (and ``systole board gemm``) for ``--seed``."""
     import numpy as np
 
-    from .sim import golden
-    from .sim.run import run_gemm
     from .sim.stimulus import random_fp8
 
-    config = _config_from(args)
     rng = np.random.default_rng(args.seed)
     a = random_fp8(rng, (args.m, args.k), args.a_format, style="normal")
     b = random_fp8(rng, (args.k, args.n), args.b_format, style="normal")
-    print(f"systole gemm: C[{args.m}x{args.n}] = A[{args.m}x{args.k}] ({args.a_format}) . "
-          f"B[{args.k}x{args.n}] ({args.b_format}) -> {args.out_format}, seed {args.seed}")
+    return a, b
+
+
+def _gemm_title(args, command="gemm"):
+    return (f"systole {command}: C[{args.m}x{args.n}] = A[{args.m}x{args.k}] ({args.a_format})"
+            f" . B[{args.k}x{args.n}] ({args.b_format}) -> {args.out_format}, seed {args.seed}")
+
+
+def _report_gemm(args, config, a, b, c, counters, error, *, note="", extra_json=None):
+    """Counters, the golden-model check and ``--json`` of a GEMM run; the exit status."""
+    import numpy as np
+
+    from .sim import golden
+
+    expected = golden.gemm(a, b, args.out_format, saturate=not args.no_saturate,
+                           scale_exp=args.scale_exp)
+    exact = bool(np.array_equal(golden.to_bits(c), golden.to_bits(expected)))
+    derived = _print_counters(counters, config, (args.m, args.n, args.k))
+    print(f"check against golden.gemm: {'bit-exact' if exact else 'MISMATCH'}" + note)
+    if error != "NONE":
+        print(f"the accelerator reported error {error}")
+    if args.json:
+        report = {"bit_exact": exact, "shape": {"M": args.m, "N": args.n, "K": args.k},
+                  "formats": {"a": args.a_format, "b": args.b_format, "out": args.out_format},
+                  "config": config.to_dict(), **(extra_json or {}),
+                  "counters": counters, **derived}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if exact and error == "NONE" else 1
+
+
+def _cmd_gemm(args):
+    from .sim.run import run_gemm
+
+    config = _config_from(args)
+    a, b = _gemm_operands(args)
+    print(_gemm_title(args))
     print(f"  on a {config.rows}x{config.cols} array, {config.bus_width}-bit AXI4, "
           f"memory latency {args.mem_latency} cycles ({args.memory} model), {args.simulator}")
     print("  building the simulator model (cached after the first run) ...", flush=True)
@@ -163,20 +197,10 @@ def _cmd_gemm(args):
             sys.stderr.write(log.read_text() if log.exists() else "")
             print(f"systole gemm: FAILED: {error}", file=sys.stderr)
             return 1
-    expected = golden.gemm(a, b, args.out_format, saturate=not args.no_saturate,
-                           scale_exp=args.scale_exp)
-    exact = bool(np.array_equal(golden.to_bits(run.c), golden.to_bits(expected)))
-    derived = _print_counters(run.counters, config, (args.m, args.n, args.k))
-    print(f"check against golden.gemm: {'bit-exact' if exact else 'MISMATCH'}"
-          + (f"; waveform in {args.wave}" if args.wave else ""))
-    if args.json:
-        report = {"bit_exact": exact, "shape": {"M": args.m, "N": args.n, "K": args.k},
-                  "formats": {"a": args.a_format, "b": args.b_format, "out": args.out_format},
-                  "config": config.to_dict(), "mem_latency": args.mem_latency,
-                  "memory_model": args.memory,
-                  "counters": run.counters, **derived}
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if exact and run.error == "NONE" else 1
+    return _report_gemm(args, config, a, b, run.c, run.counters, run.error,
+                        note=f"; waveform in {args.wave}" if args.wave else "",
+                        extra_json={"mem_latency": args.mem_latency,
+                                    "memory_model": args.memory})
 
 
 def _cmd_accuracy(args):
@@ -224,6 +248,7 @@ def _parser():
     p.set_defaults(func=_cmd_gemm)
 
     __import__("systole.build", fromlist=["add_parser"]).add_parser(sub)
+    __import__("systole.board", fromlist=["add_parser"]).add_parser(sub)
 
     # These forward their arguments to the module's own main(); argparse's REMAINDER drops
     # a leading "--option", so their parsers have no prefix characters of their own.

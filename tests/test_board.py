@@ -391,3 +391,68 @@ def test_board_gemm_over_uart(tmp_path):
     print(f"noisy job: {noisy['noise']}, host: {noisy['link']}")
     assert noisy["noise"]["flipped"] + noisy["noise"]["dropped"] > 0
     assert noisy["link"]["retries"] > 0
+
+
+def test_board_gemm_through_a_pseudo_terminal(tmp_path, capsys):
+    """`systole board gemm --port /dev/pts/N` against `systole board sim` on a noisy line:
+    the CLI's own check (bit-exact against golden.gemm), and the counter laws."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from systole.cli import main
+    from systole.sim.tb_accel import counter_law_violations
+    _require_verilator()
+    seed = _seed(3)
+    print(f"seed={seed} (rerun with SYSTOLE_SEED={seed})")
+    ready, stop = tmp_path / "pty", tmp_path / "stop"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "systole.cli", "board", "sim", "--rows", "4", "--cols", "4",
+         "--sram-depth", "64", "--max-k", "1024", "--memory-bytes", "16384",
+         "--noise-flip", "0.002", "--noise-drop", "0.0005", "--seed", str(seed),
+         "--ready-file", str(ready), "--stop-file", str(stop), "--max-seconds", "600",
+         "--log", str(tmp_path / "sim.log")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 900
+        while not ready.exists():
+            assert server.poll() is None, f"board sim ended early:\n{server.stdout.read()}"
+            assert time.monotonic() < deadline, "board sim did not come up"
+            time.sleep(0.2)
+        report = tmp_path / "report.json"
+        status = main(["board", "gemm", "--port", ready.read_text(), "-M", "16", "-N", "12",
+                       "-K", "40", "--seed", str(seed), "--timeout", "2", "--rows", "4",
+                       "--json", str(report)])
+    finally:
+        stop.touch()
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()           # the simulator child stops on its own max_seconds
+            raise
+    out = capsys.readouterr().out
+    print(out)
+    assert status == 0
+    assert "check against golden.gemm: bit-exact" in out
+    result = json.loads(report.read_text())
+    assert result["bit_exact"] and result["config"]["rows"] == 4
+    spec = {"m": 16, "n": 12, "k": 40, "out_format": "fp32"}
+    assert counter_law_violations(CONFIG, spec, result["counters"]) == []
+    assert server.returncode == 0
+
+
+def test_board_gemm_rejects_options_that_do_not_match(tmp_path):
+    from systole.board import _check_options
+    from systole.cli import _parser
+    args = _parser().parse_args(["board", "gemm", "--port", "x", "--rows", "8",
+                                 "--formats", "e4m3"])
+    with pytest.raises(SystemExit, match=r"--rows 8 but the board has 4; --formats "
+                                         r"\('e4m3',\) but the board has \('e4m3', 'e5m2'\)"):
+        _check_options(args, CONFIG)
+
+
+def test_board_gemm_bad_port_is_a_clear_error():
+    from systole.cli import main
+    with pytest.raises(SystemExit, match=r"cannot open /nonexistent/tty"):
+        main(["board", "gemm", "--port", "/nonexistent/tty"])
