@@ -263,6 +263,24 @@ async def _protocol_checks(tb, link, port, timeout):
     return problems
 
 
+async def _led_checks(tb, driver):
+    """A rejected job (K > max_k) lights the error LED, writes nothing and leaves the
+    accelerator ready; the LEDs are busy, done, error (bits 0, 1, 2)."""
+    problems = []
+    k = tb.config.max_k + 1
+    job, _ = gemm_layout(1, 1, k, "e4m3", "e4m3", "fp32")
+    before = await driver.port.read_memory(job.c_addr, 4)
+    outcome = await driver.run(job)
+    if outcome.error != "K_TOO_LARGE":
+        problems.append(f"K = {k} gave error {outcome.error}, expected K_TOO_LARGE")
+    if int(tb.dut.leds.value) != 0b100:
+        problems.append(f"leds {int(tb.dut.leds.value):03b} after a rejected job, expected "
+                        f"100 (error)")
+    if await driver.port.read_memory(job.c_addr, 4) != before:
+        problems.append("a rejected job wrote C")
+    return problems
+
+
 def _with_crc(body):
     from ..hdl.bridge import crc16
     return body + crc16(body).to_bytes(2, "big")
@@ -323,6 +341,7 @@ async def run_host_mode(dut, params):
     info = await port.connect()
     driver = SystoleDriver(port, tb.config)
     failures = [f"protocol: {p}" for p in await _protocol_checks(tb, link, port, timeout)]
+    failures += [f"leds: {p}" for p in await _led_checks(tb, driver)]
     results = []
     for index, spec in enumerate(params["jobs"]):
         noise = spec.get("noise")
@@ -333,6 +352,9 @@ async def run_host_mode(dut, params):
         result["noise"] = link.noise.as_dict() if link.noise else None
         link.noise = None
         results.append(result)
+        if int(tb.dut.leds.value) != 0b010:
+            problems.append(f"leds {int(tb.dut.leds.value):03b} after the job, expected 010 "
+                            f"(done)")
         if problems:
             failures.append(f"job {index} {spec}: " + "; ".join(problems))
     if params.get("output"):

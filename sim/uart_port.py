@@ -325,8 +325,10 @@ async def run_board_gemm(driver, a, b, out_format="fp32", *, saturate=True, scal
 
     Raises
     ------
+    TypeError
+        When A or B is not an fp8 array.
     ValueError
-        When the operands are not fp8 matrices of matching shapes, or the job does not fit
+        When the shapes do not match, the output format is unknown, or the job does not fit
         the board's memory.
     """
     output_format(out_format)
