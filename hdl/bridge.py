@@ -187,7 +187,10 @@ class HostBridge(wiring.Component):
         timer = Signal(range(self._timeout + 1))
 
         rx_byte = rx.payload
-        crc_in = _crc16_step(crc, rx_byte)
+        # One CRC unit: it takes the received byte, or in the reply states the sent one.
+        crc_byte = Signal(8)
+        crc_in = Signal(16)
+        m.d.comb += [crc_byte.eq(rx_byte), crc_in.eq(_crc16_step(crc, crc_byte))]
         m.d.comb += [rx.ready.eq(1), rd.addr.eq(index), wr.addr.eq(index)]
 
         is_write = (cmd == Command.REG_WRITE) | (cmd == Command.MEM_WRITE)
@@ -413,10 +416,10 @@ class HostBridge(wiring.Component):
             # -- reply: header, payload from the buffer, CRC (most significant byte first)
             with m.State("REPLY_HEADER"):
                 header = Cat(Const(REPLY_SYNC, 8), status, seq, reply_len)
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(header.word_select(index[:3], 8))]
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(header.word_select(index[:3], 8)),
+                             crc_byte.eq(tx.payload)]
                 with m.If(tx.ready):
-                    m.d.sync += [index.eq(index + 1),
-                                 crc.eq(Mux(index == 0, _CRC_INIT, _crc16_step(crc, tx.payload)))]
+                    m.d.sync += [index.eq(index + 1), crc.eq(Mux(index == 0, _CRC_INIT, crc_in))]
                     with m.If(index == 4):
                         m.d.sync += [index.eq(0), fetched.eq(0)]
                         with m.If(reply_len != 0):
@@ -425,9 +428,9 @@ class HostBridge(wiring.Component):
                             m.next = "REPLY_CRC"
             with m.State("REPLY_PAYLOAD"):
                 m.d.sync += fetched.eq(1)
-                m.d.comb += [tx.valid.eq(fetched), tx.payload.eq(rd.data)]
+                m.d.comb += [tx.valid.eq(fetched), tx.payload.eq(rd.data), crc_byte.eq(rd.data)]
                 with m.If(fetched & tx.ready):
-                    m.d.sync += [crc.eq(_crc16_step(crc, rd.data)), index.eq(index + 1),
+                    m.d.sync += [crc.eq(crc_in), index.eq(index + 1),
                                  fetched.eq(0)]
                     with m.If(index == reply_len - 1):
                         m.d.sync += index.eq(0)

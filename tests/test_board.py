@@ -18,8 +18,7 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from systole import SystoleConfig
-from systole.hdl.bridge import (AXI4Arbiter, Command, HostBridge, REPLY_SYNC, Status,
-                                crc16)
+from systole.hdl.bridge import AXI4Arbiter, Command, HostBridge, Status, crc16
 from systole.hdl.csr import CSRBank
 from systole.hdl.registers import systole_register_map
 from systole.hdl.simmem import AxiMemory
@@ -157,13 +156,13 @@ class _BridgeBench(wiring.Component):
     """HostBridge onto a real CSR bank and an AxiMemory, behind the arbiter (manager 0
     left to the test)."""
 
-    def __init__(self):
+    def __init__(self, data_width=64):
         self.bank = CSRBank(systole_register_map(CONFIG))
         self.bridge = HostBridge(csr_addr_width=self.bank.axi.signature.addr_width,
-                                 addr_width=32, data_width=64, memory_bytes=_MEMORY,
+                                 addr_width=32, data_width=data_width, memory_bytes=_MEMORY,
                                  max_payload=32, timeout=_TIMEOUT)
-        self.memory = AxiMemory(addr_width=32, data_width=64, size=_MEMORY, latency=3)
-        self.arbiter = AXI4Arbiter(addr_width=32, data_width=64)
+        self.memory = AxiMemory(addr_width=32, data_width=data_width, size=_MEMORY, latency=3)
+        self.arbiter = AXI4Arbiter(addr_width=32, data_width=data_width)
         super().__init__({})
 
     def elaborate(self, platform):
@@ -178,10 +177,10 @@ class _BridgeBench(wiring.Component):
         return m
 
 
-def _run_bridge(exchanges, *, other_manager=None):
-    """Send each list of request bytes (with an optional idle gap after it), collect the
-    reply frames; return the replies and the bench (for memory inspection)."""
-    dut = _BridgeBench()
+def _run_bridge(exchanges, *, other_manager=None, data_width=64):
+    """Send each request's bytes (and wait for its reply when asked), collect the reply
+    frames; return the decoded replies and the bench."""
+    dut = _BridgeBench(data_width)
     replies = []
     done = []
     sent = bytearray()          # every byte the bridge transmitted
@@ -232,7 +231,8 @@ def _request(command, seq, address, length, payload=b""):
     return (encode_request(command, seq, address, length, payload), True)
 
 
-def test_bridge_commands():
+@pytest.mark.parametrize("data_width", [32, 64, 128])
+def test_bridge_commands(data_width):
     regmap = systole_register_map(CONFIG)
     m_addr = regmap["M"].address
     data = bytes(range(100, 123))
@@ -250,7 +250,8 @@ def test_bridge_commands():
         _request(Command.REG_READ, 10, 0xFF0, 4),                    # unmapped: SLVERR
         _request(0x04, 11, 0, 0),                                    # MEM_WRITE of nothing
     ] + [(encode_request(Command.PING, 12, 0, 0)[:1] + bytes([0x7E, 12, 0, 0, 0, 0, 0, 0])
-          + crc16(bytes([0x7E, 12, 0, 0, 0, 0, 0, 0])).to_bytes(2, "big"), True)])
+          + crc16(bytes([0x7E, 12, 0, 0, 0, 0, 0, 0])).to_bytes(2, "big"), True)],
+        data_width=data_width)
     id_words = [regmap["ID"].reset, regmap["VERSION"].reset]
     expected = [
         (Status.OK, 1, bytes([1, 0, 32, 0]) + _MEMORY.to_bytes(4, "little")),
