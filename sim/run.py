@@ -40,19 +40,19 @@ HDL_MEMORY_BYTES = 1 << 20
 
 
 def build_accelerator(config, simulator="verilator", *, waves=False, memory="cocotb",
-                      latency=32, pause=0.0, seed=1):
+                      latency=32, pause=0.0, seed=1, mem_size=HDL_MEMORY_BYTES):
     """Build (or reuse from the cache) the simulator model of the accelerator.
 
     ``memory="cocotb"`` exports the accelerator alone (external memory: cocotbext-axi);
     ``memory="hdl"`` exports ``SimulationTop``, the accelerator with the gateware memory
-    model of the given latency and pause rate built in.
+    model of the given latency and pause rate built in (``mem_size`` bytes).
     """
     if memory == "hdl":
         from ..hdl.simmem import SimulationTop
         return verilog.build(
-            lambda: SimulationTop(config, mem_size=HDL_MEMORY_BYTES, latency=latency,
+            lambda: SimulationTop(config, mem_size=mem_size, latency=latency,
                                   pause=pause, seed=seed),
-            TOPLEVEL, f"{config!r}|hdl-memory|{HDL_MEMORY_BYTES}|{latency}|{pause}|{seed}",
+            TOPLEVEL, f"{config!r}|hdl-memory|{mem_size}|{latency}|{pause}|{seed}",
             simulator, waves=waves)
     from ..hdl.top import Accelerator
     return verilog.build(lambda: Accelerator(config), TOPLEVEL, repr(config), simulator,
@@ -65,7 +65,8 @@ def _config_json(config):
 
 
 def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=1, pause=0.0,
-             inputs=None, log_file=None, waves=None, workdir=None, memory="cocotb"):
+             inputs=None, log_file=None, waves=None, workdir=None, memory="cocotb",
+             mem_size=HDL_MEMORY_BYTES):
     """Run job specs (see ``sim.tb_accel``) in one simulation; return the results list.
 
     ``waves`` names a .fst or .vcd file to write the waveform to.
@@ -74,12 +75,12 @@ def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=1, pause=0.
     """
     kind = (Path(waves).suffix.lstrip(".") or "vcd") if waves else False
     build_dir = build_accelerator(config, simulator, waves=kind, memory=memory,
-                                  latency=latency, pause=pause)
+                                  latency=latency, pause=pause, mem_size=mem_size)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(workdir or tmp)
         params = {"config": _config_json(config), "seed": seed, "latency": latency,
                   "pause": pause, "jobs": jobs, "output": str(work / "results.json"),
-                  "memory": memory, "mem_size": HDL_MEMORY_BYTES}
+                  "memory": memory, "mem_size": mem_size}
         if inputs is not None:
             np.savez(work / "inputs.npz", **inputs)
             params["inputs"] = str(work / "inputs.npz")

@@ -27,7 +27,8 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster
 
 from ..config import SystoleConfig
 from ..formats import output_format
-from . import golden
+from . import golden, perfmodel
+from ..hdl.counters import COUNTERS
 from ..hdl.registers import ErrorCode
 from .driver import CocotbPort, GemmJob, JobOutcome, SystoleDriver
 from .memory import LatencyAxiRam, StorageBackdoor, quiet_axi_logs, random_pauses
@@ -43,8 +44,11 @@ def config_from_json(d):
     return SystoleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def counter_law_violations(config, spec, counters):
-    """The counter laws of DESIGN.md section 4 that ``counters`` break (empty when none)."""
+def counter_law_violations(config, spec, counters, job=None):
+    """The counter laws of DESIGN.md section 4 that ``counters`` break (empty when none).
+
+    With the job's descriptor (``job``, a GemmJob), also the law that every byte, burst,
+    SRAM and MAC counter equals the performance model's prediction exactly."""
     m, n, k = spec["m"], spec["n"], spec["k"]
     ob = output_format(spec["out_format"]).width // 8
     c = counters
@@ -65,7 +69,12 @@ def counter_law_violations(config, spec, counters):
         "sram_a_write_bytes + sram_b_write_bytes <= dram_read_bytes":
             c["sram_a_write_bytes"] + c["sram_b_write_bytes"] <= c["dram_read_bytes"],
     }
-    return [law for law, holds in laws.items() if not holds]
+    broken = [law for law, holds in laws.items() if not holds]
+    if job is not None:
+        predicted = perfmodel.traffic(config, job)
+        broken += [f"{name} == perfmodel ({predicted[name]})" for name in COUNTERS
+                   if name in predicted and predicted[name] != counters[name]]
+    return broken
 
 
 def random_job_spec(rng, config):
@@ -213,7 +222,8 @@ class AccelTB:
             result["c_bytes"] = got.tobytes().hex() if spec.get("return_c") else None
             result["bit_exact"] = bool(np.array_equal(got, c_bytes))
             problems += [f"counter law broken: {law}"
-                         for law in counter_law_violations(self.config, spec, outcome.counters)]
+                         for law in counter_law_violations(self.config, spec, outcome.counters,
+                                                           job)]
         if not np.array_equal(after, expected_image):
             wrong = np.flatnonzero(after != expected_image)
             ob = output_format(job.out_format).width // 8

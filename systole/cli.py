@@ -249,6 +249,7 @@ def _parser():
 
     __import__("systole.build", fromlist=["add_parser"]).add_parser(sub)
     __import__("systole.board", fromlist=["add_parser"]).add_parser(sub)
+    __import__("systole.bench", fromlist=["add_parser"]).add_parser(sub)
 
     # These forward their arguments to the module's own main(); argparse's REMAINDER drops
     # a leading "--option", so their parsers have no prefix characters of their own.
