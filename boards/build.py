@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
@@ -27,7 +27,8 @@ from amaranth.lib.cdc import ResetSynchronizer
 from ..config import SystoleConfig
 
 __all__ = ["YOWASP_TOOLS", "BOARDS", "Board", "BuildError", "BuildResult", "FAMILIES",
-           "build", "get_board", "parse_nextpnr_log", "parse_report", "parse_yosys_cells",
+           "build", "collect", "critical_path", "get_board", "parse_nextpnr_log", "parse_report",
+           "parse_yosys_cells",
            "pe_cells", "ecp5_pll_params", "ice40_pll_params"]
 
 #: Environment variables that point Amaranth's build scripts at the YoWASP tools.
@@ -147,6 +148,31 @@ def parse_report(report, family, *, device_ffs=None, yosys_cells=None):
     return resources, fmax
 
 
+def critical_path(report, clock_mhz=None):
+    """The slowest register-to-register path of the report, summarised.
+
+    Returns {"from", "to": cell names, "delay_ns", "logic_ns", "routing_ns",
+    "logic_levels"} of the longest path between two clocked cells (paths to or from ports
+    are left out), or None when the report lists none.
+    """
+    best = None
+    for path in report.get("critical_paths", []):
+        if "<async>" in (path.get("from"), path.get("to")) or not path.get("path"):
+            continue
+        steps = path["path"]
+        total = sum(step["delay"] for step in steps)
+        if best is None or total > best["delay_ns"]:
+            best = {
+                "from": steps[0]["from"]["cell"], "to": steps[-1]["to"]["cell"],
+                "delay_ns": round(total, 2),
+                "logic_ns": round(sum(s["delay"] for s in steps if s["type"] == "logic"), 2),
+                "routing_ns": round(sum(s["delay"] for s in steps if s["type"] == "routing"),
+                                    2),
+                "logic_levels": sum(1 for s in steps if s["type"] == "logic"),
+            }
+    return best
+
+
 def parse_nextpnr_log(text):
     """Over-used resources from a nextpnr log that stopped before routing.
 
@@ -191,6 +217,7 @@ class BuildResult:
     pe_luts: object = None
     seconds: float = 0.0
     failure: object = None
+    critical_path: object = None
 
     def problems(self):
         """Reasons the build is not usable: over-full resources, missed timing, failure."""
@@ -223,6 +250,7 @@ class BuildResult:
             "pe_luts": self.pe_luts,
             "config": self.config.to_dict(),
             "seconds": round(self.seconds, 1),
+            "critical_path": self.critical_path,
             "problems": self.problems(),
         }
 
@@ -239,6 +267,11 @@ class BuildResult:
             verdict = "meets" if self.fmax_mhz >= self.target_mhz else "MISSES"
             lines.append(f"  Fmax {self.fmax_mhz:.1f} MHz, target {self.target_mhz:g} MHz: "
                          f"{verdict} timing")
+        if self.critical_path:
+            path = self.critical_path
+            lines.append(f"  critical path {path['delay_ns']:.2f} ns ({path['logic_levels']} "
+                         f"logic levels, {path['routing_ns']:.2f} ns routing): "
+                         f"{_short(path['from'])} -> {_short(path['to'])}")
         if self.pe_luts is not None:
             lut = FAMILIES[self.family].lut
             pes = config.rows * config.cols
@@ -250,6 +283,11 @@ class BuildResult:
             lines.append(f"  bitstream: {self.bitstream}")
         lines.append(f"  build time: {self.seconds:.0f} s")
         return "\n".join(lines)
+
+
+def _short(cell, limit=70):
+    """A nextpnr cell name cut to its meaningful head (Yosys appends long suffixes)."""
+    return cell if len(cell) <= limit else cell[:limit] + "..."
 
 
 # -- boards -------------------------------------------------------------------------------
@@ -496,7 +534,7 @@ def _run_tool(argv, cwd):
     for var, tool in YOWASP_TOOLS.items():
         env.setdefault(var, tool)
     result = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, check=False)
     if result.returncode:
         raise BuildError(f"{argv[0]} failed:\n{result.stdout[-3000:]}")
     return result.stdout
@@ -529,7 +567,6 @@ def build(board, config=None, *, build_dir, name="systole", log=None, pe_report=
     for var, tool in YOWASP_TOOLS.items():
         os.environ.setdefault(var, tool)
 
-    fam = FAMILIES[board.family]
     platform = board.platform()
     overrides = {"nextpnr_opts": f"--report {name}.report.json --timing-allow-fail"}
     if board.synth_opts:
@@ -543,37 +580,55 @@ def build(board, config=None, *, build_dir, name="systole", log=None, pe_report=
     except subprocess.CalledProcessError:
         failure = "place and route failed"
     seconds = time.monotonic() - started
+    if failure is not None:
+        # A failed run must not be read as the products of an earlier one.
+        (build_dir / f"{name}.report.json").unlink(missing_ok=True)
+    return collect(board, config, build_dir, name=name, seconds=seconds, pe_report=pe_report)
+
+
+def collect(board, config, build_dir, *, name="systole", seconds=0.0, pe_report=True):
+    """The :class:`BuildResult` of the products a build left in ``build_dir``."""
+    fam = FAMILIES[board.family]
+    build_dir = Path(build_dir)
     yosys_log = build_dir / f"{name}.rpt"
     yosys_cells = parse_yosys_cells(yosys_log.read_text()) if yosys_log.exists() else None
     report_path = build_dir / f"{name}.report.json"
     bitstream = None
-    if failure is None and report_path.exists():
-        resources, fmax = parse_report(json.loads(report_path.read_text()), board.family,
+    path = None
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+        resources, fmax = parse_report(report, board.family,
                                        device_ffs=board.device_ffs, yosys_cells=yosys_cells)
-        fmax_mhz = _sync_fmax(fmax)
+        path = critical_path(report)
+        fmax_mhz = _sync_fmax(fmax, board.target_mhz)
         bitstream = str(board.after_build(build_dir, name))
     else:
         nextpnr_log = build_dir / f"{name}.tim"
         if yosys_cells is None or not nextpnr_log.exists():
             raise BuildError(f"{board.name}: synthesis failed; see {yosys_log}")
         usage, error = parse_nextpnr_log(nextpnr_log.read_text())
-        resources = {rname: usage[cell] for rname, cell in fam.resources.items()
-                     if cell in usage}
+        resources = {}
+        for rname, cell in fam.resources.items():
+            if cell in usage:
+                resources[rname] = usage[cell]
+            elif cell is None and board.device_ffs:
+                resources[rname] = [sum(n for c, n in yosys_cells.items()
+                                        if re.fullmatch(fam.ff_cells, c)), board.device_ffs]
         fmax_mhz = None
         if not any(used > available for used, available in resources.values()):
             raise BuildError(f"{board.name}: nextpnr failed: {error}; see {nextpnr_log}")
     pe_luts = pe_cells(config, board.family, build_dir / "pe") if pe_report else None
     return BuildResult(board=board.name, bitstream=bitstream, fmax_mhz=fmax_mhz,
                        target_mhz=board.target_mhz, resources=resources, config=config,
-                       family=board.family, pe_luts=pe_luts, seconds=seconds)
+                       family=board.family, pe_luts=pe_luts, seconds=seconds,
+                       critical_path=path)
 
 
-def _sync_fmax(fmax):
-    """Achieved MHz of the accelerator's clock among nextpnr's clocks."""
-    for clock, (achieved, _) in fmax.items():
-        if "sync" in clock:
-            return achieved
-    # One clock only (named after its net): it is the sync clock.
-    if len(fmax) == 1:
-        return next(iter(fmax.values()))[0]
-    raise BuildError(f"no sync clock among the reported clocks {sorted(fmax)}")
+def _sync_fmax(fmax, target_mhz):
+    """Achieved MHz of the accelerator's clock: the one constrained to the board target."""
+    matches = [achieved for achieved, constraint in fmax.values()
+               if abs(constraint - target_mhz) <= 0.01 * target_mhz]
+    if len(matches) != 1:
+        raise BuildError(f"expected one clock constrained to {target_mhz:g} MHz, nextpnr "
+                         f"reports {fmax}")
+    return matches[0]

@@ -72,7 +72,8 @@ class OrangeCrab85F(Board):
     def after_build(self, build_dir, name):
         path = super().after_build(build_dir, name)
         data = path.read_bytes()
-        path.write_bytes(data + dfu_suffix(data, vendor=DFU_VENDOR, product=DFU_PRODUCT))
+        if data[-8:-4] != b"UFD\x10":     # not suffixed yet
+            path.write_bytes(data + dfu_suffix(data, vendor=DFU_VENDOR, product=DFU_PRODUCT))
         return path
 
 
