@@ -218,6 +218,7 @@ class BuildResult:
     seconds: float = 0.0
     failure: object = None
     critical_path: object = None
+    memory_bytes: object = None
 
     def problems(self):
         """Reasons the build is not usable: over-full resources, missed timing, failure."""
@@ -247,6 +248,7 @@ class BuildResult:
             "target_mhz": self.target_mhz,
             "resources": {name: list(v) for name, v in self.resources.items()},
             "array": [self.config.rows, self.config.cols],
+            "memory_bytes": self.memory_bytes,
             "pe_luts": self.pe_luts,
             "config": self.config.to_dict(),
             "seconds": round(self.seconds, 1),
@@ -350,8 +352,8 @@ class Board:
         except (TypeError, ValueError) as error:
             raise BuildError(f"{self.name}: bad configuration: {error}") from None
 
-    def top(self, config):
-        return _BoardDesign(self, config)
+    def top(self, config, *, memory_bytes=None):
+        return _BoardDesign(self, config, memory_bytes or self.memory_bytes)
 
     def after_build(self, build_dir, name):
         """Post-process the products; returns the bitstream's path."""
@@ -362,18 +364,19 @@ class Board:
 class _BoardDesign(Elaboratable):
     """BoardTop with the board's clocking and pins."""
 
-    def __init__(self, board, config):
+    def __init__(self, board, config, memory_bytes):
         self._board = board
         self._config = config
+        self._memory_bytes = memory_bytes
 
     def elaborate(self, platform):
         from .top import BoardTop
         board = self._board
         m = Module()
         board.clocking(m, platform)
-        m.submodules.top = top = BoardTop(self._config, clk_freq=board.target_mhz * 1e6,
-                                          baud=board.baud, memory_bytes=board.memory_bytes,
-                                          memory=board.memory())
+        m.submodules.top = top = BoardTop(
+            self._config, clk_freq=board.target_mhz * 1e6, baud=board.baud,
+            memory_bytes=self._memory_bytes, memory=board.memory())
         board.connect(m, platform, top)
         return m
 
@@ -540,7 +543,8 @@ def _run_tool(argv, cwd):
     return result.stdout
 
 
-def build(board, config=None, *, build_dir, name="systole", log=None, pe_report=True):
+def build(board, config=None, *, build_dir, name="systole", log=None, pe_report=True,
+          memory_bytes=None):
     """Build ``board``'s bitstream for ``config`` and return a :class:`BuildResult`.
 
     The result carries any problem (does not fit, misses timing); call
@@ -552,6 +556,8 @@ def build(board, config=None, *, build_dir, name="systole", log=None, pe_report=
     board : Board or str
     config : SystoleConfig, optional
         Defaults to the board's own configuration.
+    memory_bytes : int, optional
+        On-chip memory for A, B and C; defaults to the board's.
     build_dir : path
         Where the build runs (created; products stay there).
     log : callable, optional
@@ -576,17 +582,20 @@ def build(board, config=None, *, build_dir, name="systole", log=None, pe_report=
         f"building in {build_dir} ...")
     failure = None
     try:
-        platform.build(board.top(config), name=name, build_dir=str(build_dir), **overrides)
+        platform.build(board.top(config, memory_bytes=memory_bytes), name=name,
+                       build_dir=str(build_dir), **overrides)
     except subprocess.CalledProcessError:
         failure = "place and route failed"
     seconds = time.monotonic() - started
     if failure is not None:
         # A failed run must not be read as the products of an earlier one.
         (build_dir / f"{name}.report.json").unlink(missing_ok=True)
-    return collect(board, config, build_dir, name=name, seconds=seconds, pe_report=pe_report)
+    return collect(board, config, build_dir, name=name, seconds=seconds, pe_report=pe_report,
+                   memory_bytes=memory_bytes)
 
 
-def collect(board, config, build_dir, *, name="systole", seconds=0.0, pe_report=True):
+def collect(board, config, build_dir, *, name="systole", seconds=0.0, pe_report=True,
+            memory_bytes=None):
     """The :class:`BuildResult` of the products a build left in ``build_dir``."""
     fam = FAMILIES[board.family]
     build_dir = Path(build_dir)
@@ -621,7 +630,7 @@ def collect(board, config, build_dir, *, name="systole", seconds=0.0, pe_report=
     return BuildResult(board=board.name, bitstream=bitstream, fmax_mhz=fmax_mhz,
                        target_mhz=board.target_mhz, resources=resources, config=config,
                        family=board.family, pe_luts=pe_luts, seconds=seconds,
-                       critical_path=path)
+                       critical_path=path, memory_bytes=memory_bytes or board.memory_bytes)
 
 
 def _sync_fmax(fmax, target_mhz):

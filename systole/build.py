@@ -21,14 +21,15 @@ DOCS_MD = _ROOT / "docs" / "boards.md"
 
 #: The builds docs/boards.md tabulates: (board, configuration overrides, why).
 DOC_BUILDS = [
-    ("icebreaker", {}, "the board default (E4M3 only, smallest control path)"),
-    ("icebreaker", {"rows": 1, "cols": 1}, "one PE: does anything fit?"),
+    ("icebreaker", {}, "the board default: the 4x4 target, smallest control path"),
     ("ulx3s-85f", {}, "the board default"),
-    ("ulx3s-85f", {"formats": "e4m3"}, "E4M3 only: 53-bit instead of 81-bit accumulators"),
-    ("ulx3s-85f", {"rows": 4, "cols": 4}, "the CI build"),
-    ("ulx3s-85f", {"rows": 16, "cols": 16, "formats": "e4m3"}, "the 16x16 target"),
+    ("ulx3s-85f", {"rows": 4, "cols": 4}, "a quarter of the array"),
     ("orangecrab-85f", {}, "the board default"),
 ]
+
+#: One PE synthesized alone, per family: what the operand formats and max_k cost.
+PE_SWEEP = [(formats, max_k) for formats in ("e4m3,e5m2", "e4m3", "e5m2")
+            for max_k in (65536, 4096, 256)]
 
 _CONFIG_OPTIONS = [
     ("rows", int, "PE array rows"),
@@ -54,6 +55,8 @@ def add_parser(subparsers):
     group = p.add_argument_group("configuration (defaults: the board's own)")
     for name, kind, help_text in _CONFIG_OPTIONS:
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
+    p.add_argument("--memory-bytes", type=int,
+                   help="on-chip memory for A, B and C (default: the board's)")
     p.add_argument("--json", help="write the result as JSON to this file")
     p.add_argument("--build-dir", help="where the tools run (default build/<board>)")
     p.add_argument("--docs", action="store_true",
@@ -90,7 +93,8 @@ def _cmd_build(args):
             return _measure_docs(args.only)
         if args.board is None:
             raise BuildError("give --board (or --docs)")
-        result = _build_one(args.board, _overrides(args), args.build_dir)
+        result = _build_one(args.board, _overrides(args), args.build_dir,
+                            memory_bytes=args.memory_bytes)
     except BuildError as error:
         print(f"systole build: {error}", file=sys.stderr)
         return 1
@@ -104,12 +108,12 @@ def _cmd_build(args):
     return 0
 
 
-def _build_one(board_name, overrides, build_dir=None):
+def _build_one(board_name, overrides, build_dir=None, memory_bytes=None):
     from .boards.build import build, get_board
     board = get_board(board_name)
     config = board.make_config(**overrides)
     build_dir = build_dir or (_ROOT / "build" / board_name)
-    return build(board, config, build_dir=build_dir,
+    return build(board, config, build_dir=build_dir, memory_bytes=memory_bytes,
                  log=lambda text: print(text, file=sys.stderr, flush=True))
 
 
@@ -133,19 +137,50 @@ def _measure_docs(only=None):
             records.append(old[command])
             continue
         print(f"[{index + 1}/{len(DOC_BUILDS)}] {command}", file=sys.stderr, flush=True)
-        result = _build_one(board, _normalise(overrides),
-                            _ROOT / "build" / "docs" / f"{index}-{board}")
+        values = _normalise(overrides)
+        memory_bytes = values.pop("memory_bytes", None)
+        result = _build_one(board, values, _ROOT / "build" / "docs" / f"{index}-{board}",
+                            memory_bytes=memory_bytes)
         record = result.to_json()
-        record.update(command=command, why=why)
+        record.update(command=command, why=why, source=_source())
         records.append(record)
         print(result.table(), file=sys.stderr, flush=True)
     data = {"host": f"{host_platform.system()} {host_platform.machine()}, "
                     f"Python {host_platform.python_version()}",
-            "tools": _tool_versions(), "builds": records}
+            "tools": _tool_versions(), "builds": records,
+            "pe_sweep": {"source": _source(), "rows": _pe_sweep()}}
     DOCS_JSON.write_text(json.dumps(data, indent=1) + "\n")
     render_docs(data)
     print(f"wrote {DOCS_JSON} and {DOCS_MD}")
     return 0
+
+
+def _pe_sweep():
+    """LUT4s of one PE for each family and each PE_SWEEP configuration (about 2 minutes)."""
+    import tempfile
+
+    from .boards.build import pe_cells
+    from .config import SystoleConfig
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for formats, max_k in PE_SWEEP:
+            config = SystoleConfig(formats=tuple(formats.split(",")), max_k=max_k)
+            row = {"formats": formats, "max_k": max_k, "acc_width": config.acc_width}
+            for family in ("ice40", "ecp5"):
+                row[family] = pe_cells(config, family, Path(work) / family)
+            rows.append(row)
+            print(f"PE {row}", file=sys.stderr, flush=True)
+    return rows
+
+
+def _source():
+    """The commit measured, marked dirty when the tree had uncommitted changes."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=_ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _tool_versions():
@@ -182,12 +217,27 @@ def markdown(data):
         verdict = "ok" if not b["problems"] else "; ".join(b["problems"])
         rows.append(
             f"| `{b['command']}` | {cfg['rows']}x{cfg['cols']} | {','.join(cfg['formats'])} "
+            f"| {b['memory_bytes'] // 1024} "
             f"| {cfg['acc_width']} | {lut[0]} {lut[1][0]}/{lut[1][1]} | {cell('FF')} | {ram} "
             f"| {dsp} | {b['pe_luts']} | {b['pe_luts'] * pes} | {fmax} | {b['target_mhz']:g} "
             f"| {b['seconds']:.0f} | {verdict} |")
     table = "\n".join(rows)
+    pe_table = "\n".join(f"| {r['formats']} | {r['max_k']} | {r['acc_width']} | {r['ice40']} "
+                         f"| {r['ecp5']} |" for r in data["pe_sweep"]["rows"])
     tools = ", ".join(f"{k} {v}" for k, v in data["tools"].items())
-    return _DOC_TEMPLATE.format(table=table, tools=tools, host=data["host"])
+    sweep = data["pe_sweep"]["rows"]
+    e4m3 = next(r for r in sweep if r["formats"] == "e4m3" and r["max_k"] == 65536)
+    both = next(r for r in sweep
+                if r["formats"] == "e4m3,e5m2" and r["max_k"] == 65536)
+    target = (f"The ECP5 target, a 16x16 array, needs 256 x {e4m3['ecp5']} = "
+              f"{256 * e4m3['ecp5']:,} LUT4s for its PEs alone with E4M3 only "
+              f"({256 * both['ecp5']:,} with both formats), "
+              f"{256 * e4m3['ecp5'] / 83640:.0%} of the LFE5U-85F's 83,640 before the "
+              f"normalisers, the control path and the memory; the iCE40 target, 4x4, needs "
+              f"16 x {e4m3['ice40']} = {16 * e4m3['ice40']:,} of the UP5K's 5,280 cells.")
+    return _DOC_TEMPLATE.format(table=table, pe_table=pe_table, tools=tools,
+                                host=data["host"], target=target, pe_source=data["pe_sweep"]["source"],
+                                source="; ".join(sorted({b["source"] for b in data["builds"]})))
 
 
 _DOC_TEMPLATE = """\
@@ -219,7 +269,7 @@ suffix the OrangeCrab bootloader expects is appended in Python, boards/orangecra
 
 ## Measured builds
 
-{host}; {tools}.
+{host}; {tools}; sources: {source}.
 LUT: iCE40 logic cells (a LUT4 with its flip-flop and carry), ECP5 LUT4 slots
 (TRELLIS_COMB; a carry cell takes two). PE: one processing element synthesized alone by
 Yosys for that family (LUT4s, an ECP5 carry cell counted as two); an interior PE of the
@@ -228,9 +278,22 @@ logic that the array with its exact accumulators costs. Seconds: wall time of th
 build on 2 cores shared with other work. When a design does not fit, nextpnr stops before
 placement and the LUT, RAM and DSP counts are its packing counts.
 
-| command | array | formats | acc bits | LUT | FF | BRAM/EBR | DSP/MULT | PE | x PEs | Fmax MHz | target MHz | s | verdict |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| command | array | formats | memory KiB | acc bits | LUT | FF | BRAM/EBR | DSP/MULT | PE | x PEs | Fmax MHz | target MHz | s | verdict |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {table}
+
+## The cost of a PE
+
+One ProcessingElement synthesized alone (`pe_cells` in boards/build.py; Yosys
+`synth_ice40` / `synth_ecp5`, LUT4s, ECP5 carry cells counted as two), source {pe_source}. The accumulator
+spans every exact product of the enabled formats plus log2(max_k) guard bits; its width
+sets the alignment shifter, the adder and the result register of every PE.
+
+| formats | max_k | accumulator bits | iCE40 LUT4 | ECP5 LUT4 |
+|---|---|---|---|---|
+{pe_table}
+
+{target}
 
 ## What CI builds
 
