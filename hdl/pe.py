@@ -1,12 +1,31 @@
 """The processing element: exact fp8 product into a fixed-point (Kulisch) accumulator."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .fp8 import Fp8Decoder, Fp8Format
 
 __all__ = ["RowBeat", "AccumulatorState", "ProcessingElement"]
+
+
+#: Widest accumulator limb: a limb plus its carry fits a 64-bit word.
+_LIMB_WIDTH = 56
+#: Granularity of the coarse step of the product alignment shifter.
+_COARSE_STEP = 8
+
+
+def _limb_bounds(width):
+    """Bit ranges [lo, hi) of the accumulator limbs, least significant first."""
+    return [(lo, min(lo + _LIMB_WIDTH, width)) for lo in range(0, width, _LIMB_WIDTH)]
+
+
+def _window(value, offset, lo, hi):
+    """Bits [lo, hi) of ``value << offset`` (constant ``offset``), as an expression."""
+    start, stop = max(lo, offset), min(hi, offset + len(value))
+    if start >= stop:
+        return Const(0, hi - lo)
+    return Cat(Const(0, start - lo), value[start - offset:stop - offset])
 
 
 #: What travels along a row of the array with each A operand: the operand, whether the
@@ -117,35 +136,56 @@ class ProcessingElement(wiring.Component):
             ]
 
         # Stage 2: accumulate. The sum is exact; overflow is impossible for K <= max_k.
-        magnitude = p_significand << p_shift
-        acc = Signal(signed(config.acc_width))
+        # The accumulator is kept in limbs of at most _LIMB_WIDTH bits joined by carries:
+        # the same single carry chain as one wide adder, but every signal fits a machine
+        # word, which keeps the Verilator model fast. A negative product is added as its
+        # one's complement plus a carry-in (no separate negation).
+        limbs = _limb_bounds(config.acc_width)
+        acc = [Signal(hi - lo, name=f"acc_{lo}") for lo, hi in limbs]
+        addend = [Signal(hi - lo, name=f"addend_{lo}") for lo, hi in limbs]
+        # Align the product in two steps: a fine shift by the low bits of p_shift, then a
+        # placement of that short value at a multiple of _COARSE_STEP, with constant slices.
+        step_bits = _COARSE_STEP.bit_length() - 1
+        fine = Signal(len(p_significand) + _COARSE_STEP - 1)
+        m.d.comb += fine.eq(p_significand << p_shift[:step_bits])
+        coarse = p_shift[step_bits:]
+        with m.Switch(coarse):
+            for q in range(1 << len(coarse)):
+                with m.Case(q):
+                    for (lo, hi), part in zip(limbs, addend):
+                        m.d.comb += part.eq(_window(fine, q * _COARSE_STEP, lo, hi))
+        sums = []
+        carry = p_sign
+        for (lo, _), part, limb in zip(limbs, addend, acc):
+            limb_sum = Signal(len(limb) + 1, name=f"sum_{lo}")
+            m.d.comb += limb_sum.eq(limb + (part ^ p_sign.replicate(len(part))) + carry)
+            sums.append(limb_sum[:len(limb)])
+            carry = limb_sum[-1]
         flags = Signal(data.StructLayout({"nan": 1, "pos_inf": 1, "neg_inf": 1,
                                           "neg_zero": 1}), init={"neg_zero": 1})
-        total = Signal(AccumulatorState(config))
+        new_flags = Signal.like(flags)
         m.d.comb += [
-            total.acc.eq(acc + Mux(p_sign, -magnitude, magnitude)),
-            total.nan.eq(flags.nan | p_nan),
-            total.pos_inf.eq(flags.pos_inf | (p_inf & ~p_sign)),
-            total.neg_inf.eq(flags.neg_inf | (p_inf & p_sign)),
-            total.neg_zero.eq(flags.neg_zero & p_zero & p_sign),
+            new_flags.nan.eq(flags.nan | p_nan),
+            new_flags.pos_inf.eq(flags.pos_inf | (p_inf & ~p_sign)),
+            new_flags.neg_inf.eq(flags.neg_inf | (p_inf & p_sign)),
+            new_flags.neg_zero.eq(flags.neg_zero & p_zero & p_sign),
         ]
         m.d.comb += self.tile_done.eq(self.advance & p_valid & p_last)
         with m.If(self.advance):
             with m.If(p_valid & p_last):
                 m.d.sync += [
-                    self.result.eq(total),
-                    acc.eq(0),
+                    self.result.acc.eq(Cat(*sums)),
+                    self.result.nan.eq(new_flags.nan),
+                    self.result.pos_inf.eq(new_flags.pos_inf),
+                    self.result.neg_inf.eq(new_flags.neg_inf),
+                    self.result.neg_zero.eq(new_flags.neg_zero),
                     flags.eq(flags.shape().const({"neg_zero": 1})),
                 ]
+                m.d.sync += [limb.eq(0) for limb in acc]
             with m.Else():
                 with m.If(p_valid):
-                    m.d.sync += [
-                        acc.eq(total.acc),
-                        flags.nan.eq(total.nan),
-                        flags.pos_inf.eq(total.pos_inf),
-                        flags.neg_inf.eq(total.neg_inf),
-                        flags.neg_zero.eq(total.neg_zero),
-                    ]
+                    m.d.sync += [limb.eq(limb_sum) for limb, limb_sum in zip(acc, sums)]
+                    m.d.sync += flags.eq(new_flags)
                 with m.If(self.shift):
                     m.d.sync += self.result.eq(self.drain_in)
         return m
