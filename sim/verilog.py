@@ -48,6 +48,59 @@ def _compact_zero_inits(text):
     return _ZERO_INIT.sub(loop, text)
 
 
+_PORT = re.compile(r"^  (input|output|inout) (?:signed )?(?:\[[^\]]*\] )?(\S+);", re.M)
+_RESET_NAME = re.compile(r"(?<![\w$\\.])rst(?![\w$])")
+
+
+def _top_module(text, name):
+    """(start, end) of the text of module ``name`` in Amaranth's Verilog."""
+    start = text.index(f"module {name}(")
+    return start, text.index("\nendmodule", start)
+
+
+def _public_control(text, toplevel):
+    """Verilator control file: which variables the testbench may see.
+
+    Only the top-level ports (inputs writable, outputs readable) and the backdoor memory of
+    the gateware memory model (``storage`` of the top's ``memory`` submodule, which the
+    testbench loads) are public. Verilator must assume a writable public variable can
+    change at any time, so every piece of logic reading one is re-evaluated on each
+    evaluation of the model (its input-combinational region); ``public_flat_rw`` on
+    everything, or on every memory called ``storage`` (FIFOs too), makes that most of
+    the design.
+    """
+    start, end = _top_module(text, toplevel)
+    lines = ["`verilator_config"]
+    for direction, port in _PORT.findall(text[start:end]):
+        access = "rd" if direction == "output" else "rw"
+        lines.append(f'public_flat_{access} -module "{toplevel}" -var "{port}"')
+    lines.append(f'public_flat_rw -module "{toplevel}.memory" -var "storage"')
+    return "\n".join(lines) + "\n"
+
+
+def _register_reset(text, toplevel):
+    """Feed the design's synchronous reset through one flip-flop (Verilator models only).
+
+    Amaranth's reset is a term of every register's next-state logic. Driven straight from
+    a top-level input, it puts all of that logic into Verilator's input-combinational
+    region, which runs on every evaluation (both clock edges) on top of the clocked
+    region; from a register, it runs once per rising edge. Reset therefore takes effect
+    and releases one cycle after the ``rst`` port changes; nothing else changes.
+    Designs without a ``clk``/``rst`` pair are returned unchanged.
+    """
+    start, end = _top_module(text, toplevel)
+    header_end = text.index(");\n", start) + 3
+    body = text[header_end:end]
+    if "  input rst;\n" not in body or "  input clk;\n" not in body \
+            or "  wire rst;\n" not in body:
+        return text
+    body = _RESET_NAME.sub("rst_q", body)
+    body = body.replace("  input rst_q;\n", "  input rst;\n", 1)
+    body = body.replace("  wire rst_q;\n", "  reg rst_q = 1'h1;\n"
+                        "  always @(posedge clk) rst_q <= rst;\n", 1)
+    return text[:header_end] + body + text[end:]
+
+
 def generate_verilog(component, name):
     """Verilog text of an Amaranth component, with its ports as the module's ports."""
     from amaranth.back import verilog
@@ -160,20 +213,21 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
             shutil.rmtree(build_dir)
         build_dir.mkdir(parents=True)
         source = build_dir / f"{toplevel}.v"
-        source.write_text(generate_verilog(make_component(), toplevel))
+        text = generate_verilog(make_component(), toplevel)
+        if simulator == "verilator":
+            text = _register_reset(text, toplevel)
+        source.write_text(text)
         from cocotb_tools.runner import get_runner
         runner = _fast_verilator() if simulator == "verilator" else get_runner(simulator)
         sources = [source]
         build_args = []
         if simulator == "verilator":
             build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
-            # Only the top-level ports and the memory arrays the testbench loads through the
+            # Only the top-level ports and the memory the testbench loads through the
             # simulator are public; making every signal public (cocotb's default) keeps
             # Verilator from optimising the model.
             control = build_dir / "public.vlt"
-            control.write_text('`verilator_config\n'
-                               f'public_flat_rw -module "{toplevel}" -var "*"\n'
-                               'public_flat_rw -module "*" -var "storage"\n')
+            control.write_text(_public_control(text, toplevel))
             from cocotb_tools.runner import VerilatorControlFile
             sources.append(VerilatorControlFile(control))
         if waves == "fst" and simulator == "verilator":
