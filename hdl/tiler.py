@@ -38,6 +38,9 @@ TAG_A, TAG_B = 0, 1
 #: Most row-tile groups of short K rows stacked in one A buffer (a power of two).
 _MAX_FOLD = 8
 
+#: Prefetch reads may have this many times max_outstanding beats in flight.
+_PREFETCH_BEATS = 2
+
 #: Bus beats per A segment: the feeder may start on an A block once its first segment of
 #: every row has arrived.
 _A_SEGMENT_BEATS = 8
@@ -328,33 +331,42 @@ class TileScheduler(wiring.Component):
                         m.d.sync += b_chunk_base.eq(b_chunk_base + depth * job.b_stride)
                     b_nest.step()
 
-        # Arbitration onto the one read DMA: first the block the feeder is waiting for (A
-        # and B alternating when it waits for both), then B prefetch (the next column tile
-        # needs it soon) before A prefetch (the next super-row). Round-robin alone lets
-        # long A rows starve the one-beat B rows and stall the feeder.
-        prefer_b = Signal()
-        a_urgent = a_cmd_valid & (a_blk["loaded"] == a_blk["released"])
-        b_urgent = b_cmd_valid & (b_blk["loaded"] == b_blk["released"])
-        # When both are urgent, serve the one the feeder is stalled on this cycle: an A
-        # command carries eight beats and a B command one, so plain alternation would
-        # starve B while both stream into the first tile.
-        feeder_wants_a = Signal()
-        feeder_wants_b = Signal()
+        # Arbitration onto the one read DMA. Urgent: a command of the A row tile and the B
+        # block the feeder is on. When both are urgent they are interleaved in k: B goes
+        # while its rows are behind the A segment being requested (A leads by at most
+        # one segment), so neither queues far ahead of the other (an A command carries
+        # eight beats, a B command one). Otherwise a prefetch, needed-soonest first: A while its loader is still on
+        # the feeder's block (the next row tile), then B (the next column tile), then A
+        # (the next super-row); and only while fewer than 2 * max_outstanding beats are
+        # in flight, so that prefetched data never queues far ahead of an urgent request
+        # (the DMA would otherwise take 64 eight-beat commands, 512 beats, at once).
+        a_urgent = Signal()
+        b_urgent = Signal()
+        a_near = Signal()                   # the A loader is on the feeder's block
         grant_b = Signal()
+        inflight = Signal(16)               # data beats requested and not yet received
+        prefetch_ok = inflight < _PREFETCH_BEATS * config.max_outstanding
         with m.If(a_urgent & b_urgent):
-            m.d.comb += grant_b.eq(feeder_wants_b | (~feeder_wants_a & prefer_b))
+            m.d.comb += [grant_b.eq(b_krow < a_seg), self.read_cmd.valid.eq(1)]
         with m.Elif(a_urgent):
-            m.d.comb += grant_b.eq(0)
+            m.d.comb += [grant_b.eq(0), self.read_cmd.valid.eq(1)]
+        with m.Elif(b_urgent):
+            m.d.comb += [grant_b.eq(1), self.read_cmd.valid.eq(1)]
         with m.Else():
-            m.d.comb += grant_b.eq(b_cmd_valid)
+            m.d.comb += [grant_b.eq(b_cmd_valid & ~(a_cmd_valid & a_near)),
+                         self.read_cmd.valid.eq((a_cmd_valid | b_cmd_valid) & prefetch_ok)]
         m.d.comb += [
-            self.read_cmd.valid.eq(a_cmd_valid | b_cmd_valid),
             self.read_cmd.payload.eq(Mux(grant_b, b_cmd, a_cmd)),
-            a_cmd_ready.eq(self.read_cmd.ready & ~grant_b),
-            b_cmd_ready.eq(self.read_cmd.ready & grant_b),
+            a_cmd_ready.eq(self.read_cmd.ready & self.read_cmd.valid & ~grant_b),
+            b_cmd_ready.eq(self.read_cmd.ready & self.read_cmd.valid & grant_b),
         ]
-        with m.If(self.read_cmd.valid & self.read_cmd.ready):
-            m.d.sync += prefer_b.eq(~grant_b)
+        cmd = self.read_cmd.payload
+        log2_bb = bb.bit_length() - 1
+        cmd_beats = (cmd.length + bb - 1) >> log2_bb      # data beats, lane-0 aligned
+        issued_beats = Mux(self.read_cmd.valid & self.read_cmd.ready, cmd_beats, 0)
+        m.d.sync += inflight.eq(inflight + issued_beats - self.read_data.valid)
+        with m.If(self.start):
+            m.d.sync += inflight.eq(0)
 
         # ---- loaders (data side) --------------------------------------------------------
         beat = self.read_data.payload
@@ -478,8 +490,9 @@ class TileScheduler(wiring.Component):
         b_row_in = b_ready | (f_k < b_wrow)
         f_row = f_nest.t - f_nest.s         # first row of the feeder's row tile in its block
         a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_k < a_wseg))
-        m.d.comb += [feeder_wants_a.eq(f_streaming & ~a_row_in),
-                     feeder_wants_b.eq(f_streaming & ~b_row_in)]
+        m.d.comb += [a_near.eq(a_blk["issued"] == a_blk["released"]),
+                     a_urgent.eq(a_cmd_valid & a_near & (a_tile_row == f_nest.t)),
+                     b_urgent.eq(b_cmd_valid & (b_blk["issued"] == b_blk["released"]))]
         with m.If(self.start):
             m.d.sync += [f_active.eq(1), f_streaming.eq(0), *f_nest.reset()]
         with m.Elif(self.abort):

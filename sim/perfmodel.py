@@ -18,6 +18,7 @@ Two parts:
 fp32 output.
 """
 
+import collections
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,8 +236,7 @@ def predict(config, job, memory=None):
 _START = 1          # START state before the tiler runs
 _ISSUE = 3          # loader set-up and DMA command path before the AR handshake
 _FEED = 3           # read beat -> SRAM -> feeder -> array input
-_DEBUG = False
-_TAIL = 6           # last write beat -> B response -> done
+_TAIL = 2           # last write beat -> B response -> done
 
 
 def _tiles(config, job, p, super_rows):
@@ -318,8 +318,9 @@ def _timing(config, job, memory, t):
     f_free = -1.0                # end of the previous tile
     prev_last = -spacing
     ends, w_ends = [], []
-    w_free = 0.0
-    stall_store = 0.0
+    w_free = drain_free = 0.0
+    leave = collections.deque(maxlen=2 * rows)      # when buffered C rows leave
+    carried_stall = stall_store = 0.0
     period_start = period_end = None
     i = 0
     t0 = _START + _ISSUE
@@ -331,17 +332,26 @@ def _timing(config, job, memory, t):
             # it starts on the first data and cannot end before the last.
             start = max(f_free + 1, min(as_, bs) + _FEED)
             end = max(start + length, max(ae, be) + _FEED, prev_last + spacing)
-            if len(w_ends) >= 2:
-                # The C buffer holds two tiles: the array stops while it is full.
-                blocked = w_ends[-2] - rows - end
-                if blocked > 0:
-                    end += blocked
-                    stall_store += blocked
+            end += carried_stall       # the array stood still while C drained
+            carried_stall = 0.0
             f_free = prev_last = end
-            if _DEBUG: print('tile', i, 'start', start, 'end', end, 'a', sched[a_piece], 'b', sched[('B', b_block)])
             ends.append(end)
-            w_start = max(end + spacing + 2, w_free)
-            w_free = w_start + kept * (1 + row_beats)
+            # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
+            # has crossed the array; the writer stores a kept row as a command plus its
+            # beats, and drops a row past M in one cycle. A full buffer stops the array.
+            natural = max(end + spacing + 1, drain_free)
+            for r in range(rows):
+                enter = natural + r
+                if len(leave) == 2 * rows and leave[0] > enter:
+                    blocked = leave[0] - enter
+                    natural += blocked
+                    carried_stall += blocked
+                    stall_store += blocked
+                    enter += blocked
+                w_row = max(enter + 1, w_free)
+                w_free = w_row + (2 + row_beats if r < kept else 1)
+                leave.append(w_free)
+            drain_free = natural + rows
             w_ends.append(w_free)
             ab, bbk = a_blocks[a_block], b_blocks[b_block]
             if last_use_a[ab] == i:
@@ -368,7 +378,9 @@ def _timing(config, job, memory, t):
             if blk < 2 or blk - 2 in release_b:
                 options.append((max(t0, release_b.get(blk - 2, t0) + _ISSUE),
                                 need[("B", b_order[ib])], 0, "B"))
-        issue, _, _, which = min(options)
+        # Among the loaders that can go by the time the bus frees, the one needed first.
+        _, _, issue, which = min((max(o[0], bus_free - memory.latency), o[1], o[0], o[3])
+                                 for o in options)
         if which == "A":
             key, (blk, beats) = a_order[ia], a_pieces[a_order[ia]]
             ia += 1

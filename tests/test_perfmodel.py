@@ -1,0 +1,105 @@
+"""The performance model against the RTL and against the DMA's burst rule.
+
+Byte, burst, SRAM and MAC counters: exact, on every job of every system test (the
+testbench checks them as a counter law, ``sim.tb_accel.counter_law_violations``) and here.
+Cycle counters: within the accuracy docs/performance.md states, on jobs run with a
+deterministic memory (the gateware model at latency 32, no pauses): random pauses make
+the RTL's cycle counts a random variable the model does not try to predict.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from systole import SystoleConfig
+from systole.hdl.dma import burst_count
+from systole.sim import perfmodel, verilog
+from systole.sim.run import run_jobs
+from systole.sim.tb_accel import _layout, random_job_spec
+
+CONFIG = SystoleConfig(rows=4, cols=4, sram_depth=128, row_tiles=2, max_k=4096)
+
+#: Accuracy of the cycle model as docs/performance.md states it: relative error of
+#: ``cycles`` on jobs of at least LONG_JOB cycles, and on every job (short jobs are
+#: dominated by start-up details the model simplifies).
+LONG_JOB = 2000
+LONG_JOB_ERROR = 0.03
+ANY_JOB_ERROR = 0.25
+
+
+def _seed(default):
+    return int(os.environ.get("SYSTOLE_SEED", default))
+
+
+def test_burst_split_matches_dma_rule():
+    seed = _seed(5)
+    print(f"seed={seed} (rerun with SYSTOLE_SEED={seed})")
+    rng = np.random.default_rng(seed)
+    for bus_width, max_burst in ((32, 256), (64, 256), (128, 16), (64, 1)):
+        config = SystoleConfig(bus_width=bus_width, max_burst=max_burst)
+        addr = rng.integers(0, 1 << 20, 500)
+        length = rng.integers(1, 9000, 500)
+        beats, bursts = perfmodel._beats_and_bursts(addr, length, config)
+        want = [burst_count(int(a), int(n), bus_bytes=config.bus_bytes, max_burst=max_burst)
+                for a, n in zip(addr, length)]
+        np.testing.assert_array_equal(bursts, want)
+        bb = config.bus_bytes
+        np.testing.assert_array_equal(beats, (addr + length + bb - 1) // bb - addr // bb)
+
+
+def test_plan_folds_short_k_into_the_a_buffer():
+    config = SystoleConfig()          # sram_depth 1024, 64-bit bus, row_tiles 2, 8 rows
+    assert perfmodel.plan(config, 1024).ms == 16
+    assert perfmodel.plan(config, 512).ms == 32
+    assert perfmodel.plan(config, 256).ms == 64
+    assert perfmodel.plan(config, 1).ms == 128          # at most 8 folds
+    assert perfmodel.plan(config, 1025).ms == 8         # K in chunks: one row tile
+
+
+def test_model_law_identities():
+    # Laws of DESIGN.md section 4 that the model must keep for any shape, even far beyond
+    # what simulates (GPT-2 XL prefill on a 128 x 128 array).
+    configs = [SystoleConfig(), perfmodel.ModelConfig(rows=128, cols=128, bus_width=512,
+                                                      sram_depth=1 << 14)]
+    for config in configs:
+        for m, n, k in ((1, 6400, 1600), (1024, 6400, 1600), (37, 5, 3000), (1, 1, 1)):
+            c = perfmodel.predict(config, (m, n, k))
+            assert c["cycles"] == (c["active_cycles"] + c["stall_load_cycles"]
+                                   + c["stall_store_cycles"] + c["overhead_cycles"])
+            assert min(c.values()) >= 0
+            assert c["macs"] == m * n * k
+            assert c["dram_write_bytes"] == m * n * 4
+            assert c["dram_read_bytes"] >= m * k + k * n
+            assert c["active_cycles"] * config.rows * config.cols == c["macs"] + c["padded_macs"]
+
+
+def test_model_against_rtl_with_deterministic_memory():
+    reason = verilog.simulator_missing("verilator")
+    if reason:
+        pytest.skip(reason)
+    seed = _seed(21)
+    print(f"seed={seed} (rerun with SYSTOLE_SEED={seed})")
+    rng = np.random.default_rng(seed)
+    base = dict(a_format="e4m3", b_format="e4m3", out_format="fp32", saturate=True,
+                scale_exp=0, specials=0.0)
+    jobs = [dict(base, m=m, n=n, k=k) for m, n, k in
+            ((16, 16, 256), (32, 16, 256), (16, 32, 512), (1, 16, 2048), (1, 32, 512),
+             (24, 12, 1500), (17, 29, 300))]
+    jobs += [dict(random_job_spec(rng, CONFIG), specials=0.0) for _ in range(30)]
+    results = run_jobs(CONFIG, jobs, seed=seed, latency=32, memory="hdl")
+    memory = perfmodel.MemoryModel(latency=32)
+    report = []
+    for result in results:
+        spec, got = result["spec"], result["counters"]
+        want = perfmodel.predict(CONFIG, _layout(spec, CONFIG)[0], memory)
+        for name in got:
+            if not name.endswith("cycles") or name == "active_cycles":
+                assert got[name] == want[name], (spec, name, got[name], want[name])
+        error = want["cycles"] / got["cycles"] - 1
+        report.append((spec["m"], spec["n"], spec["k"], got["cycles"], want["cycles"], error))
+    for m, n, k, rtl, model, error in report:
+        print(f"{m:4} x {n:4} x {k:5}: rtl {rtl:7} model {model:7} ({error:+.2%})")
+    long_errors = [abs(e) for *_, rtl, _, e in report if rtl >= LONG_JOB]
+    assert max(long_errors) <= LONG_JOB_ERROR
+    assert max(abs(e) for *_, e in report) <= ANY_JOB_ERROR
