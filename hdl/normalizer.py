@@ -1,6 +1,6 @@
 """The normaliser: one IEEE round-to-nearest-even from the exact accumulator."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,6 +11,25 @@ __all__ = ["Normalizer"]
 
 #: Signed 8-bit power-of-two output scale, applied exactly before the rounding.
 SCALE_SHAPE = signed(8)
+
+#: Widest piece of the magnitude computed at once: a piece plus its carry fits a 64-bit word.
+_LIMB_WIDTH = 56
+#: Chunk width of the two-level leading-one search.
+_LEAD_CHUNK = 16
+
+
+def _shifted_bits(value, offset, lo, hi):
+    """Bits [lo, hi) of ``value << offset`` (constants ``offset``, ``lo``, ``hi``)."""
+    start, stop = max(lo, offset), min(hi, offset + len(value))
+    if start >= stop:
+        return Const(0, hi - lo)
+    return Cat(Const(0, start - lo), value[start - offset:stop - offset])
+
+
+def _any_below(value, offset, bit):
+    """Whether any of bits [0, bit) of ``value << offset`` is set, in word-sized pieces."""
+    pieces = [_shifted_bits(value, offset, lo, min(lo + 64, bit)) for lo in range(0, bit, 64)]
+    return Cat(*[piece.any() for piece in pieces]).any() if pieces else Const(0)
 
 
 class Normalizer(wiring.Component):
@@ -69,16 +88,40 @@ class Normalizer(wiring.Component):
         inf_code = per_format(lambda spec: spec.inf_code or 0)
         nan_code = per_format(lambda spec: spec.canonical_nan)
 
+        # Sign and magnitude. The magnitude is formed limb by limb (one's complement plus a
+        # carry-in, as in the PE) so every piece fits a 64-bit word in the Verilator model.
         acc = self.state.acc
         sign = Signal()
+        m.d.comb += sign.eq(acc[-1])
+        pieces = []
+        carry = sign
+        for lo in range(0, width, _LIMB_WIDTH):
+            part = acc[lo:lo + _LIMB_WIDTH]
+            piece = Signal(len(part) + 1, name=f"magnitude_{lo}")
+            m.d.comb += piece.eq((part ^ sign.replicate(len(part))) + carry)
+            pieces.append(piece[:len(part)])
+            carry = piece[-1]
         magnitude = Signal(unsigned(width))
-        m.d.comb += [sign.eq(acc < 0), magnitude.eq(Mux(sign, -acc, acc))]
+        m.d.comb += magnitude.eq(Cat(*pieces))
 
-        # Position of the leading one (the last matching If wins: highest bit).
+        # Position of the leading one, in two levels: the highest non-zero chunk, then the
+        # highest one inside it.
+        chunks = [magnitude[lo:lo + _LEAD_CHUNK] for lo in range(0, width, _LEAD_CHUNK)]
+        top = Signal(range(len(chunks)))
+        for k, chunk in enumerate(chunks):         # the last matching If wins: highest chunk
+            with m.If(chunk.any()):
+                m.d.comb += top.eq(k)
+        chunk = Signal(_LEAD_CHUNK)
+        with m.Switch(top):
+            for k, value in enumerate(chunks):
+                with m.Case(k):
+                    m.d.comb += chunk.eq(value)
+        inner = Signal(range(_LEAD_CHUNK))
+        for i in range(_LEAD_CHUNK):
+            with m.If(chunk[i]):
+                m.d.comb += inner.eq(i)
         lead = Signal(range(width))
-        for i in range(width):
-            with m.If(magnitude[i]):
-                m.d.comb += lead.eq(i)
+        m.d.comb += lead.eq(top * _LEAD_CHUNK + inner)
 
         # Unbiased exponent of the leading one, and the right shift that leaves the kept
         # significand in the low bits of (magnitude << widest). Normal results keep
@@ -92,30 +135,39 @@ class Normalizer(wiring.Component):
             # Never negative: clamped - lsb - scale_exp >= lead >= 0.
             shift.eq(clamped - lsb - self.scale_exp + widest - man_bits),
         ]
-
-        wide = Signal(width + widest)
-        m.d.comb += wide.eq(magnitude << widest)
         limit = width + widest + 1      # any larger shift leaves nothing and no guard bit
         amount = Signal(range(limit + 1))
         m.d.comb += amount.eq(Mux(shift > limit, limit, shift))
 
-        # Shift by amount - 1 so the guard bit lands in bit 0; the sticky bit is whatever
-        # that shift dropped.
-        below = Signal(range(limit + 1))
-        with_guard = Signal(width + widest)
-        dropped = Signal()
-        m.d.comb += [
-            below.eq(Mux(amount == 0, 0, amount - 1)),
-            with_guard.eq(wide >> below),
-            dropped.eq((with_guard << below)[:width + widest] != wide),
-        ]
+        # Shift (magnitude << widest + 1) right by amount: bit 0 is then the guard bit (the
+        # one below the kept significand; zero when nothing is shifted out) and the bits
+        # shifted out below it make the sticky bit. The shift is a coarse step of whole
+        # 32-bit words (a 64-bit window picked with constant slices) and a fine step within
+        # the window; the sticky bit is the OR of the skipped words and of the window's
+        # bits below the fine shift.
+        offset = widest + 1
+        word = Signal(range((limit >> 5) + 1))
+        fine = Signal(5)
+        m.d.comb += [word.eq(amount >> 5), fine.eq(amount[:5])]
+        window = Signal(64)
+        skipped = Signal()
+        with m.Switch(word):
+            for q in range((limit >> 5) + 1):
+                with m.Case(q):
+                    m.d.comb += window.eq(_shifted_bits(magnitude, offset, 32 * q, 32 * q + 64))
+                    m.d.comb += skipped.eq(_any_below(magnitude, offset, 32 * q))
+        with_guard = Signal(widest + 3)
+        m.d.comb += with_guard.eq(window >> fine)
+        below_fine = Signal(32)         # the window's bits below the fine shift
+        m.d.comb += below_fine.eq((Const(1, 1) << fine) - 1)
         kept = Signal(widest + 2)
         guard = Signal()
         sticky = Signal()
-        with m.If(amount == 0):
-            m.d.comb += kept.eq(wide)
-        with m.Else():
-            m.d.comb += [kept.eq(with_guard >> 1), guard.eq(with_guard[0]), sticky.eq(dropped)]
+        m.d.comb += [
+            kept.eq(with_guard[1:]),
+            guard.eq(with_guard[0]),
+            sticky.eq(skipped | (window[:32] & below_fine).any()),
+        ]
         rounded = Signal(widest + 2)
         m.d.comb += rounded.eq(kept + (guard & (sticky | kept[0])))
 
