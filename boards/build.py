@@ -11,6 +11,7 @@ too large for the device never gets through placement: its utilization is then r
 the nextpnr log.
 """
 
+import copy
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 from ..config import SystoleConfig
 
 __all__ = ["YOWASP_TOOLS", "BOARDS", "Board", "BuildError", "BuildResult", "FAMILIES",
-           "build", "collect", "critical_path", "get_board", "parse_nextpnr_log", "parse_report",
+           "build", "collect", "connect_uart_and_leds", "critical_path", "get_board", "parse_nextpnr_log", "parse_report",
            "parse_yosys_cells",
            "pe_cells", "ecp5_pll_params", "ice40_pll_params"]
 
@@ -381,6 +382,17 @@ class _BoardDesign(Elaboratable):
         return m
 
 
+def connect_uart_and_leds(m, platform, top, uart, leds):
+    """Hook BoardTop's UART to ``uart`` (a requested "-" resource with rx and tx) and its
+    busy, done and error outputs to the three ``leds`` ports."""
+    m.submodules.uart_rx_buffer = rx = io.Buffer("i", uart.rx)
+    m.submodules.uart_tx_buffer = tx = io.Buffer("o", uart.tx)
+    m.d.comb += [top.uart_rx.eq(rx.i), tx.o.eq(top.uart_tx)]
+    for index, (name, port) in enumerate(zip(("busy", "done", "error"), leds, strict=True)):
+        m.submodules[f"led_{name}_buffer"] = led = io.Buffer("o", port)
+        m.d.comb += led.o.eq(top.leds[index])
+
+
 def get_board(name):
     """The :class:`Board` called ``name`` (see :data:`BOARDS`)."""
     if name not in BOARDS:
@@ -544,7 +556,7 @@ def _run_tool(argv, cwd):
 
 
 def build(board, config=None, *, build_dir, name="systole", log=None, pe_report=True,
-          memory_bytes=None):
+          memory_bytes=None, clock_mhz=None):
     """Build ``board``'s bitstream for ``config`` and return a :class:`BuildResult`.
 
     The result carries any problem (does not fit, misses timing); call
@@ -558,6 +570,8 @@ def build(board, config=None, *, build_dir, name="systole", log=None, pe_report=
         Defaults to the board's own configuration.
     memory_bytes : int, optional
         On-chip memory for A, B and C; defaults to the board's.
+    clock_mhz : float, optional
+        Clock of the design (through the board's PLL); defaults to the board's target.
     build_dir : path
         Where the build runs (created; products stay there).
     log : callable, optional
@@ -567,6 +581,11 @@ def build(board, config=None, *, build_dir, name="systole", log=None, pe_report=
         board = get_board(board)
     if config is None:
         config = board.make_config()
+    if clock_mhz is not None:
+        if not 1 <= clock_mhz <= 400:
+            raise BuildError(f"clock_mhz must be between 1 and 400, not {clock_mhz!r}")
+        board = copy.copy(board)
+        board.target_mhz = float(clock_mhz)
     log = log or (lambda text: None)
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ array size; ``systole build --board icebreaker`` reports by how much.
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 
-from .build import Board
+from .build import Board, connect_uart_and_leds, ice40_pll_domain
 from .spram import SPRAMMemory
 
 __all__ = ["BOARD", "ICEBreaker"]
@@ -41,15 +41,15 @@ class ICEBreaker(Board):
     def memory(self):
         return SPRAMMemory
 
-    def connect(self, m, platform, top):
-        uart = platform.request("uart", 0)
-        busy = platform.request("led", 2)
-        done = platform.request("led_g", 0)
-        error = platform.request("led_r", 0)
-        m.d.comb += [
-            top.uart_rx.eq(uart.rx.i), uart.tx.o.eq(top.uart_tx),
-            busy.o.eq(top.leds[0]), done.o.eq(top.leds[1]), error.o.eq(top.leds[2]),
-        ]
+    def clocking(self, m, platform):
+        if self.target_mhz != 12.0:      # `systole build --clock-mhz`: through the PLL
+            ice40_pll_domain(m, platform, out_mhz=self.target_mhz)
 
+    def connect(self, m, platform, top):
+        connect_uart_and_leds(m, platform, top, platform.request("uart", 0, dir="-"), [
+            platform.request("led", 2, dir="-"),       # break-off PMOD, red L1
+            platform.request("led_g", 0, dir="-"),
+            platform.request("led_r", 0, dir="-"),
+        ])
 
 BOARD = ICEBreaker()

@@ -13,7 +13,7 @@ from amaranth.build import Attrs
 from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_85FPlatform
 from amaranth_boards.resources import UARTResource
 
-from .build import Board, ecp5_pll_domain
+from .build import Board, connect_uart_and_leds, ecp5_pll_domain
 
 __all__ = ["BOARD", "OrangeCrab85F", "dfu_suffix"]
 
@@ -62,12 +62,9 @@ class OrangeCrab85F(Board):
         ecp5_pll_domain(m, platform, out_mhz=self.target_mhz)
 
     def connect(self, m, platform, top):
-        uart = platform.request("uart", 0)
-        rgb = platform.request("rgb_led", 0)
-        m.d.comb += [
-            top.uart_rx.eq(uart.rx.i), uart.tx.o.eq(top.uart_tx),
-            rgb.b.o.eq(top.leds[0]), rgb.g.o.eq(top.leds[1]), rgb.r.o.eq(top.leds[2]),
-        ]
+        rgb = platform.request("rgb_led", 0, dir="-")
+        connect_uart_and_leds(m, platform, top, platform.request("uart", 0, dir="-"),
+                              [rgb.b, rgb.g, rgb.r])
 
     def after_build(self, build_dir, name):
         path = super().after_build(build_dir, name)

@@ -7,7 +7,7 @@ to program the board (``systole build`` does not), so the platform does not requ
 
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from .build import Board, ecp5_pll_domain
+from .build import Board, connect_uart_and_leds, ecp5_pll_domain
 
 __all__ = ["BOARD", "ULX3S85F"]
 
@@ -33,10 +33,7 @@ class ULX3S85F(Board):
         ecp5_pll_domain(m, platform, out_mhz=self.target_mhz)
 
     def connect(self, m, platform, top):
-        uart = platform.request("uart", 0)
-        leds = [platform.request("led", i) for i in range(3)]
-        m.d.comb += [top.uart_rx.eq(uart.rx.i), uart.tx.o.eq(top.uart_tx)]
-        m.d.comb += [led.o.eq(top.leds[i]) for i, led in enumerate(leds)]
-
+        connect_uart_and_leds(m, platform, top, platform.request("uart", 0, dir="-"),
+                              [platform.request("led", i, dir="-") for i in range(3)])
 
 BOARD = ULX3S85F()

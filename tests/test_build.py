@@ -4,8 +4,10 @@
 import gc
 import json
 import random
+import re
 import warnings
 import zlib
+from pathlib import Path
 
 import pytest
 from amaranth.hdl import UnusedElaboratable
@@ -91,6 +93,32 @@ def test_parse_report_needs_a_clock():
         parse_report({**NEXTPNR_REPORT, "fmax": {}}, "ice40")
 
 
+def test_sync_clock_is_the_one_at_the_target():
+    from systole.boards.build import _sync_fmax
+    fmax = {"$glbnet$clk25": (180.0, 25.0), "$glbnet$pll_clk": (97.5, 100.0)}
+    assert _sync_fmax(fmax, 100.0) == 97.5
+    with pytest.raises(BuildError, match="expected one clock constrained to 50 MHz"):
+        _sync_fmax(fmax, 50.0)
+
+
+def test_critical_path_summary():
+    from systole.boards.build import critical_path
+
+    def step(kind, delay, cell):
+        return {"type": kind, "delay": delay, "from": {"cell": cell}, "to": {"cell": cell}}
+    report = {"critical_paths": [
+        {"from": "posedge cd_sync.clk", "to": "posedge cd_sync.clk", "path": [
+            step("clk-to-q", 1.39, "timer"), step("routing", 1.76, "ready_lut"),
+            step("logic", 1.21, "ready_lut"), step("routing", 2.34, "ready"),
+            step("setup", 0.1, "ready")]},
+        {"from": "posedge cd_sync.clk", "to": "<async>", "path": [
+            step("clk-to-q", 1.39, "tx"), step("routing", 9.0, "pin")]},
+    ]}
+    assert critical_path(report) == {"from": "timer", "to": "ready", "delay_ns": 6.8,
+                                     "logic_ns": 1.21, "routing_ns": 4.1, "logic_levels": 1}
+    assert critical_path({}) is None
+
+
 def test_parse_failed_nextpnr_log():
     usage, error = parse_nextpnr_log(NEXTPNR_FAILED_LOG)
     assert usage["ICESTORM_LC"] == [14993, 5280]
@@ -121,6 +149,16 @@ def test_json_and_table():
     assert report["problems"] == ["misses timing: Fmax 11.2 MHz < target 12 MHz"]
     table = result.table()
     assert "MISSES timing" in table and "LC" in table and "one PE: 500 LUT4" in table
+
+
+def test_bad_configuration_and_clock(tmp_path):
+    from systole.boards.build import build
+    board = get_board("ulx3s-85f")
+    with pytest.raises(BuildError, match=r"ulx3s-85f: bad configuration: Array rows must be "
+                                         r"between 1 and 64, not 0"):
+        board.make_config(rows=0)
+    with pytest.raises(BuildError, match="clock_mhz must be between 1 and 400, not 0"):
+        build(board, build_dir=tmp_path, clock_mhz=0)
 
 
 def test_unknown_board():
@@ -253,3 +291,84 @@ def test_spram_memory_rejects_bad_parameters():
         with pytest.raises(ValueError, match="at most 131072 bytes, not 262144"):
             SPRAMMemory(addr_width=32, data_width=32, size=256 * 1024)
         gc.collect()
+
+
+def test_docs_boards_md_is_generated_from_boards_json():
+    """docs/boards.md is exactly what `systole build --docs --render` makes of boards.json."""
+    from systole.build import DOC_BUILDS, DOCS_JSON, DOCS_MD, markdown
+    data = json.loads(DOCS_JSON.read_text())
+    assert DOCS_MD.read_text() == markdown(data), (
+        "docs/boards.md is stale: run `systole build --docs --render` (or `--docs` to "
+        "re-measure)")
+    assert [b["command"] for b in data["builds"]] == [
+        " ".join(["systole", "build", "--board", board]
+                 + [w for k, v in over.items() for w in ("--" + k.replace("_", "-"), str(v))])
+        for board, over, _ in DOC_BUILDS], "docs/boards.json does not hold DOC_BUILDS"
+
+
+# -- real bitstreams (slow: select with `-m synthesis`) ------------------------------------
+
+#: What CI builds, and why it is smaller than the boards' defaults: see docs/boards.md.
+def _ci_builds():
+    from systole.build import CI_ECP5, _normalise
+    return {"ulx3s-85f": _normalise(CI_ECP5), "icebreaker": {}}
+# An ECP5 .bit holds the preamble 0xFFFFBDB3 after its comment header; an iCE40 .bin the
+# preamble 0x7EAA997E.
+_PREAMBLE = {"ecp5": b"\xff\xff\xbd\xb3", "ice40": b"\x7e\xaa\x99\x7e"}
+
+
+def _ci_build(board_name, tmp_path):
+    from systole.boards.build import build
+    board = get_board(board_name)
+    values = _ci_builds()[board_name]
+    memory_bytes = values.pop("memory_bytes", None)
+    result = build(board, board.make_config(**values), build_dir=tmp_path, pe_report=False,
+                   memory_bytes=memory_bytes)
+    print(result.table())
+    return result
+
+
+@pytest.mark.synthesis
+def test_ulx3s_bitstream(tmp_path):
+    """Fits, with a real bitstream; 100 MHz is an expected failure until the C path is
+    pipelined (measured 18 MHz, docs/boards.md), reported as xfail, never hidden."""
+    result = _ci_build("ulx3s-85f", tmp_path)
+    assert [p for p in result.problems() if "timing" not in p] == []
+    data = Path(result.bitstream).read_bytes()
+    assert _PREAMBLE["ecp5"] in data[:4096], f"{result.bitstream} has no ECP5 preamble"
+    lut = result.resources["LUT4"]
+    assert 0 < lut[0] <= lut[1]
+    assert result.fmax_mhz > 0
+    if result.fmax_mhz < result.target_mhz:
+        pytest.xfail(f"known: Fmax {result.fmax_mhz:.1f} MHz < {result.target_mhz:g} MHz "
+                     f"(critical path {result.critical_path})")
+
+
+@pytest.mark.synthesis
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="measured: the accelerator's control path alone needs about three "
+                          "times the UP5K's 5280 logic cells (docs/boards.md)")
+def test_icebreaker_bitstream_fits(tmp_path):
+    result = _ci_build("icebreaker", tmp_path)
+    assert result.problems() == [], result.problems()
+    assert _PREAMBLE["ice40"] in Path(result.bitstream).read_bytes()[:4096]
+
+
+@pytest.mark.parametrize("name,pll,primitives,pins", [
+    ("icebreaker", None, {"SB_SPRAM256KA": 4}, {"6", "9", "11", "37", "26"}),
+    ("ulx3s-85f", "EHXPLLL", {}, {"M1", "L4", "B2", "C2", "C1"}),
+    ("orangecrab-85f", "EHXPLLL", {}, {"N17", "M18", "K4", "M3", "J3"}),
+])
+def test_board_elaborates(name, pll, primitives, pins):
+    """Each board's top level elaborates with its clocking, memory and pins (no tools)."""
+    board = get_board(name)
+    config = board.make_config(rows=1, cols=1, formats="e4m3".split(","), counter_width=32)
+    plan = board.platform().prepare(board.top(config), name="top")
+    rtlil_text = plan.files["top.il"]
+    if pll:
+        assert rtlil_text.count(f"cell \\{pll} ") == 1
+    for cell, count in primitives.items():
+        assert rtlil_text.count(f"cell \\{cell} ") == count
+    constraints = plan.files["top.pcf" if board.family == "ice40" else "top.lpf"]
+    for pin in pins:
+        assert re.search(rf"\b{pin}\b", constraints), f"{name}: pin {pin} is not constrained"
