@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "CI_ECP5", "DOC_BUILDS", "render_docs"]
+__all__ = ["add_parser", "CI_CLOCK_MHZ", "CI_ECP5", "DOC_BUILDS", "render_docs"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 DOCS_JSON = _ROOT / "docs" / "boards.json"
@@ -25,11 +25,15 @@ DOCS_MD = _ROOT / "docs" / "boards.md"
 CI_ECP5 = {"rows": 2, "cols": 2, "formats": "e4m3", "counter_width": 32,
            "max_outstanding": 4, "sram_depth": 256, "memory_bytes": 16384}
 
+#: The clock CI builds CI_ECP5 for: one the design meets today (measured 20.2 MHz Fmax).
+CI_CLOCK_MHZ = 15
+
 DOC_BUILDS = [
     ("icebreaker", {}, "the board default: the 4x4 target, smallest control path"),
     ("ulx3s-85f", {"rows": 4, "cols": 4}, "a 4x4 array with the full control path"),
-    ("ulx3s-85f", CI_ECP5, "the CI build"),
-    ("orangecrab-85f", CI_ECP5, "the CI build on the OrangeCrab"),
+    ("ulx3s-85f", CI_ECP5, "the CI configuration at the board's 100 MHz"),
+    ("orangecrab-85f", CI_ECP5, "the CI configuration on the OrangeCrab"),
+    ("ulx3s-85f", {**CI_ECP5, "clock_mhz": CI_CLOCK_MHZ}, "the CI build"),
 ]
 
 #: One PE synthesized alone, per family: what the operand formats and max_k cost.
@@ -271,6 +275,7 @@ def markdown(data):
                                 **{f"row{i}_minutes": b["seconds"] / 60
                                    for i, b in enumerate(data["builds"], start=1)},
                                 ci=_command_line("ulx3s-85f", CI_ECP5).split(" ", 4)[4],
+                                ci_clock=CI_CLOCK_MHZ,
                                 source="; ".join(sorted({b["source"] for b in data["builds"]})))
 
 
@@ -375,15 +380,17 @@ The README's test command (`./run pytest -n auto`) includes the two `synthesis` 
 tests/test_build.py, and `pytest -m synthesis` selects them alone. They build:
 
 - the ULX3S-85F with the smallest useful configuration, `CI_ECP5` in systole/build.py
-  ({ci}): the whole flow (PLL, UART bridge, control path, block-RAM memory) at the
-  board's 100 MHz. The test fails unless the design fits and the `.bit` holds the ECP5
-  preamble; while Fmax stays below 100 MHz it reports xfail with the measured Fmax and
-  critical path, and passes once timing is met. The larger rows above take far longer
-  (row 2: {row2_minutes:.0f} minutes here);
+  ({ci}), at `CI_CLOCK_MHZ` ({ci_clock} MHz, through the PLL): the whole flow (PLL, UART
+  bridge, control path, block-RAM memory). It fails unless the design fits, meets that
+  clock, and the `.bit` holds the ECP5 preamble (row 5). The 100 MHz target is not
+  checked in CI because nothing meets it yet (rows 2 to 4); raise `CI_CLOCK_MHZ` as the
+  gateware gets faster. The larger rows take far longer (row 2: {row2_minutes:.0f} minutes
+  here);
 - the iCEBreaker default, marked as an expected failure (strict): it does not fit (row
   1). When the gateware shrinks enough to fit, the test passes, pytest reports the strict
   xfail as a failure, and the mark must go.
 
-Their measured times are rows 1 and 3 ({row1_minutes:.0f} and {row3_minutes:.0f} minutes, on
-a machine shared with three other engineers' builds and simulations).
+Their measured times are rows 1 and 5 ({row1_minutes:.0f} and {row5_minutes:.0f} minutes;
+row 1 was measured while three other engineers' builds and simulations shared the 2
+cores, row 5 under a lighter load, a load average of about 3).
 """
