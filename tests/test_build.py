@@ -345,8 +345,9 @@ def test_ulx3s_bitstream(tmp_path):
 
 @pytest.mark.synthesis
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="measured: the accelerator's control path alone needs about three "
-                          "times the UP5K's 5280 logic cells (docs/boards.md)")
+                   reason="measured 21191 of the UP5K's 5280 logic cells and 21 of its 8 "
+                          "DSPs; the control path alone is about twice the device "
+                          "(docs/boards.md)")
 def test_icebreaker_bitstream_fits(tmp_path):
     result = _ci_build("icebreaker", tmp_path)
     assert result.problems() == [], result.problems()
