@@ -215,6 +215,16 @@ class HostBridge(wiring.Component):
             m.d.sync += [status.eq(new_status), reply_len.eq(new_len), index.eq(0)]
             m.next = "REPLY_HEADER"
 
+        def write_address_and_data(bus, next_state):
+            """AW and W of one write, in either order; then ``next_state`` waits for B."""
+            m.d.comb += [bus.awvalid.eq(~aw_done), bus.wvalid.eq(~w_done)]
+            with m.If(bus.awready):
+                m.d.sync += aw_done.eq(1)
+            with m.If(bus.wready):
+                m.d.sync += w_done.eq(1)
+            with m.If((aw_done | bus.awready) & (w_done | bus.wready)):
+                m.next = next_state
+
         def finish(new_status, new_len=0):
             """End of an executed frame: remember it for duplicate detection, then reply."""
             m.d.sync += [last_seq.eq(seq), last_valid.eq(1), last_status.eq(new_status)]
@@ -350,13 +360,7 @@ class HostBridge(wiring.Component):
                     with m.If(index[:2] == 3):
                         m.next = "REG_WRITE_AW"
             with m.State("REG_WRITE_AW"):
-                m.d.comb += [csr.awvalid.eq(~aw_done), csr.wvalid.eq(~w_done)]
-                with m.If(csr.awready):
-                    m.d.sync += aw_done.eq(1)
-                with m.If(csr.wready):
-                    m.d.sync += w_done.eq(1)
-                with m.If((aw_done | csr.awready) & (w_done | csr.wready)):
-                    m.next = "REG_WRITE_B"
+                write_address_and_data(csr, "REG_WRITE_B")
             with m.State("REG_WRITE_B"):
                 m.d.comb += csr.bready.eq(1)
                 with m.If(csr.bvalid):
@@ -394,13 +398,7 @@ class HostBridge(wiring.Component):
                     m.d.sync += word[:8].eq(rd.data)
                     m.next = "MEM_WRITE_AW"
             with m.State("MEM_WRITE_AW"):
-                m.d.comb += [mem.awvalid.eq(~aw_done), mem.wvalid.eq(~w_done)]
-                with m.If(mem.awready):
-                    m.d.sync += aw_done.eq(1)
-                with m.If(mem.wready):
-                    m.d.sync += w_done.eq(1)
-                with m.If((aw_done | mem.awready) & (w_done | mem.wready)):
-                    m.next = "MEM_WRITE_B"
+                write_address_and_data(mem, "MEM_WRITE_B")
             with m.State("MEM_WRITE_B"):
                 m.d.comb += mem.bready.eq(1)
                 with m.If(mem.bvalid):

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 from ..formats import output_format
-from .perfmodel import MemoryModel, packed_job, predict
 
 __all__ = ["Gemm", "gpt2_gemms", "ENERGY_PJ", "energy_per_mac", "lower_bound_bytes",
            "attainable_utilization", "evaluate", "GPT2_WIDTHS"]
@@ -134,8 +133,3 @@ def evaluate(config, gemm, counters, source):
         "energy_pj_per_mac": energy_per_mac(config, counters, gemm.out_format),
         "counters": counters,
     }
-
-
-def model_counters(config, gemm, memory=None):
-    return predict(config, packed_job(gemm.m, gemm.n, gemm.k, out_format=gemm.out_format),
-                   memory or MemoryModel())

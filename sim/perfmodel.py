@@ -23,23 +23,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import SystoleConfig
 from ..formats import output_format
 from ..hdl.counters import COUNTERS
 from ..hdl.dma import _PAGE
+from ..hdl.tiler import _A_SEGMENT_BEATS, _MAX_FOLD
 from .driver import GemmJob
 
 __all__ = ["MemoryModel", "ModelConfig", "predict", "traffic", "packed_job", "plan"]
 
-#: As in hdl/tiler.py.
-_MAX_FOLD = 8
-_A_SEGMENT_BEATS = 8
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The parameters the model reads, for configurations beyond what the gateware
     generator accepts (what-if studies: a 128 x 128 array, a 64-byte bus, megabytes of
-    SRAM). ``ModelConfig.of(SystoleConfig(...))`` copies a buildable configuration."""
+    SRAM). Derived sizes are SystoleConfig's own."""
     rows: int = 8
     cols: int = 8
     bus_width: int = 64
@@ -48,23 +47,9 @@ class ModelConfig:
     max_burst: int = 256
     acc_width: int = 81
 
-    @classmethod
-    def of(cls, config):
-        return cls(rows=config.rows, cols=config.cols, bus_width=config.bus_width,
-                   sram_depth=config.sram_depth, row_tiles=config.row_tiles,
-                   max_burst=config.max_burst, acc_width=config.acc_width)
-
-    @property
-    def bus_bytes(self):
-        return self.bus_width // 8
-
-    @property
-    def a_sram_bytes(self):
-        return 2 * self.row_tiles * self.rows * self.sram_depth
-
-    @property
-    def b_sram_bytes(self):
-        return 2 * self.sram_depth * self.cols
+    bus_bytes = SystoleConfig.bus_bytes
+    a_sram_bytes = SystoleConfig.a_sram_bytes
+    b_sram_bytes = SystoleConfig.b_sram_bytes
 
     def to_dict(self):
         return {"rows": self.rows, "cols": self.cols, "bus_width": self.bus_width,

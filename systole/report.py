@@ -6,8 +6,6 @@ of a configuration too large to simulate.
 """
 
 import datetime
-import math
-from pathlib import Path
 
 from .bench import TARGETS, print_table, run_bench, target_misses
 
@@ -74,6 +72,21 @@ def what_if(out_formats=("fp32", "e4m3"), depths=tuple(1 << n for n in range(8, 
     return rows
 
 
+def _save(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def _gemm_axis(ax, names, xlabel):
+    """One horizontal bar per GEMM, first at the top."""
+    ax.set_yticks(list(range(len(names))), names, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.legend(loc="lower right")
+
+
 def _plots(config, results, sweep, out_dir):
     import matplotlib
     matplotlib.use("Agg")
@@ -96,10 +109,7 @@ def _plots(config, results, sweep, out_dir):
     ax.set_ylabel("MAC per cycle")
     ax.set_title(f"Roofline, {config.rows}x{config.cols} array, {config.bus_bytes} B/cycle")
     ax.legend()
-    fig.tight_layout()
-    files["roofline"] = "performance_roofline.png"
-    fig.savefig(out_dir / files["roofline"], dpi=110)
-    plt.close(fig)
+    files["roofline"] = _save(plt, fig, out_dir / "performance_roofline.png")
 
     # Utilization per GEMM.
     fig, ax = plt.subplots(figsize=(9, 6))
@@ -109,14 +119,8 @@ def _plots(config, results, sweep, out_dir):
             label="roofline-attainable")
     ax.barh(ys, [r["utilization"] for r in results], height=0.5, color="C0",
             label="measured / modelled")
-    ax.set_yticks(list(ys), names, fontsize=6)
-    ax.invert_yaxis()
-    ax.set_xlabel("utilization")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    files["utilization"] = "performance_utilization.png"
-    fig.savefig(out_dir / files["utilization"], dpi=110)
-    plt.close(fig)
+    _gemm_axis(ax, names, "utilization")
+    files["utilization"] = _save(plt, fig, out_dir / "performance_utilization.png")
 
     # DRAM traffic versus SRAM size.
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -127,10 +131,7 @@ def _plots(config, results, sweep, out_dir):
     ax.set_xlabel("operand SRAM (KiB)")
     ax.set_ylabel("DRAM bytes / I/O lower bound")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    files["traffic"] = "performance_traffic.png"
-    fig.savefig(out_dir / files["traffic"], dpi=110)
-    plt.close(fig)
+    files["traffic"] = _save(plt, fig, out_dir / "performance_traffic.png")
 
     # Energy breakdown.
     fig, ax = plt.subplots(figsize=(9, 6))
@@ -140,14 +141,8 @@ def _plots(config, results, sweep, out_dir):
         ax.barh(ys, vals, left=left, color=color, label=part)
         left = [a + b for a, b in zip(left, vals)]
     ax.set_xscale("log")
-    ax.set_yticks(list(ys), names, fontsize=6)
-    ax.invert_yaxis()
-    ax.set_xlabel("pJ per MAC (Horowitz 45 nm)")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    files["energy"] = "performance_energy.png"
-    fig.savefig(out_dir / files["energy"], dpi=110)
-    plt.close(fig)
+    _gemm_axis(ax, names, "pJ per MAC (Horowitz 45 nm)")
+    files["energy"] = _save(plt, fig, out_dir / "performance_energy.png")
     return files
 
 
