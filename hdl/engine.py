@@ -8,7 +8,7 @@ from .array import SystolicArray
 from .axi import AXI4Signature
 from .counters import COUNTERS, CounterBank
 from .dma import DmaReader, DmaWriter, connect_axi4
-from .job import JobDescriptor
+from .job import JobChecker, JobDescriptor
 from .registers import ErrorCode
 from .tiler import TileScheduler
 from .writer import ResultWriter
@@ -17,7 +17,12 @@ __all__ = ["GemmEngine"]
 
 
 class GemmEngine(wiring.Component):
-    """Runs one checked job at a time and counts where its cycles and bytes go.
+    """Checks and runs one job at a time and counts where its cycles and bytes go.
+
+    At ``start`` the counters clear and :class:`JobChecker` latches and checks the
+    descriptor (:data:`~systole.hdl.job.CHECK_CYCLES` cycles, counted as overhead). A
+    rejected job ends there, with its error code and no memory access; an accepted one
+    runs from the checker's latched copy.
 
     Parameters
     ----------
@@ -28,12 +33,13 @@ class GemmEngine(wiring.Component):
     job : In(JobDescriptor)
         Latched at ``start``.
     start : In(1)
-        Pulse; only for a descriptor that passed :class:`JobChecker`.
+        Pulse, while not ``busy``.
     busy : Out(1)
     done : Out(1)
         Pulse at the end of the job, with ``error`` valid.
     error : Out(ErrorCode)
-        NONE, or the AXI error that aborted the job.
+        NONE, the checker's code of a rejected descriptor, or the AXI error that aborted
+        the job.
     counters : Out(StructLayout of COUNTERS)
         Cleared at ``start``, live while busy, frozen at done.
     mem : Out(AXI4Signature)
@@ -58,7 +64,8 @@ class GemmEngine(wiring.Component):
         config = self._config
 
         flush = Signal()    # returns the datapath to its reset state between jobs
-        job = Signal.like(self.job)
+        m.submodules.checker = checker = JobChecker(config)
+        job = checker.checked
         m.submodules.tiler = tiler = ResetInserter(flush)(TileScheduler(config))
         m.submodules.array = array = ResetInserter(flush)(SystolicArray(config))
         m.submodules.writer = writer = ResetInserter(flush)(ResultWriter(config))
@@ -75,6 +82,7 @@ class GemmEngine(wiring.Component):
         connect(m, writer.write_cmd, writer_dma.cmd)
         connect(m, writer.write_data, writer_dma.data)
         m.d.comb += [
+            checker.job.eq(self.job),
             tiler.job.eq(job), writer.job.eq(job),
             array.job.a_format.eq(job.a_format), array.job.b_format.eq(job.b_format),
             array.job.out_format.eq(job.out_format), array.job.saturate.eq(job.saturate),
@@ -87,13 +95,18 @@ class GemmEngine(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += job.eq(self.job)
-                    m.d.comb += [bank.clear.eq(1), reader.clear.eq(1), writer_dma.clear.eq(1)]
-                    m.next = "START"
-            with m.State("START"):
-                # The job register now holds the descriptor: start the tiler on it.
-                m.d.comb += [running.eq(1), tiler.start.eq(1)]
-                m.next = "RUN"
+                    m.d.comb += [bank.clear.eq(1), reader.clear.eq(1), writer_dma.clear.eq(1),
+                                 checker.start.eq(1)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += running.eq(1)
+                with m.If(checker.done & (checker.error != ErrorCode.NONE)):
+                    m.d.comb += [self.done.eq(1), self.error.eq(checker.error)]
+                    m.next = "IDLE"
+                with m.Elif(checker.done):
+                    # The checker holds the accepted descriptor: start the tiler on it.
+                    m.d.comb += tiler.start.eq(1)
+                    m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
                 with m.If(axi_error):

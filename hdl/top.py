@@ -8,7 +8,7 @@ from .counters import COUNTERS
 from .csr import CSRBank
 from .dma import axi4_signature
 from .engine import GemmEngine
-from .job import JobChecker
+from .job import JobDescriptor
 from .registers import ErrorCode, systole_register_map
 
 __all__ = ["Accelerator"]
@@ -17,8 +17,9 @@ __all__ = ["Accelerator"]
 class Accelerator(wiring.Component):
     """Systole: write a descriptor, write START, wait for done, read the counters.
 
-    At START the descriptor is checked; a bad one ends the job at once with STATUS.ERROR and
-    its code, and nothing reaches the memory bus. START while a job runs sets ERROR with
+    At START the descriptor is checked (over a few dozen cycles, see
+    :class:`~systole.hdl.job.JobChecker`); a bad one ends the job with STATUS.ERROR and its
+    code, and nothing reaches the memory bus. START while a job runs sets ERROR with
     code BUSY and leaves the running job alone. An AXI error response aborts the job
     (AXI_READ_ERROR / AXI_WRITE_ERROR) after the outstanding transactions complete.
 
@@ -48,11 +49,10 @@ class Accelerator(wiring.Component):
         config = self._config
         m.submodules.csr = bank = self._bank
         m.submodules.engine = engine = GemmEngine(config)
-        m.submodules.checker = checker = JobChecker(config)
         wiring.connect(m, flipped(self.csr), bank.axi)
         wiring.connect(m, flipped(self.mem), engine.mem)
 
-        job = checker.job
+        job = Signal(JobDescriptor)
         m.d.comb += [
             job.m.eq(bank.m.value), job.n.eq(bank.n.value), job.k.eq(bank.k.value),
             job.a_addr.eq(Cat(bank.a_addr_lo.value, bank.a_addr_hi.value)),
@@ -74,9 +74,6 @@ class Accelerator(wiring.Component):
         with m.If(start & engine.busy):
             m.d.sync += error_code.eq(ErrorCode.BUSY)
             m.d.comb += bank.status.error_set.eq(1)
-        with m.Elif(start & (checker.error != ErrorCode.NONE)):
-            m.d.sync += error_code.eq(checker.error)
-            m.d.comb += [bank.status.error_set.eq(1), bank.status.done_set.eq(1)]
         with m.Elif(start):
             m.d.sync += error_code.eq(ErrorCode.NONE)
             m.d.comb += engine.start.eq(1)

@@ -27,6 +27,7 @@ from ..config import SystoleConfig
 from ..formats import output_format
 from ..hdl.counters import COUNTERS
 from ..hdl.dma import _PAGE
+from ..hdl.job import CHECK_CYCLES
 from ..hdl.tiler import _A_SEGMENT_BEATS, _MAX_FOLD
 from .driver import GemmJob
 
@@ -218,7 +219,7 @@ def predict(config, job, memory=None):
 
 #: Pipeline constants of the RTL, in cycles (calibrated once against the Verilator model
 #: of the default configuration; see docs/performance.md).
-_START = 1          # START state before the tiler runs
+_START = CHECK_CYCLES   # START -> tiler start: the job check (hdl/job.py)
 _ISSUE = 3          # loader set-up and DMA command path before the AR handshake
 _FEED = 3           # read beat -> SRAM -> feeder -> array input
 _TAIL = 2           # last write beat -> B response -> done

@@ -36,7 +36,9 @@ class SystoleConfig:
     bus_width : int
         Data width of the AXI4 memory master in bits (32, 64 or 128).
     addr_width : int
-        Address width of the AXI4 memory master in bits (32 to 64).
+        Address width of the AXI4 memory master in bits (12 to 64): the memory a job may
+        touch is the first ``2**addr_width`` bytes. Small boards set it to their memory
+        size, which narrows every address and dimension register of the datapath.
     max_burst : int
         Longest AXI4 INCR burst the DMA issues, in beats (1 to 256).
     max_outstanding : int
@@ -55,6 +57,8 @@ class SystoleConfig:
         Bits spanned by every exact product of two enabled formats.
     acc_width : int
         Accumulator width: product span + ceil(log2(max_k)) guard bits + 1 sign bit.
+    dim_width, k_width : int
+        Bits that hold M or N, and K, of any job the checker accepts.
 
     Raises
     ------
@@ -94,7 +98,8 @@ class SystoleConfig:
         _require_int("counter_width", self.counter_width, minimum=32, maximum=64)
         if self.bus_width not in (32, 64, 128):
             raise ValueError(f"bus_width must be 32, 64 or 128, not {self.bus_width!r}")
-        _require_int("addr_width", self.addr_width, minimum=32, maximum=64)
+        # At least one 4 KiB page: the DMA splits bursts at page boundaries.
+        _require_int("addr_width", self.addr_width, minimum=12, maximum=64)
         _require_int("max_burst", self.max_burst, maximum=256)
         _require_int("max_outstanding", self.max_outstanding, maximum=64)
         _require_int("sram_depth", self.sram_depth, maximum=1 << 16)
@@ -141,6 +146,18 @@ class SystoleConfig:
         """Largest left shift of a decoded operand significand in the common unit."""
         return max((1 << fmt.exp_bits) - 2 + fmt.lsb_exp - self.operand_lsb_exp
                    for fmt in self.input_formats)
+
+    @property
+    def dim_width(self):
+        """Bits of M and N in the datapath. A job passes the address check only if every
+        row of A, B and C lies below ``2**addr_width``, and rows are at least one byte
+        apart, so M, N <= 2**addr_width (the descriptor registers are 32 bits)."""
+        return min(32, self.addr_width + 1)
+
+    @property
+    def k_width(self):
+        """Bits of K in the datapath (K <= max_k for every accepted job)."""
+        return self.max_k.bit_length()
 
     @property
     def bus_bytes(self):
