@@ -49,23 +49,50 @@ _A_SEGMENT_BEATS = 8
 def TileInfo(config):
     """Where a finished C tile goes: its first row and column and its valid extent."""
     return data.StructLayout({
-        "row0": 32, "col0": 32,
+        "row0": config.dim_width, "col0": config.dim_width,
         "rows": range(config.rows + 1), "cols": range(config.cols + 1),
     })
+
+
+def _times(value, factor):
+    """``value * factor`` for a constant ``factor``, as shifts and adds (no multiplier)."""
+    terms = [value << bit for bit in range(factor.bit_length()) if factor >> bit & 1]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+class _Job:
+    """The fields of the descriptor the tiler uses, at the widths an accepted job needs
+    (M, N below ``2**dim_width``, K at most max_k; addresses are computed modulo
+    ``2**addr_width``, the bus's address space)."""
+
+    def __init__(self, config, job):
+        self.m = job.m[:config.dim_width]
+        self.n = job.n[:config.dim_width]
+        self.k = job.k[:config.k_width]
+        self.a_addr = job.a_addr[:config.addr_width]
+        self.b_addr = job.b_addr[:config.addr_width]
+        self.a_stride = job.a_stride[:config.addr_width]
+        self.b_stride = job.b_stride[:config.addr_width]
 
 
 class _Nest:
     """Counters of the loop nest (s, j, c[, t]) for one engine, stepping on ``step``.
 
     ``last`` is high on the final iteration. Attributes hold the current super-row start
-    row, column-tile start column, chunk start k and row-tile start row.
+    row, column-tile start column, chunk start k and row-tile start row. A counter only
+    ever holds a value below M, N or K while the nest is active (the step after ``last``
+    may wrap; nothing reads it).
     """
 
     def __init__(self, m, name, job, plan, *, with_t):
-        self.s = Signal(32, name=f"{name}_s")
-        self.j = Signal(32, name=f"{name}_j")
-        self.c = Signal(32, name=f"{name}_c")
-        self.t = Signal(32, name=f"{name}_t")
+        dim = len(job.m)
+        self.s = Signal(dim, name=f"{name}_s")
+        self.j = Signal(dim, name=f"{name}_j")
+        self.c = Signal(len(job.k), name=f"{name}_c")
+        self.t = Signal(dim, name=f"{name}_t")
         # Where the row tile lives in the A buffer: for row tile index i within the
         # super-row, bank group i mod row_tiles and fold i div row_tiles.
         self.group = Signal(range(plan.row_tiles), name=f"{name}_group")
@@ -129,6 +156,11 @@ class _Plan:
                       config.rows)
         self.single_col = job.n <= config.cols
 
+    def ms_times(self, stride):
+        """``ms * stride``: ms is a constant, or a constant shifted by fold_log2."""
+        return Mux(self.single_chunk, _times(stride, self.row_tiles * self.rows) << self.fold_log2,
+                   _times(stride, self.rows))
+
 
 class TileScheduler(wiring.Component):
     """Loads operand blocks over the read DMA and feeds the array, tile after tile.
@@ -184,6 +216,8 @@ class TileScheduler(wiring.Component):
         depth = config.sram_depth
         a_banks = config.row_tiles * rows
         words = depth // bb                     # A bank words per buffer
+        aw = config.addr_width
+        job = _Job(config, job)
         plan = _Plan(m, config, job)
 
         # ---- SRAMs ------------------------------------------------------------------
@@ -203,8 +237,11 @@ class TileScheduler(wiring.Component):
             m.d.sync += [sig.eq(0) for blk in (a_blk, b_blk) for sig in blk.values()]
 
         # Block sizes travel from the command side to the data side in order.
-        a_sizes = fifo.SyncFIFO(width=64, depth=2)     # rows and k length of the A block
-        b_sizes = fifo.SyncFIFO(width=32, depth=2)     # k rows in the B block
+        block_rows_width = (config.row_tiles * rows * _MAX_FOLD).bit_length()
+        chunk_width = depth.bit_length()
+        # rows and k length of the A block; k rows in the B block
+        a_sizes = fifo.SyncFIFO(width=block_rows_width + chunk_width, depth=2)
+        b_sizes = fifo.SyncFIFO(width=chunk_width, depth=2)
         m.submodules.a_sizes, m.submodules.b_sizes = a_sizes, b_sizes
 
         # ---- loaders (command side) ----------------------------------------------------
@@ -221,19 +258,19 @@ class TileScheduler(wiring.Component):
         a_nest = _Nest(m, "a_load", job, plan, with_t=False)
         a_active = Signal()                 # walking the nest
         a_issuing = Signal()                # sending the rows of one block
-        a_row = Signal(32)                  # absolute row being requested
-        a_row_end = Signal(32)
-        a_addr = Signal(64)
-        a_super_base = Signal(64)           # a_addr + s * a_stride
+        a_row = Signal(config.dim_width)    # absolute row being requested
+        a_row_end = Signal(config.dim_width)
+        a_addr = Signal(aw)
+        a_super_base = Signal(aw)           # a_addr + s * a_stride
         # A blocks load row tile by row tile, each in segments of seg bytes of k, every row
         # of the tile before the next segment: the feeder can start a tile on
         # k < (segments loaded) * seg instead of waiting for whole rows of K bytes, and the
         # first tile of a job needs only its own rows.
         seg = _A_SEGMENT_BEATS * bb
-        a_seg = Signal(32)                  # k offset of the segment being requested
-        a_tile_row = Signal(32)             # first row of the row tile being requested
-        a_tile_base = Signal(64)            # address of row a_tile_row, k = c
-        a_seg_base = Signal(64)             # address of row a_tile_row, k = c + a_seg
+        a_seg = Signal(range(depth + 1))    # k offset of the segment being requested
+        a_tile_row = Signal(config.dim_width)   # first row of the row tile being requested
+        a_tile_base = Signal(aw)            # address of row a_tile_row, k = c
+        a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg
         a_tile_end = Mux(a_tile_row + rows < a_row_end, a_tile_row + rows, a_row_end)
         a_skip = plan.single_chunk & (a_nest.j != 0)
         with m.If(self.start):
@@ -245,12 +282,13 @@ class TileScheduler(wiring.Component):
             with m.If(a_skip):
                 m.d.sync += a_active.eq(~a_nest.last)
                 with m.If(a_nest.c_last & a_nest.j_last):
-                    m.d.sync += a_super_base.eq(a_super_base + plan.ms * job.a_stride)
+                    m.d.sync += a_super_base.eq(a_super_base + plan.ms_times(job.a_stride))
                 a_nest.step()
             with m.Elif(((a_blk["issued"] - a_blk["released"])[:3] < 2) & a_sizes.w_rdy):
                 rows_here = Mux(job.m - a_nest.s < plan.ms, job.m - a_nest.s, plan.ms)
                 m.d.comb += [a_sizes.w_en.eq(1),
-                             a_sizes.w_data.eq(Cat(rows_here[:32], chunk_len(a_nest.c)[:32]))]
+                             a_sizes.w_data.eq(Cat(rows_here[:block_rows_width],
+                                                   chunk_len(a_nest.c)[:chunk_width]))]
                 m.d.sync += [
                     a_issuing.eq(1),
                     a_row.eq(a_nest.s),
@@ -275,7 +313,7 @@ class TileScheduler(wiring.Component):
                     m.d.sync += [a_row.eq(a_tile_row), a_seg.eq(a_seg + seg),
                                  a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
                 with m.Elif((a_row + 1 == a_tile_end) & (a_tile_end != a_row_end)):
-                    next_tile = a_tile_base + rows * job.a_stride
+                    next_tile = a_tile_base + _times(job.a_stride, rows)
                     m.d.sync += [a_row.eq(a_tile_end), a_tile_row.eq(a_tile_end), a_seg.eq(0),
                                  a_tile_base.eq(next_tile), a_seg_base.eq(next_tile),
                                  a_addr.eq(next_tile)]
@@ -283,17 +321,17 @@ class TileScheduler(wiring.Component):
                     m.d.sync += [a_issuing.eq(0), a_blk["issued"].eq(a_blk["issued"] + 1),
                                  a_active.eq(~a_nest.last)]
                     with m.If(a_nest.c_last & a_nest.j_last):
-                        m.d.sync += a_super_base.eq(a_super_base + plan.ms * job.a_stride)
+                        m.d.sync += a_super_base.eq(a_super_base + plan.ms_times(job.a_stride))
                     a_nest.step()
 
         # B loader.
         b_nest = _Nest(m, "b_load", job, plan, with_t=False)
         b_active = Signal()
         b_issuing = Signal()
-        b_krow = Signal(32)
-        b_krow_end = Signal(32)
-        b_addr = Signal(64)
-        b_chunk_base = Signal(64)           # b_addr + c * b_stride
+        b_krow = Signal(range(depth + 1))
+        b_krow_end = Signal(range(depth + 1))
+        b_addr = Signal(aw)
+        b_chunk_base = Signal(aw)           # b_addr + c * b_stride
         b_skip = plan.single_chunk & plan.single_col & (b_nest.s != 0)
         with m.If(self.start):
             m.d.sync += [b_active.eq(1), b_issuing.eq(0), b_chunk_base.eq(job.b_addr),
@@ -328,7 +366,8 @@ class TileScheduler(wiring.Component):
                     with m.If(b_nest.c_last):
                         m.d.sync += b_chunk_base.eq(job.b_addr)
                     with m.Else():
-                        m.d.sync += b_chunk_base.eq(b_chunk_base + depth * job.b_stride)
+                        m.d.sync += b_chunk_base.eq(b_chunk_base
+                                                    + (job.b_stride << (depth.bit_length() - 1)))
                     b_nest.step()
 
         # Arbitration onto the one read DMA. Urgent: a command of the A row tile and the B
@@ -378,15 +417,15 @@ class TileScheduler(wiring.Component):
         # is words >> fold_log2 words deep.
         a_wrow = Signal(range(a_banks * _MAX_FOLD + 1))     # row of the block being written
         a_wword = Signal(range(words + 1))
-        a_wseg = Signal(32)                 # k offset of the segment being written
+        a_wseg = Signal(range(depth + 1))   # k offset of the segment being written
         a_wtile = Signal(range(a_banks * _MAX_FOLD + 1))    # first row of that row tile
         a_wtbank = Signal(range(a_banks))   # its bank
         a_wfold = Signal(range(_MAX_FOLD))  # its fold
         a_wbank = a_wtbank + (a_wrow - a_wtile)[:len(a_wtbank) + 1]
         fold_shift = Signal(range(words.bit_length()))     # log2 of a fold's words
         m.d.comb += fold_shift.eq((words.bit_length() - 1) - plan.fold_log2)
-        a_block_rows = a_sizes.r_data[:32]
-        a_block_k = a_sizes.r_data[32:]
+        a_block_rows = a_sizes.r_data[:block_rows_width]
+        a_block_k = a_sizes.r_data[block_rows_width:]
         a_wtile_end = Mux(a_wtile + rows < a_block_rows, a_wtile + rows, a_block_rows)
         a_wbuf = a_blk["loaded"][0]
         for bank, mem in enumerate(a_mems):
@@ -447,8 +486,8 @@ class TileScheduler(wiring.Component):
         f_nest = _Nest(m, "feed", job, plan, with_t=True)
         f_active = Signal()
         f_streaming = Signal()
-        f_k = Signal(32)
-        f_k_end = Signal(32)
+        f_k = Signal(range(depth + 1))
+        f_k_end = Signal(range(depth + 1))
         a_ready = a_blk["loaded"] != a_blk["released"]
         b_ready = b_blk["loaded"] != b_blk["released"]
         tile_rows = Mux(job.m - f_nest.t < rows, job.m - f_nest.t, rows)
