@@ -26,9 +26,11 @@ class ICEBreaker(Board):
     target_mhz = 12.0
     # The smallest machine the configuration allows: the 4x4 array the issue targets,
     # E4M3 only (53-bit instead of 81-bit accumulators), K up to 4096, 32-bit counters and
-    # bus, short bursts, two outstanding reads (SPRAM answers in one cycle).
+    # bus, short bursts, two outstanding reads (SPRAM answers in one cycle), and 17-bit
+    # addresses: the 128 KiB of SPRAM, which narrows every address and M/N register.
     config = dict(rows=4, cols=4, formats=("e4m3",), max_k=4096, counter_width=32,
-                  bus_width=32, max_burst=16, max_outstanding=2, sram_depth=256, row_tiles=1)
+                  bus_width=32, addr_width=17, max_burst=16, max_outstanding=2,
+                  sram_depth=256, row_tiles=1)
     memory_bytes = 128 * 1024
     # Yosys maps multipliers to the UP5K's SB_MAC16 only when asked.
     synth_opts = "-dsp"

@@ -32,6 +32,11 @@ COUNTERS = {
 class CounterBank(wiring.Component):
     """One counter per name in :data:`COUNTERS`.
 
+    A counter named in ``derived`` as ``name: (source, factor)`` grows by exactly
+    ``factor`` times the increment of ``source`` on every cycle, so it is not counted
+    separately: its value is ``factor * source`` (modulo ``2**counter_width``, as a
+    counter of its own would be), formed with shifts and adds.
+
     Attributes
     ----------
     clear : In(1)
@@ -44,19 +49,37 @@ class CounterBank(wiring.Component):
         The counters.
     """
 
-    def __init__(self, config, increment_widths):
+    def __init__(self, config, increment_widths, derived=None):
         self._config = config
-        self._widths = increment_widths
+        self._derived = dict(derived or {})
+        for name, (source, factor) in self._derived.items():
+            if name not in COUNTERS or source not in COUNTERS or source in self._derived:
+                raise ValueError(f"Counter {name!r} cannot be derived from {source!r}")
+            if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+                raise ValueError(f"Factor of derived counter {name!r} must be a positive "
+                                 f"integer, not {factor!r}")
+        self._widths = {name: width for name, width in increment_widths.items()
+                        if name not in self._derived}
         super().__init__({
             "clear": In(1),
             "enable": In(1),
-            "increment": In(data.StructLayout(increment_widths)),
+            "increment": In(data.StructLayout(self._widths)),
             "values": Out(data.StructLayout({name: config.counter_width for name in COUNTERS})),
         })
 
     def elaborate(self, platform):
         m = Module()
+        for name, (source, factor) in self._derived.items():
+            value = getattr(self.values, name)
+            base = getattr(self.values, source)
+            terms = [base << bit for bit in range(factor.bit_length()) if factor >> bit & 1]
+            total = terms[0]
+            for term in terms[1:]:
+                total = total + term
+            m.d.comb += value.eq(total)
         for name in COUNTERS:
+            if name in self._derived:
+                continue
             value = getattr(self.values, name)
             with m.If(self.clear):
                 m.d.sync += value.eq(0)

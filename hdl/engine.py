@@ -47,7 +47,11 @@ class GemmEngine(wiring.Component):
 
     def __init__(self, config):
         self._config = config
-        self._bank = CounterBank(config, {name: 16 for name in COUNTERS})
+        # The array reads rows bytes of A and cols bytes of B on every active cycle.
+        self._bank = CounterBank(config, {name: 16 for name in COUNTERS}, derived={
+            "sram_a_read_bytes": ("active_cycles", config.rows),
+            "sram_b_read_bytes": ("active_cycles", config.cols),
+        })
         super().__init__({
             "job": In(JobDescriptor),
             "start": In(1),
@@ -142,9 +146,7 @@ class GemmEngine(wiring.Component):
             inc.dram_write_bytes.eq(Mux(writer_dma.w_fire, writer_dma.w_bytes, 0)),
             inc.dram_read_bursts.eq(reader.ar_fire),
             inc.dram_write_bursts.eq(writer_dma.aw_fire),
-            inc.sram_a_read_bytes.eq(fed * config.rows),
             inc.sram_a_write_bytes.eq(tiler.sram_a_write),
-            inc.sram_b_read_bytes.eq(fed * config.cols),
             inc.sram_b_write_bytes.eq(tiler.sram_b_write),
             inc.sram_c_read_bytes.eq(writer.sram_c_read),
             inc.sram_c_write_bytes.eq(writer.sram_c_write),
