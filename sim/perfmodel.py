@@ -9,7 +9,7 @@ Two parts:
   each block is read in, how the DMA splits each command into bus beats and bursts
   (``burst_count``), and which C rows the writer stores. These counters are exact.
 * **Cycles** come from an event model of the same loop nest at the level of bus bursts
-  and tiles (see :func:`_timing`), which answers in well under a second for GEMMs far too large
+  and tiles (see :func:`_timing`), which answers in tens of milliseconds for GEMMs far too large
   to simulate. How close it is to the RTL is measured, not assumed: see
   docs/performance.md and tests/test_perfmodel.py.
 
@@ -238,8 +238,9 @@ _GROUPS = 4         # segment groups per K chunk that the timing model follows
 _TAIL = 0          # last write beat -> done (the B response overlaps the last row's write cost)
 
 
-def _tiles(config, job, p, super_rows):
-    """The feeder's tiles for the given super-rows, with the blocks and pieces they use.
+def _tiles(config, job, p, super_rows, columns):
+    """The feeder's tiles for the given super-rows and column tiles, with the blocks and
+    pieces they use.
 
     Yields (length, a_block, a_piece, b_block, kept_rows, where) per tile, where ``where``
     is (row tile, column tile, first segment of the chunk); blocks and pieces are keys,
@@ -252,7 +253,7 @@ def _tiles(config, job, p, super_rows):
     for s in super_rows:
         s0 = s * p.ms
         s_rows = min(p.ms, job.m - s0)
-        for j in range(n_j):
+        for j in columns:
             for ci, (c, length) in enumerate(chunks):
                 a_block = (s, ci) if p.single_chunk else (s, j, ci)
                 b_block = (ci, j) if (p.single_chunk and n_j == 1) else (s, ci, j)
@@ -299,7 +300,15 @@ def _timing(config, job, memory, t):
     row_beats = _ceil_div(cols * ob, bb)           # approximate beats per C row
     spacing = rows + cols
 
-    tiles = list(_tiles(config, job, p, super_rows))
+    # Likewise along N: with more than six column tiles, the model runs the first four and
+    # the last, and repeats the fourth (its span after the third) for the others.
+    n_j = t["_n_j"]
+    if n_j > 6:
+        columns, col_repeat = [0, 1, 2, 3, n_j - 1], n_j - 5
+    else:
+        columns, col_repeat = list(range(n_j)), 0
+    col_end = {}                 # (super-row, column tile) -> end of its last tile
+    tiles = list(_tiles(config, job, p, super_rows, columns))
     # A tile's K chunk loads in segments of seg k-steps: A one segment of every row of the
     # row tile at a time, B the k rows of that segment; the bus carries them in k order.
     # The model follows at most _GROUPS groups of whole segments per chunk: finer steps
@@ -364,6 +373,7 @@ def _timing(config, job, memory, t):
             carried_stall = 0.0
             f_free = prev_last = end
             ends.append(end)
+            col_end[(a_block[0], tiles[i][5][1])] = end
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
             # beats, and drops a row past M in one cycle. A full buffer stops the array.
@@ -427,15 +437,17 @@ def _timing(config, job, memory, t):
         bus_free = end
         sched[key] = (data_start, end)
 
-    last = w_ends[-1] if w_ends else 0.0
+    # Time of the column tiles and super-rows the model did not run.
+    span = {s: col_end[(s, 3)] - col_end[(s, 2)] for s in super_rows} if col_repeat else {}
+    skipped = col_repeat * sum(span.values())
     if repeat:
-        last += repeat * (period_end - period_start)
-        stall_store *= 1 + repeat / max(1, len(super_rows))
+        skipped += repeat * (period_end - period_start + col_repeat * span.get(2, 0.0))
+    last = (w_ends[-1] if w_ends else 0.0) + skipped
+    stall_store *= n_s * n_j / (len(super_rows) * len(columns))
     cycles = int(round(last + _TAIL))
     active = t["active_cycles"]
     stall_store = int(round(stall_store))
-    fed_end = (ends[-1] if ends else 0.0) + (repeat * (period_end - period_start)
-                                             if repeat else 0.0)
+    fed_end = (ends[-1] if ends else 0.0) + skipped
     overhead = _START + int(round(last + _TAIL - fed_end))
     stall_load = max(0, cycles - active - stall_store - overhead)
     overhead = cycles - active - stall_store - stall_load

@@ -256,9 +256,10 @@ followed instead of 4 groups per chunk), and on a 4 x 4 array with 128-byte SRAM
 exact or within 1% on 69 of 97 random jobs, within 3.5% on those of at least 2000
 cycles (the test's bound) and within 15% on every job: the misses are jobs whose K
 spans several chunks, where the tiler's one-command-at-a-time switch between prefetch
-and urgent loads is only approximated. The model needs up to 0.7 s for a GPT-2 XL GEMM
-on the 8 x 8 array (thousands of tiles), 20 ms on a 128 x 128 array. Under random bus
-pauses the model is not meant to predict cycles."""
+and urgent loads is only approximated. The model answers in 35 ms per GPT-2 GEMM on average on the 8 x 8 array, at most
+0.11 s (GPT-2 XL, mostly counting the exact bytes of over a million B commands), and in
+9 ms on a 128 x 128 array. Under random bus pauses the model is not meant to predict
+cycles."""
 
 
 _GAP_TEXT = """\
