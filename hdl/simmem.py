@@ -4,8 +4,15 @@ The cocotbext-axi models run Python on every clock edge of every channel, which 
 simulation at tens of thousands of cycles per second. ``AxiMemory`` does the same job in
 gateware: a word-wide RAM behind an AXI4 subordinate port with a pipelined read latency
 and pseudo-random back-pressure, so a whole job runs inside Verilator and the testbench only
-waits for the interrupt. The testbench loads and reads the RAM through the simulator
-(``storage`` is a plain Verilog memory array).
+waits for the interrupt. The testbench loads and reads the RAM through the simulator.
+
+Two kinds of storage: an Amaranth ``Memory`` (block RAM on boards, and the Amaranth
+simulator), or, with ``backdoor=True`` (:class:`SimulationTop`, Verilog simulators only),
+the hand-written Verilog RAM ``systole_simram`` of :data:`SIMRAM_VERILOG`. Amaranth's
+Verilog export takes about half an hour for a memory of a million words, and loading one
+word per VPI call takes minutes for a few megabytes; ``systole_simram`` is a plain array
+that the testbench loads with ``$readmemh`` and reads with ``$writememh`` through a file
+(``sim/memory.py``, ``StorageBackdoor``).
 
 Behaviour: INCR bursts (the only kind Systole issues), in order, one ID. A read burst's
 first beat leaves no earlier than ``latency`` cycles after its AR handshake; up to
@@ -15,13 +22,57 @@ and valid the model drives is held low on cycles where a 16-bit LFSR falls below
 ``pause`` (0 to 1), with a separate LFSR tap per channel.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out, flipped
 
 from .axi import AXI4Signature, RESP_OKAY
 
-__all__ = ["AxiMemory", "SimulationTop"]
+__all__ = ["AxiMemory", "SimulationTop", "SIMRAM_VERILOG", "BACKDOOR_FILE"]
+
+#: The file, in the simulator's working directory, through which the testbench loads and
+#: dumps ``systole_simram``.
+BACKDOOR_FILE = "systole_backdoor.hex"
+
+#: A word-wide RAM with byte write enables, a registered read port (read-before-write, as
+#: ``Memory.read_port(transparent_for=())``) and a file backdoor. The testbench writes
+#: ``backdoor_op`` (1: ``$readmemh`` of the file, which may hold ``@address`` lines;
+#: 2: ``$writememh`` of words ``backdoor_first`` to ``backdoor_last``) and waits until
+#: ``backdoor_done`` counts it; both operations are idempotent, so repeating one while
+#: the testbench clears ``backdoor_op`` is harmless. Verilog-2001, for Icarus as well.
+SIMRAM_VERILOG = f"""
+module systole_simram #(parameter WIDTH = 64, parameter DEPTH = 1024, parameter ABITS = 10) (
+  input clk,
+  input ren,
+  input [ABITS-1:0] raddr,
+  output reg [WIDTH-1:0] rdata,
+  input [WIDTH/8-1:0] wen,
+  input [ABITS-1:0] waddr,
+  input [WIDTH-1:0] wdata
+);
+  reg [WIDTH-1:0] storage [0:DEPTH-1];
+  reg [1:0] backdoor_op = 2'd0;
+  reg [31:0] backdoor_first = 32'd0;
+  reg [31:0] backdoor_last = 32'd0;
+  reg [31:0] backdoor_done = 32'd0;
+  integer lane;
+  always @(posedge clk) begin
+    if (ren)
+      rdata <= storage[raddr];
+    for (lane = 0; lane < WIDTH / 8; lane = lane + 1)
+      if (wen[lane])
+        storage[waddr][8 * lane +: 8] <= wdata[8 * lane +: 8];
+    if (backdoor_op == 2'd1) begin
+      $readmemh("{BACKDOOR_FILE}", storage);
+      backdoor_done <= backdoor_done + 32'd1;
+    end
+    if (backdoor_op == 2'd2) begin
+      $writememh("{BACKDOOR_FILE}", storage, backdoor_first, backdoor_last);
+      backdoor_done <= backdoor_done + 32'd1;
+    end
+  end
+endmodule
+"""
 
 
 class AxiMemory(wiring.Component):
@@ -39,6 +90,10 @@ class AxiMemory(wiring.Component):
         Probability, per cycle and channel, that the model stalls that channel.
     max_outstanding : int
         Read bursts that may wait for their latency at once.
+    backdoor : bool
+        Store the words in the Verilog RAM ``systole_simram`` (Verilog simulation only; the
+        exported Verilog must be followed by :data:`SIMRAM_VERILOG`) instead of an
+        Amaranth ``Memory`` (``storage``).
 
     Attributes
     ----------
@@ -46,7 +101,7 @@ class AxiMemory(wiring.Component):
     """
 
     def __init__(self, *, addr_width, data_width, size, latency=32, pause=0.0,
-                 max_outstanding=64, seed=1):
+                 max_outstanding=64, seed=1, backdoor=False):
         if size & (size - 1):
             raise ValueError(f"Memory size must be a power of two, not {size!r}")
         if not 0.0 <= pause < 1.0:
@@ -58,8 +113,10 @@ class AxiMemory(wiring.Component):
         self._pause = pause
         self._max_outstanding = max_outstanding
         self._seed = seed
-        self.storage = memory.Memory(shape=data.ArrayLayout(8, data_width // 8),
-                                     depth=size // (data_width // 8), init=[])
+        self._backdoor = backdoor
+        self.storage = None if backdoor else memory.Memory(
+            shape=data.ArrayLayout(8, data_width // 8), depth=size // (data_width // 8),
+            init=[])
         super().__init__({
             "bus": In(AXI4Signature(addr_width=addr_width, data_width=data_width)),
         })
@@ -70,7 +127,7 @@ class AxiMemory(wiring.Component):
         lanes = self._data_width // 8
         lane_bits = (lanes - 1).bit_length()
         words = self._size // lanes
-        m.submodules.storage = self.storage
+        rd, wr = self._ports(m, words)
 
         # Free-running cycle count and LFSR for pauses.
         now = Signal(32)
@@ -99,7 +156,6 @@ class AxiMemory(wiring.Component):
         head_addr = ar_queue.r_data[32:32 + self._addr_width]
         head_len = ar_queue.r_data[32 + self._addr_width:]
 
-        rd = self.storage.read_port(transparent_for=())
         r_active = Signal()
         r_word = Signal(range(words))
         r_left = Signal(8)
@@ -136,7 +192,6 @@ class AxiMemory(wiring.Component):
         ]
 
         # ---- writes -------------------------------------------------------------------
-        wr = self.storage.write_port(granularity=1)
         w_active = Signal()
         w_word = Signal(range(words))
         b_pending = Signal(range(self._max_outstanding + 1))
@@ -158,13 +213,42 @@ class AxiMemory(wiring.Component):
                      bus.bid.eq(0)]
         return m
 
+    def _ports(self, m, words):
+        """The storage's read port (addr, en, data) and write port (addr, data, en per lane)."""
+        if not self._backdoor:
+            m.submodules.storage = self.storage
+            return (self.storage.read_port(transparent_for=()),
+                    self.storage.write_port(granularity=1))
+        lanes = self._data_width // 8
+        abits = max(1, (words - 1).bit_length())
+        rd = _Port(addr=Signal(abits, name="rd_addr"), en=Signal(name="rd_en"),
+                   data=Signal(self._data_width, name="rd_data"))
+        wr = _Port(addr=Signal(abits, name="wr_addr"), en=Signal(lanes, name="wr_en"),
+                   data=Signal(self._data_width, name="wr_data"))
+        m.submodules.storage = Instance(
+            "systole_simram", p_WIDTH=self._data_width, p_DEPTH=words, p_ABITS=abits,
+            i_clk=ClockSignal(), i_ren=rd.en, i_raddr=rd.addr, o_rdata=rd.data,
+            i_wen=wr.en, i_waddr=wr.addr, i_wdata=wr.data)
+        return rd, wr
+
+
+class _Port:
+    """Signals standing in for a ``Memory`` port (``addr``, ``en``, ``data``)."""
+
+    def __init__(self, *, addr, en, data):
+        self.addr, self.en, self.data = addr, en, data
+
 
 class SimulationTop(wiring.Component):
     """The accelerator with an :class:`AxiMemory` as its external memory.
 
     Only the CSR port and the interrupt leave the module; the testbench loads and reads the
-    memory array ``memory.storage`` directly.
+    memory (``memory.storage``, a ``systole_simram``) through its file backdoor. The
+    exported Verilog must be followed by :attr:`extra_verilog`.
     """
+
+    #: Verilog modules the export instantiates but does not define.
+    extra_verilog = SIMRAM_VERILOG
 
     def __init__(self, config, *, mem_size, latency=32, pause=0.0, seed=1):
         from .top import Accelerator
@@ -172,7 +256,8 @@ class SimulationTop(wiring.Component):
         self.accelerator = Accelerator(config)
         self.memory = AxiMemory(addr_width=config.addr_width, data_width=config.bus_width,
                                 size=mem_size, latency=latency, pause=pause,
-                                max_outstanding=config.max_outstanding, seed=seed)
+                                max_outstanding=config.max_outstanding, seed=seed,
+                                backdoor=True)
         super().__init__({
             "csr": Out(self.accelerator.csr.signature),
             "irq": Out(1),

@@ -12,6 +12,7 @@ and optionally ``await port.wait_interrupt()``, which returns once the done inte
 high; without it the driver polls STATUS.
 """
 
+import inspect
 from dataclasses import dataclass
 
 from ..formats import input_format, output_format
@@ -153,10 +154,13 @@ class CocotbPort:
         await self.csr.write(address, int(value).to_bytes(4, "little"))
 
     async def write_memory(self, address, data):
-        self.ram.write(address, bytes(data))
+        done = self.ram.write(address, bytes(data))
+        if inspect.isawaitable(done):       # the gateware memory's backdoor
+            await done
 
     async def read_memory(self, address, length):
-        return self.ram.read(address, length)
+        data = self.ram.read(address, length)
+        return (await data) if inspect.isawaitable(data) else data
 
     async def wait_interrupt(self):
         from cocotb.triggers import RisingEdge

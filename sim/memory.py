@@ -10,6 +10,9 @@ therefore limited only by the DMA, as with a real DRAM controller.
 
 import collections
 import logging
+from pathlib import Path
+
+import numpy as np
 
 import cocotb
 from cocotb.triggers import Event, RisingEdge
@@ -126,37 +129,75 @@ class LatencyAxiRam(AxiRam):
 
 
 class StorageBackdoor:
-    """Host access to ``AxiMemory.storage`` (hdl/simmem.py) through the simulator.
+    """Host access to the gateware memory model's RAM (``systole_simram``, hdl/simmem.py).
 
-    Offers the ``read``/``write`` methods of cocotbext-axi's memory, so the host port and
-    testbench do not care which memory model they drive. Whole words only at the ends of a
-    write are read, modified and written back.
+    Offers ``read``/``write`` like cocotbext-axi's memory, as coroutines: a write becomes
+    one ``$readmemh`` of a file of whole words (the partial words at its ends are first
+    read back and merged), a read one ``$writememh`` of the words it covers, so megabytes
+    move in well under a second instead of one VPI call per word.
+
+    Parameters
+    ----------
+    ram : cocotb handle
+        The ``systole_simram`` instance (``dut.memory.storage``).
+    clock : cocotb handle
+        Its clock; each access waits for the RAM to act on a clock edge.
+    lanes : int
+        Bytes per word.
     """
 
     error_range = None      # error injection needs the cocotbext-axi model
 
-    def __init__(self, handle, lanes):
-        self.handle = handle
+    def __init__(self, ram, clock, lanes):
+        from ..hdl.simmem import BACKDOOR_FILE
+        self.ram = ram
+        self.clock = clock
         self.lanes = lanes
+        self.path = Path(BACKDOOR_FILE).resolve()     # the simulator's working directory
 
-    def _word(self, index):
-        return int(self.handle[index].value).to_bytes(self.lanes, "little")
+    async def _act(self, op):
+        done = int(self.ram.backdoor_done.value)
+        self.ram.backdoor_op.value = op
+        while int(self.ram.backdoor_done.value) == done:
+            await RisingEdge(self.clock)
+        self.ram.backdoor_op.value = 0
+        await RisingEdge(self.clock)
 
-    def write(self, address, data):
+    async def _dump(self, first, last):
+        """Bytes of words [first, last)."""
+        if last <= first:
+            return b""
+        self.ram.backdoor_first.value = first
+        self.ram.backdoor_last.value = last - 1
+        await self._act(2)
+        # One word per line; Icarus adds "// 0x..." address comments and "@" lines.
+        words = [word for line in self.path.read_text().splitlines()
+                 for word in line.split("//")[0].split() if not word.startswith("@")]
+        if len(words) != last - first:
+            raise RuntimeError(f"$writememh gave {len(words)} words, expected {last - first}")
+        digits = 2 * self.lanes
+        raw = bytes.fromhex("".join(word.zfill(digits) for word in words))
+        # Each line is one word, most significant byte first.
+        return np.frombuffer(raw, np.uint8).reshape(-1, self.lanes)[:, ::-1].tobytes()
+
+    async def write(self, address, data):
         lanes = self.lanes
         first = address // lanes
         head = address - first * lanes
-        buf = bytearray(self._word(first)[:head]) + bytearray(data)
+        buf = bytearray(await self._dump(first, first + 1))[:head] if head else bytearray()
+        buf += bytes(data)
         tail = (-len(buf)) % lanes
         if tail:
             last = first + len(buf) // lanes
-            buf += self._word(last)[lanes - tail:]
-        for i in range(len(buf) // lanes):
-            self.handle[first + i].value = int.from_bytes(buf[i * lanes:(i + 1) * lanes], "little")
+            buf += (await self._dump(last, last + 1))[lanes - tail:]
+        words = np.frombuffer(bytes(buf), np.uint8).reshape(-1, lanes)[:, ::-1]
+        lines = np.frombuffer(words.tobytes().hex().encode(), dtype=f"S{2 * lanes}")
+        self.path.write_bytes(f"@{first:x}\n".encode() + b"\n".join(lines) + b"\n")
+        await self._act(1)
 
-    def read(self, address, length):
+    async def read(self, address, length):
         lanes = self.lanes
         first = address // lanes
         last = (address + length + lanes - 1) // lanes
-        raw = b"".join(self._word(i) for i in range(first, last))
+        raw = await self._dump(first, last)
         return raw[address - first * lanes:][:length]

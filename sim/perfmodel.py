@@ -9,7 +9,7 @@ Two parts:
   each block is read in, how the DMA splits each command into bus beats and bursts
   (``burst_count``), and which C rows the writer stores. These counters are exact.
 * **Cycles** come from an event model of the same loop nest at the level of bus bursts
-  and tiles (see :func:`_timing`), which answers in milliseconds for GEMMs far too large
+  and tiles (see :func:`_timing`), which answers in tens of milliseconds for GEMMs far too large
   to simulate. How close it is to the RTL is measured, not assumed: see
   docs/performance.md and tests/test_perfmodel.py.
 
@@ -132,6 +132,13 @@ def _beats_and_bursts(addr, length, config):
     return beats, bursts
 
 
+def _segment_starts(config, p, k):
+    """First k of every A segment of every K chunk, in load order."""
+    seg = _A_SEGMENT_BEATS * config.bus_bytes
+    return np.array([c + g for c, length in p.chunks(k) for g in range(0, length, seg)],
+                    dtype=np.int64)
+
+
 def _a_commands(config, job, p):
     """Address and length of every A read command of one pass over M (every super-row
     once, every K chunk once), in issue order within a block."""
@@ -202,6 +209,12 @@ def traffic(config, job):
         # For the timing model (not counters):
         "_a_beats": int(a_beats.sum()) * a_repeat, "_b_beats": int(b_beats.sum()) * b_repeat,
         "_c_beats": int(c_beats.sum()), "_n_s": n_s, "_n_j": n_j, "_n_c": n_c,
+        # Beats of each K segment (the tiler's A segments, K chunks split alike): A per
+        # row tile, B per column tile.
+        "_a_seg_beats": np.add.reduceat(a_beats.reshape(-1, job.m),
+                                        np.arange(0, job.m, rows), axis=1),
+        "_b_seg_beats": np.add.reduceat(b_beats.reshape(job.k, n_j),
+                                        _segment_starts(config, p, job.k), axis=0),
     }
 
 
@@ -222,42 +235,52 @@ def predict(config, job, memory=None):
 _START = CHECK_CYCLES   # START -> tiler start: the job check (hdl/job.py)
 _ISSUE = 3          # loader set-up and DMA command path before the AR handshake
 _FEED = 3           # read beat -> SRAM -> feeder -> array input
-_TAIL = 2           # last write beat -> B response -> done
+_GROUPS = 4         # segment groups per K chunk that the timing model follows
+_TAIL = 0          # last write beat -> done (the B response overlaps the last row's write cost)
 
 
-def _tiles(config, job, p, super_rows):
-    """The feeder's tiles for the given super-rows, with the blocks and pieces they use.
+def _tiles(config, job, p, super_rows, columns):
+    """The feeder's tiles for the given super-rows and column tiles, with the blocks and
+    pieces they use.
 
-    Yields (length, a_block, a_piece, b_block, kept_rows, cols) per tile; blocks and pieces
-    are keys, numbered in load order by the caller."""
+    Yields (length, a_block, a_piece, b_block, kept_rows, where) per tile, where ``where``
+    is (row tile, column tile, first segment of the chunk); blocks and pieces are keys,
+    numbered in load order by the caller."""
     rows, cols = config.rows, config.cols
     n_j = _ceil_div(job.n, cols)
     chunks = p.chunks(job.k)
+    seg = _A_SEGMENT_BEATS * config.bus_bytes
+    first_segment = np.cumsum([0] + [_ceil_div(length, seg) for _, length in chunks])
     for s in super_rows:
         s0 = s * p.ms
         s_rows = min(p.ms, job.m - s0)
-        for j in range(n_j):
+        for j in columns:
             for ci, (c, length) in enumerate(chunks):
                 a_block = (s, ci) if p.single_chunk else (s, j, ci)
                 b_block = (ci, j) if (p.single_chunk and n_j == 1) else (s, ci, j)
                 for ti, t0 in enumerate(range(0, s_rows, rows)):
                     kept = min(rows, s_rows - t0)
                     yield (length, a_block, (a_block, ti), b_block, kept,
-                           min(cols, job.n - j * cols))
+                           ((s0 + t0) // rows, j, int(first_segment[ci])))
 
 
 def _timing(config, job, memory, t):
     """Cycle counters from an event model of the tiler, the read bus and the C path.
 
-    The read bus serves pieces (A: one row tile of one block; B: one block) in the order
-    the loaders issue them, each loader at most two blocks ahead of the feeder, B before A
-    when both could go; a piece's data starts ``latency`` cycles after its issue or when
-    the bus frees, and takes its beats at ``beats_per_cycle``. A tile starts when the
-    feeder is free and the first data of its pieces has arrived, and ends ``length``
-    cycles later or one cycle after its last data, whichever is later. Its rows then
-    drain through the normaliser into the two-tile C buffer, and the writer stores each
-    kept row as one command plus its beats. When there are more than four super-rows,
-    the model runs the first three and the last and repeats the third for the others
+    The read bus serves sub-pieces: a piece (A: one row tile of one block; B: one block)
+    split along K into the tiler's A segments (up to ``_GROUPS`` groups of them per
+    chunk), with each sub-piece's beats counted exactly from its commands. Each loader
+    stays at most two blocks ahead of the feeder. Of the loaders that can issue by the
+    time the bus frees, the tile the feeder waits for goes first, A and B interleaved in k
+    (an A segment, then the B rows of that segment); otherwise prefetches go
+    needed-soonest first: A of the feeder's block, then B, then other A. A sub-piece's data
+    starts ``latency`` cycles after its issue or when the bus frees, and takes its beats
+    at ``beats_per_cycle``. The feeder runs a tile segment by segment: a segment starts
+    once its A rows and its first B row are in, and cannot end before its last B row.
+    The tile's rows then drain through the normaliser into the two-tile C buffer, and
+    the writer stores each kept row as one command plus its beats. When there are more
+    than four super-rows, the model runs the first three and the last and repeats the
+    third for the others
     (every middle super-row is the same)."""
     p = plan(config, job.k)
     n_s = t["_n_s"]
@@ -270,35 +293,59 @@ def _timing(config, job, memory, t):
     rows, cols, bb = config.rows, config.cols, config.bus_bytes
     rate = memory.beats_per_cycle
     ob = output_format(job.out_format).width // 8
-    # Average beats per byte of each operand (alignment makes rows cost extra beats).
-    a_bytes = t["sram_a_write_bytes"] or 1
-    b_bytes = t["sram_b_write_bytes"] or 1
-    a_factor = t["_a_beats"] / a_bytes
-    b_factor = t["_b_beats"] / b_bytes
+    # Beats of segments [0, g) for every g (prefix sums over the segment axis).
+    a_cum = np.concatenate([np.zeros((1,) + t["_a_seg_beats"].shape[1:], np.int64),
+                            np.cumsum(t["_a_seg_beats"], axis=0)])
+    b_cum = np.concatenate([np.zeros((1,) + t["_b_seg_beats"].shape[1:], np.int64),
+                            np.cumsum(t["_b_seg_beats"], axis=0)])
     row_beats = _ceil_div(cols * ob, bb)           # approximate beats per C row
     spacing = rows + cols
 
-    tiles = list(_tiles(config, job, p, super_rows))
-    # Pieces in load order per operand, each with the block it belongs to.
+    # Likewise along N: with more than six column tiles, the model runs the first four and
+    # the last, and repeats the fourth (its span after the third) for the others.
+    n_j = t["_n_j"]
+    if n_j > 6:
+        columns, col_repeat = [0, 1, 2, 3, n_j - 1], n_j - 5
+    else:
+        columns, col_repeat = list(range(n_j)), 0
+    col_end = {}                 # (super-row, column tile) -> end of its last tile
+    tiles = list(_tiles(config, job, p, super_rows, columns))
+    # A tile's K chunk loads in segments of seg k-steps: A one segment of every row of the
+    # row tile at a time, B the k rows of that segment; the bus carries them in k order.
+    # The model follows at most _GROUPS groups of whole segments per chunk: finer steps
+    # change little once a chunk is long, and cost time on big shapes.
+    seg = _A_SEGMENT_BEATS * bb
+    def segments(length):
+        """(k-steps, first segment, end segment) of each group of the chunk."""
+        n_seg = _ceil_div(length, seg)
+        per = _ceil_div(n_seg, _GROUPS)
+        return [(min(per * seg, length - g * seg), g, min(g + per, n_seg))
+                for g in range(0, n_seg, per)]
+    # Sub-pieces in load order per operand: (piece key, segment) -> (block, beats).
     a_pieces, b_pieces = {}, {}
     a_blocks, b_blocks = {}, {}
-    need = {}                   # piece -> first tile that needs it
-    for index, (length, a_block, a_piece, b_block, kept, ncols) in enumerate(tiles):
-        if a_piece not in a_pieces:
+    need = {}                   # sub-piece -> (first tile that needs it, segment)
+    for index, (length, a_block, a_piece, b_block, kept, where) in enumerate(tiles):
+        row_tile, j, g0 = where
+        if (a_piece, 0) not in a_pieces:
             a_blocks.setdefault(a_block, len(a_blocks))
-            a_pieces[a_piece] = (a_blocks[a_block], kept * length * a_factor)
-            need[a_piece] = index
-        if b_block not in b_blocks:
+            for si, (_, g, h) in enumerate(segments(length)):
+                a_pieces[(a_piece, si)] = (a_blocks[a_block],
+                                           int(a_cum[g0 + h, row_tile] - a_cum[g0 + g, row_tile]))
+                need[(a_piece, si)] = (index, si)
+        if (("B", b_block), 0) not in b_pieces:
             b_blocks[b_block] = len(b_blocks)
-            b_pieces[b_block] = (b_blocks[b_block], length * ncols * b_factor)
-            need[("B", b_block)] = index
+            for si, (_, g, h) in enumerate(segments(length)):
+                b_pieces[(("B", b_block), si)] = (b_blocks[b_block],
+                                                  int(b_cum[g0 + h, j] - b_cum[g0 + g, j]))
+                need[(("B", b_block), si)] = (index, si)
     a_order, b_order = list(a_pieces), list(b_pieces)
     last_use_a, last_use_b = {}, {}
     for i, (_, a_block, _, b_block, _, _) in enumerate(tiles):
         last_use_a[a_blocks[a_block]] = i
         last_use_b[b_blocks[b_block]] = i
     release_a, release_b = {}, {}
-    sched = {}                   # piece key -> (data_start, data_end)
+    sched = {}                   # sub-piece -> (data_start, data_end)
     bus_free = 0.0
     ia = ib = 0
     f_free = -1.0                # end of the previous tile
@@ -311,17 +358,23 @@ def _timing(config, job, memory, t):
     i = 0
     t0 = _START + _ISSUE
     while i < len(tiles):
-        length, a_block, a_piece, b_block, kept, ncols = tiles[i]
-        if a_piece in sched and ("B", b_block) in sched:
-            (as_, ae), (bs, be) = sched[a_piece], sched[("B", b_block)]
-            # Pieces stream in k order and the feeder follows the slower of the two:
-            # it starts on the first data and cannot end before the last.
-            start = max(f_free + 1, min(as_, bs) + _FEED)
-            end = max(start + length, max(ae, be) + _FEED, prev_last + spacing)
+        length, a_block, a_piece, b_block, kept, _ = tiles[i]
+        lengths = segments(length)
+        if (a_piece, len(lengths) - 1) in sched and \
+                (("B", b_block), len(lengths) - 1) in sched:
+            # The feeder runs segment by segment: a segment starts once all of its A rows
+            # and the first of its B rows are in, and B rows stream in k order.
+            f = f_free + 1
+            for si, (n, _, _) in enumerate(lengths):
+                (_, ae), (bs, be) = sched[(a_piece, si)], sched[(("B", b_block), si)]
+                f = max(f, max(ae, bs) + _FEED)
+                f = max(f + n, be + _FEED)
+            end = max(f, prev_last + spacing)
             end += carried_stall       # the array stood still while C drained
             carried_stall = 0.0
             f_free = prev_last = end
             ends.append(end)
+            col_end[(a_block[0], tiles[i][5][1])] = end
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
             # beats, and drops a row past M in one cycle. A full buffer stops the array.
@@ -351,41 +404,51 @@ def _timing(config, job, memory, t):
                 period_end = end
             i += 1
             continue
-        # Schedule the next piece on the bus: the loader whose head can go first, then the
-        # one the feeder needs first, then B.
+        # Schedule the next sub-piece on the bus, as the tiler arbitrates: first the loader
+        # whose head can go first; then the heads the feeder waits for (its tile's, once
+        # the previous tile is done), interleaved in k with A before B; then prefetches,
+        # needed-soonest first: A of the feeder's block (its next row tile), B, other A.
         options = []
-        if ia < len(a_order):
-            blk, beats = a_pieces[a_order[ia]]
-            if blk < 2 or blk - 2 in release_a:
-                options.append((max(t0, release_a.get(blk - 2, t0) + _ISSUE),
-                                need[a_order[ia]], 1, "A"))
-        if ib < len(b_order):
-            blk, beats = b_pieces[b_order[ib]]
-            if blk < 2 or blk - 2 in release_b:
-                options.append((max(t0, release_b.get(blk - 2, t0) + _ISSUE),
-                                need[("B", b_order[ib])], 0, "B"))
-        # Among the loaders that can go by the time the bus frees, the one needed first.
-        _, _, issue, which = min((max(o[0], bus_free - memory.latency), o[1], o[0], o[3])
-                                 for o in options)
+        for which, order, index, pieces, released in (("A", a_order, ia, a_pieces, release_a),
+                                                      ("B", b_order, ib, b_pieces, release_b)):
+            if index == len(order):
+                continue
+            blk, _ = pieces[order[index]]
+            if blk >= 2 and blk - 2 not in released:
+                continue
+            issue = max(t0, released.get(blk - 2, t0) + _ISSUE)
+            when = max(issue, bus_free - memory.latency)
+            tile, si = need[order[index]]
+            if tile == i:
+                rank = (0, si, which)
+            else:
+                near = which == "A" and blk == a_blocks[tiles[i][1]]
+                rank = (1, 0 if near else 1 if which == "B" else 2, tile)
+            options.append((when, rank, issue, which))
+        _, rank, issue, which = min(options)
+        pieces = a_pieces if which == "A" else b_pieces
+        key = a_order[ia] if which == "A" else b_order[ib]
+        blk, beats = pieces[key]
+        data_start = max(issue + memory.latency, bus_free)
+        end = data_start + beats / rate
         if which == "A":
-            key, (blk, beats) = a_order[ia], a_pieces[a_order[ia]]
             ia += 1
         else:
-            key, (blk, beats) = ("B", b_order[ib]), b_pieces[b_order[ib]]
             ib += 1
-        data_start = max(issue + memory.latency, bus_free)
-        bus_free = data_start + beats / rate
-        sched[key] = (data_start, bus_free)
+        bus_free = end
+        sched[key] = (data_start, end)
 
-    last = w_ends[-1] if w_ends else 0.0
+    # Time of the column tiles and super-rows the model did not run.
+    span = {s: col_end[(s, 3)] - col_end[(s, 2)] for s in super_rows} if col_repeat else {}
+    skipped = col_repeat * sum(span.values())
     if repeat:
-        last += repeat * (period_end - period_start)
-        stall_store *= 1 + repeat / max(1, len(super_rows))
+        skipped += repeat * (period_end - period_start + col_repeat * span.get(2, 0.0))
+    last = (w_ends[-1] if w_ends else 0.0) + skipped
+    stall_store *= n_s * n_j / (len(super_rows) * len(columns))
     cycles = int(round(last + _TAIL))
     active = t["active_cycles"]
     stall_store = int(round(stall_store))
-    fed_end = (ends[-1] if ends else 0.0) + (repeat * (period_end - period_start)
-                                             if repeat else 0.0)
+    fed_end = (ends[-1] if ends else 0.0) + skipped
     overhead = _START + int(round(last + _TAIL - fed_end))
     stall_load = max(0, cycles - active - stall_store - overhead)
     overhead = cycles - active - stall_store - stall_load

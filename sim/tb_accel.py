@@ -143,7 +143,7 @@ class AccelTB:
         quiet_axi_logs()
         if memory == "hdl":
             # SimulationTop: the memory model is gateware; latency and pauses are built in.
-            self.ram = StorageBackdoor(dut.memory.storage, config.bus_bytes)
+            self.ram = StorageBackdoor(dut.memory.storage, dut.clk, config.bus_bytes)
         else:
             self.ram = LatencyAxiRam(AxiBus.from_prefix(dut, "mem_"), dut.clk, dut.rst,
                                      size=mem_size, latency=latency)

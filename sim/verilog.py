@@ -61,9 +61,9 @@ def _top_module(text, name):
 def _public_control(text, toplevel):
     """Verilator control file: which variables the testbench may see.
 
-    Only the top-level ports (inputs writable, outputs readable) and the backdoor memory of
-    the gateware memory model (``storage`` of the top's ``memory`` submodule, which the
-    testbench loads) are public. Verilator must assume a writable public variable can
+    Only the top-level ports (inputs writable, outputs readable) and the backdoor controls
+    of the gateware memory model's RAM (``systole_simram`` in hdl/simmem.py, which the
+    testbench loads and dumps through a file) are public. Verilator must assume a writable public variable can
     change at any time, so every piece of logic reading one is re-evaluated on each
     evaluation of the model (its input-combinational region); ``public_flat_rw`` on
     everything, or on every memory called ``storage`` (FIFOs too), makes that most of
@@ -74,7 +74,9 @@ def _public_control(text, toplevel):
     for direction, port in _PORT.findall(text[start:end]):
         access = "rd" if direction == "output" else "rw"
         lines.append(f'public_flat_{access} -module "{toplevel}" -var "{port}"')
-    lines.append(f'public_flat_rw -module "{toplevel}.memory" -var "storage"')
+    if "module systole_simram" in text:
+        for var in ("backdoor_op", "backdoor_first", "backdoor_last", "backdoor_done"):
+            lines.append(f'public_flat_rw -module "systole_simram" -var "{var}"')
     return "\n".join(lines) + "\n"
 
 
@@ -102,9 +104,13 @@ def _register_reset(text, toplevel):
 
 
 def generate_verilog(component, name):
-    """Verilog text of an Amaranth component, with its ports as the module's ports."""
+    """Verilog text of an Amaranth component, with its ports as the module's ports.
+
+    A component's ``extra_verilog`` (modules its ``Instance``s name) follows the export.
+    """
     from amaranth.back import verilog
-    return _compact_zero_inits(verilog.convert(component, name=name, emit_src=False))
+    text = _compact_zero_inits(verilog.convert(component, name=name, emit_src=False))
+    return text + getattr(component, "extra_verilog", "")
 
 
 def _verilator_bin_dir():

@@ -11,6 +11,7 @@ counters (and the model's cycle error next to them).
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from .config import SystoleConfig
@@ -38,6 +39,20 @@ def _layout(spec, config):
     return layout(spec, config)[0]
 
 
+def _run_rtl(config, spec, latency):
+    """The testbench's result for one job on the RTL (gateware memory); its log is kept
+    quiet and printed only when the job fails its checks."""
+    from .sim.run import run_jobs
+    with tempfile.TemporaryDirectory() as work:
+        log = Path(work) / "sim.log"
+        try:
+            return run_jobs(config, [spec], memory="hdl", latency=latency, seed=1,
+                            mem_size=RTL_MEMORY_BYTES, log_file=log)[0]
+        except AssertionError:
+            sys.stderr.write(log.read_text() if log.exists() else "")
+            raise
+
+
 def run_bench(config, *, rtl=False, models=("small", "medium", "large", "xl"), latency=32,
               progress=True, rtl_filter=RTL_GEMMS):
     """Results rows (see ``sim.bench.evaluate``) for the GPT-2 suite."""
@@ -53,9 +68,7 @@ def run_bench(config, *, rtl=False, models=("small", "medium", "large", "xl"), l
         job = _layout(spec, config)
         model = perfmodel.predict(config, job, memory)
         if rtl and gemm.name.startswith(rtl_filter):
-            from .sim.run import run_jobs
-            result = run_jobs(config, [spec], memory="hdl", latency=latency, seed=1,
-                              mem_size=RTL_MEMORY_BYTES)[0]
+            result = _run_rtl(config, spec, latency)
             row = bench.evaluate(config, gemm, result["counters"], "rtl")
             row["model_cycles"] = model["cycles"]
             row["model_cycle_error"] = model["cycles"] / result["counters"]["cycles"] - 1

@@ -248,12 +248,18 @@ _ACCURACY_TEXT = """\
 tests compare them with the RTL on every job (random shapes, alignments, strides and
 formats on three configurations, memory latency up to 40 cycles with random pauses on
 every AXI channel), and tests/test_perfmodel.py does again on a 4 x 4 array. Cycles come
-from an event model (bus pieces, tiles, the C drain and writer) with four pipeline
-constants; against the RTL with a deterministic memory (gateware model, latency 32, no
-pauses) it is within 1.5% on the benchmark GEMMs of the default 8 x 8 array and within
-0.1% on decode-like ones, within 3% on random jobs of at least 2000 cycles (the test's
-bound), and up to 20% off on jobs of a few hundred cycles, whose start-up details it
-simplifies. Under random bus pauses the model is not meant to predict cycles."""
+from an event model (bus sub-pieces in the tiler's arbitration order, tiles fed segment by
+segment, the C drain and writer) with four pipeline constants; against the RTL with a
+deterministic memory (gateware model, latency 32, no pauses) it is within 0.4% on the
+benchmark and GPT-2 small GEMMs of the default 8 x 8 array (0.02% with every segment
+followed instead of 4 groups per chunk), and on a 4 x 4 array with 128-byte SRAM banks
+exact or within 1% on 69 of 97 random jobs, within 3.5% on those of at least 2000
+cycles (the test's bound) and within 15% on every job: the misses are jobs whose K
+spans several chunks, where the tiler's one-command-at-a-time switch between prefetch
+and urgent loads is only approximated. The model answers in 35 ms per GPT-2 GEMM on average on the 8 x 8 array, at most
+0.11 s (GPT-2 XL, mostly counting the exact bytes of over a million B commands), and in
+9 ms on a 128 x 128 array. Under random bus pauses the model is not meant to predict
+cycles."""
 
 
 _GAP_TEXT = """\
