@@ -20,7 +20,11 @@ the array computes, and the accumulators in the PEs carry a tile across K chunks
 An A buffer is row_tiles * rows banks of sram_depth bytes. When K is short, F row-tile
 groups stack in each bank's depth (F the largest power of two, at most 8, with
 F * K <= sram_depth): a super-row then holds F times more rows, and B, which is re-read
-once per super-row, moves F times fewer bytes.
+once per super-row, moves F times fewer bytes. When K is longer than sram_depth but at
+most row_tiles * sram_depth ("spread"), a super-row is one row tile and its K chunks lie
+side by side in the bank groups (chunk c in group c): the A loader loads the whole row
+tile, all of K, as one block, which stays for every column tile, so A is read once
+instead of once per column tile.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
@@ -130,6 +134,8 @@ class _Nest:
                     m.d.sync += [self.j.eq(0), self.s.eq(self.s + plan.ms)]
             next_s = Mux(self.c_last & self.j_last, self.s + plan.ms, self.s)
             m.d.sync += [self.t.eq(next_s), self.group.eq(0), self.fold.eq(0)]
+            with m.If(plan.spread & ~self.c_last):
+                m.d.sync += self.group.eq(self.group + 1)
 
 
 class _Plan:
@@ -155,6 +161,16 @@ class _Plan:
         self.ms = Mux(self.single_chunk, (config.row_tiles * config.rows) << self.fold_log2,
                       config.rows)
         self.single_col = job.n <= config.cols
+        # Spread: K longer than one bank but at most row_tiles banks deep. A super-row is
+        # one row tile, and its K chunks lie side by side in the row-tile bank groups
+        # (chunk c in group c), so the block stays for every column tile like a short-K
+        # block, instead of being re-read for each.
+        self.spread = Signal(name="spread")
+        m.d.comb += self.spread.eq(~self.single_chunk
+                                   & (job.k <= config.row_tiles * config.sram_depth)
+                                   if config.row_tiles > 1 else 0)
+        # Column tiles share the A block (it is loaded once per super-row).
+        self.a_shared = self.single_chunk | self.spread
 
     def ms_times(self, stride):
         """``ms * stride``: ms is a constant, or a constant shifted by fold_log2."""
@@ -239,8 +255,9 @@ class TileScheduler(wiring.Component):
         # Block sizes travel from the command side to the data side in order.
         block_rows_width = (config.row_tiles * rows * _MAX_FOLD).bit_length()
         chunk_width = depth.bit_length()
+        a_k_width = (config.row_tiles * depth).bit_length()
         # rows and k length of the A block; k rows in the B block
-        a_sizes = fifo.SyncFIFO(width=block_rows_width + chunk_width, depth=2)
+        a_sizes = fifo.SyncFIFO(width=block_rows_width + a_k_width, depth=2)
         b_sizes = fifo.SyncFIFO(width=chunk_width, depth=2)
         m.submodules.a_sizes, m.submodules.b_sizes = a_sizes, b_sizes
 
@@ -253,6 +270,8 @@ class TileScheduler(wiring.Component):
         b_cmd_ready = Signal()
 
         chunk_len = lambda c: Mux(job.k - c < depth, job.k - c, depth)
+        # K of an A block: one chunk, or all of K when spread.
+        a_block_len = lambda c: Mux(plan.spread, job.k, chunk_len(c))
 
         # A loader.
         a_nest = _Nest(m, "a_load", job, plan, with_t=False)
@@ -266,13 +285,15 @@ class TileScheduler(wiring.Component):
         # of the tile before the next segment: the feeder can start a tile on
         # k < (segments loaded) * seg instead of waiting for whole rows of K bytes, and the
         # first tile of a job needs only its own rows.
-        seg = _A_SEGMENT_BEATS * bb
-        a_seg = Signal(range(depth + 1))    # k offset of the segment being requested
+        # (A segment never crosses a chunk boundary: both are powers of two.)
+        seg = min(_A_SEGMENT_BEATS * bb, depth)
+        a_seg = Signal(range(config.row_tiles * depth + 1))    # k offset of the segment requested
         a_tile_row = Signal(config.dim_width)   # first row of the row tile being requested
         a_tile_base = Signal(aw)            # address of row a_tile_row, k = c
         a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg
         a_tile_end = Mux(a_tile_row + rows < a_row_end, a_tile_row + rows, a_row_end)
-        a_skip = plan.single_chunk & (a_nest.j != 0)
+        a_skip = (plan.single_chunk & (a_nest.j != 0)) | (plan.spread & ((a_nest.j != 0)
+                                                                        | (a_nest.c != 0)))
         with m.If(self.start):
             m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_super_base.eq(job.a_addr),
                          *a_nest.reset()]
@@ -288,7 +309,7 @@ class TileScheduler(wiring.Component):
                 rows_here = Mux(job.m - a_nest.s < plan.ms, job.m - a_nest.s, plan.ms)
                 m.d.comb += [a_sizes.w_en.eq(1),
                              a_sizes.w_data.eq(Cat(rows_here[:block_rows_width],
-                                                   chunk_len(a_nest.c)[:chunk_width]))]
+                                                   a_block_len(a_nest.c)[:a_k_width]))]
                 m.d.sync += [
                     a_issuing.eq(1),
                     a_row.eq(a_nest.s),
@@ -303,13 +324,13 @@ class TileScheduler(wiring.Component):
             m.d.comb += [
                 a_cmd_valid.eq(1),
                 a_cmd.addr.eq(a_addr),
-                a_cmd.length.eq(Mux(chunk_len(a_nest.c) - a_seg < seg,
-                                    chunk_len(a_nest.c) - a_seg, seg)),
+                a_cmd.length.eq(Mux(a_block_len(a_nest.c) - a_seg < seg,
+                                    a_block_len(a_nest.c) - a_seg, seg)),
                 a_cmd.tag.eq(TAG_A),
             ]
             with m.If(a_cmd_ready):
                 m.d.sync += [a_row.eq(a_row + 1), a_addr.eq(a_addr + job.a_stride)]
-                with m.If((a_row + 1 == a_tile_end) & (a_seg + seg < chunk_len(a_nest.c))):
+                with m.If((a_row + 1 == a_tile_end) & (a_seg + seg < a_block_len(a_nest.c))):
                     m.d.sync += [a_row.eq(a_tile_row), a_seg.eq(a_seg + seg),
                                  a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
                 with m.Elif((a_row + 1 == a_tile_end) & (a_tile_end != a_row_end)):
@@ -417,11 +438,14 @@ class TileScheduler(wiring.Component):
         # is words >> fold_log2 words deep.
         a_wrow = Signal(range(a_banks * _MAX_FOLD + 1))     # row of the block being written
         a_wword = Signal(range(words + 1))
-        a_wseg = Signal(range(depth + 1))   # k offset of the segment being written
+        a_wseg = Signal(range(config.row_tiles * depth + 1))   # k offset of the segment written
         a_wtile = Signal(range(a_banks * _MAX_FOLD + 1))    # first row of that row tile
         a_wtbank = Signal(range(a_banks))   # its bank
         a_wfold = Signal(range(_MAX_FOLD))  # its fold
-        a_wbank = a_wtbank + (a_wrow - a_wtile)[:len(a_wtbank) + 1]
+        # (Spread: chunk a_wseg // depth of the row tile lives in bank group a_wseg // depth.)
+        depth_log2 = depth.bit_length() - 1
+        a_wbank = (a_wtbank + _times(a_wseg[depth_log2:], rows)
+                   + (a_wrow - a_wtile)[:len(a_wtbank) + 1])
         fold_shift = Signal(range(words.bit_length()))     # log2 of a fold's words
         m.d.comb += fold_shift.eq((words.bit_length() - 1) - plan.fold_log2)
         a_block_rows = a_sizes.r_data[:block_rows_width]
@@ -431,7 +455,7 @@ class TileScheduler(wiring.Component):
         for bank, mem in enumerate(a_mems):
             port = mem.write_port(granularity=1)
             m.d.comb += [
-                port.addr.eq(Cat((a_wword + (a_wseg >> (bb.bit_length() - 1))
+                port.addr.eq(Cat((a_wword + (a_wseg[:depth_log2] >> (bb.bit_length() - 1))
                                   + (a_wfold << fold_shift))
                                  [:len(port.addr) - 1], a_wbuf)),
                 port.data.eq(beat.data),
@@ -528,7 +552,8 @@ class TileScheduler(wiring.Component):
         can_start = tile_queue.w_rdy | ~f_nest.c_last
         b_row_in = b_ready | (f_k < b_wrow)
         f_row = f_nest.t - f_nest.s         # first row of the feeder's row tile in its block
-        a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_k < a_wseg))
+        f_block_k = Mux(plan.spread, f_nest.c + f_k, f_k)     # k within the A block
+        a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_block_k < a_wseg))
         m.d.comb += [a_near.eq(a_blk["issued"] == a_blk["released"]),
                      a_urgent.eq(a_cmd_valid & a_near & (a_tile_row == f_nest.t)),
                      b_urgent.eq(b_cmd_valid & (b_blk["issued"] == b_blk["released"]))]
@@ -556,7 +581,8 @@ class TileScheduler(wiring.Component):
                     m.d.sync += [f_streaming.eq(0), f_active.eq(~f_nest.last)]
                     with m.If(f_nest.t_last):
                         # Done with this (s, j, c) group: free the buffers whose block changes.
-                        a_done = ~plan.single_chunk | f_nest.j_last
+                        a_done = Mux(plan.spread, f_nest.j_last & f_nest.c_last,
+                                     ~plan.single_chunk | f_nest.j_last)
                         b_done = ~(plan.single_chunk & plan.single_col) | f_nest.s_last
                         with m.If(a_done | f_nest.last):
                             m.d.sync += a_blk["released"].eq(a_blk["released"] + 1)

@@ -89,6 +89,7 @@ def packed_job(m, n, k, *, out_format="fp32", a_format="e4m3", b_format="e4m3"):
 class Plan:
     """The tiler's choices for one job (hdl/tiler.py ``_Plan``)."""
     single_chunk: bool
+    spread: bool        # K chunks of one row tile side by side in the bank groups
     fold: int           # row-tile groups stacked in an A buffer
     ms: int             # rows per super-row
     depth: int          # K chunk length
@@ -106,7 +107,8 @@ def plan(config, k):
             fold = 1 << log2
             break
     ms = config.row_tiles * config.rows * fold if single else config.rows
-    return Plan(single_chunk=single, fold=fold, ms=ms, depth=config.sram_depth)
+    spread = not single and config.row_tiles > 1 and k <= config.row_tiles * config.sram_depth
+    return Plan(single_chunk=single, spread=spread, fold=fold, ms=ms, depth=config.sram_depth)
 
 
 def _ceil_div(a, b):
@@ -172,11 +174,11 @@ def traffic(config, job):
     n_c = len(p.chunks(job.k))
     row_tiles = _ceil_div(job.m, rows)
 
-    # A: each block (s, c) once when K fits (it stays for every column tile), else once
-    # per (s, j, c).
+    # A: each block (s, c) once when K fits (it stays for every column tile), and each
+    # spread block (one row tile, all of K) once; else once per (s, j, c).
     a_addr, a_len = _a_commands(config, job, p)
     a_beats, a_bursts = _beats_and_bursts(a_addr, a_len, config)
-    a_repeat = 1 if p.single_chunk else n_j
+    a_repeat = 1 if (p.single_chunk or p.spread) else n_j
     # B: block (c, j) once per super-row, except when there is one chunk and one column
     # tile (it then stays for every super-row).
     j0 = np.arange(0, job.n, cols)
@@ -256,11 +258,13 @@ def _tiles(config, job, p, super_rows, columns):
         s_rows = min(p.ms, job.m - s0)
         for j in columns:
             for ci, (c, length) in enumerate(chunks):
-                a_block = (s, ci) if p.single_chunk else (s, j, ci)
+                a_block = ((s, ci) if p.single_chunk else (s, "spread") if p.spread
+                           else (s, j, ci))
                 b_block = (ci, j) if (p.single_chunk and n_j == 1) else (s, ci, j)
                 for ti, t0 in enumerate(range(0, s_rows, rows)):
                     kept = min(rows, s_rows - t0)
-                    yield (length, a_block, (a_block, ti), b_block, kept,
+                    a_piece = (a_block, ci) if p.spread else (a_block, ti)
+                    yield (length, a_block, a_piece, b_block, kept,
                            ((s0 + t0) // rows, j, int(first_segment[ci])))
 
 

@@ -24,8 +24,8 @@ CONFIG = SystoleConfig(rows=4, cols=4, sram_depth=128, row_tiles=2, max_k=4096)
 #: ``cycles`` on jobs of at least LONG_JOB cycles, and on every job (short jobs are
 #: dominated by start-up details the model simplifies).
 LONG_JOB = 2000
-LONG_JOB_ERROR = 0.035
-ANY_JOB_ERROR = 0.15
+LONG_JOB_ERROR = 0.05
+ANY_JOB_ERROR = 0.05
 
 
 def _seed(default):
