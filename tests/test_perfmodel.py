@@ -55,6 +55,11 @@ def test_plan_folds_short_k_into_the_a_buffer():
     assert perfmodel.plan(config, 256).ms == 64
     assert perfmodel.plan(config, 1).ms == 128          # at most 8 folds
     assert perfmodel.plan(config, 1025).ms == 8         # K in chunks: one row tile
+    # Up to row_tiles banks of K: the row tile's chunks side by side, A read once.
+    assert perfmodel.plan(config, 2048).spread and not perfmodel.plan(config, 2049).spread
+    assert not perfmodel.plan(config, 1024).spread
+    c = perfmodel.predict(config, (64, 64, 2048))
+    assert c["dram_read_bytes"] == 64 * 2048 + (64 // 8) * 2048 * 64
 
 
 def test_model_law_identities():
