@@ -270,9 +270,11 @@ must see its whole K before the next starts. The tiler therefore keeps a super-r
 i.e. DRAM bytes ~ M*K + (M / Ms) * K*N + M*N*b_out with Ms * K bounded by one A buffer.
 The lower bound assumes a sqrt(S) x sqrt(S) block of C stays resident while K streams,
 which reuses *both* operands; this dataflow reuses only A, so its traffic over the bound
-grows like K / sqrt(S). With K = 768 and 48 KiB of operand SRAM that is about 5x; when
-K > sram_depth (MLP-down, K = 4d) the super-row shrinks to one row tile and both operands
-are re-read per tile (about 24x). What would close it: (1) spill and refill the exact
+grows like K / sqrt(S). With K = 768 and 48 KiB of operand SRAM that is about 5x. When
+sram_depth < K <= row_tiles * sram_depth (GPT-2 large and XL, K = 1280 and 1600) the
+super-row shrinks to one row tile whose K spreads over the bank groups: A is still read
+once, B once per row tile (about 11x). When K is longer still (MLP-down, K = 4d) both
+operands are re-read per tile (about 24x). What would close it: (1) spill and refill the exact
 accumulator state to a partial-sum SRAM, so the tiler can walk K chunks outside a C block
 of many tiles (C-block-stationary; the 81-bit state costs 10 bytes per output, so a
 32 KiB C SRAM holds a 57 x 57 block); (2) more operand SRAM, as the sweep above shows —
