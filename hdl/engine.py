@@ -20,7 +20,7 @@ class GemmEngine(wiring.Component):
     """Checks and runs one job at a time and counts where its cycles and bytes go.
 
     At ``start`` the counters clear and :class:`JobChecker` latches and checks the
-    descriptor (:data:`~systole.hdl.job.CHECK_CYCLES` cycles, counted as overhead). A
+    descriptor (:func:`~systole.hdl.job.check_cycles` cycles, counted as overhead). A
     rejected job ends there, with its error code and no memory access; an accepted one
     runs from the checker's latched copy.
 

@@ -1,6 +1,6 @@
 """The job descriptor and its checker."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,11 +8,7 @@ from .fp8 import Fp8Format, OutFormat
 from .normalizer import SCALE_SHAPE
 from .registers import ErrorCode
 
-__all__ = ["JobDescriptor", "JobChecker", "CHECK_CYCLES", "output_bytes"]
-
-#: Cycles from JobChecker.start to its done pulse: one per bit of the 32-bit row counts,
-#: and one for the final comparison.
-CHECK_CYCLES = 33
+__all__ = ["JobDescriptor", "JobChecker", "check_cycles", "output_bytes"]
 
 
 #: One GEMM C = A.B as the host describes it. A[i, k] is at a_addr + i*a_stride + k,
@@ -39,6 +35,19 @@ def _row_bytes(n, out_format):
     return Mux(out_format == OutFormat.FP32, n << 2, Mux(out_format == OutFormat.BF16, n << 1, n))
 
 
+def check_cycles(config, m, k):
+    """Cycles from :class:`JobChecker`'s ``start`` to ``done`` for a descriptor with these
+    M and K: one to latch, then one per two bits of the longer of M - 1 and K - 1, at
+    least one. (As the checker holds them: M in dim_width bits and K in k_width bits, each
+    minus one in one bit more, at most min(32, addr_width) bits; only a rejected
+    descriptor with M or K zero sees the wrap-around.)"""
+    def minus_one(value, width):
+        return ((value % (1 << width)) - 1) % (1 << min(width + 1, 32, config.addr_width))
+    bits = max(minus_one(m, config.dim_width).bit_length(),
+               minus_one(k, config.k_width).bit_length())
+    return 1 + max(1, -(-bits // 2))
+
+
 class JobChecker(wiring.Component):
     """Checks a descriptor against the configuration, and holds it for the datapath.
 
@@ -46,9 +55,10 @@ class JobChecker(wiring.Component):
     can use (M and N in ``config.dim_width`` bits, K in ``config.k_width``, addresses and
     strides in ``config.addr_width``; the other bits of ``checked`` are constant zero, so
     synthesis drops them). The cheap rules are decided on the spot; the address ranges
-    ``base + (rows - 1) * stride + row_bytes`` are computed by shift-and-add, one bit of
-    the 32-bit row count per cycle for all three operands at once (no multipliers).
-    :data:`CHECK_CYCLES` cycles after ``start``, ``done`` pulses with ``error``: the first
+    ``base + (rows - 1) * stride + row_bytes`` are computed by shift-and-add, two bits of
+    the row count per cycle for all three operands at once (no multipliers), stopping when
+    no bit is left: :func:`check_cycles` cycles after ``start`` (a few for usual shapes),
+    ``done`` pulses with ``error``: the first
     failing rule in the order of :class:`ErrorCode`, or NONE. A job with any error never
     starts, so it makes no memory access at all.
 
@@ -142,43 +152,47 @@ class JobChecker(wiring.Component):
                 bad_format.eq(~format_ok(job.a_format) | ~format_ok(job.b_format)),
             ]
 
-        # -- (rows - 1) * stride by shift-and-add, most significant bit first ---------------
+        # -- (rows - 1) * stride by shift-and-add, two bits per cycle, least significant
+        # first, stopping once no bit is left (check_cycles) -----------------------------
         # Each product saturates: once it reaches 2**aw the range overflows whatever else.
-        bit = Signal(range(32))
         running = Signal()
         finished = Signal()
         # Rows beyond 2**aw were caught at start, so rows - 1 has at most aw bits.
-        m_minus_1 = Signal(min(32, aw))
-        k_minus_1 = Signal(min(32, aw))
-        m.d.comb += [m_minus_1.eq(held.m - 1), k_minus_1.eq(held.k - 1)]
+        w = min(32, aw)
+        m_minus_1 = (job.m[:config.dim_width] - 1)[:w]
+        k_minus_1 = (job.k[:config.k_width] - 1)[:w]
         operands = [      # (rows - 1, stride, base, row_bytes) of A, B and C
-            (m_minus_1, held.a_stride, held.a_addr, held.k),
-            (k_minus_1, held.b_stride, held.b_addr, held.n),
-            (m_minus_1, held.c_stride, held.c_addr, _row_bytes(held.n, held.out_format)),
+            (m_minus_1, job.a_stride, held.a_addr, held.k),
+            (k_minus_1, job.b_stride, held.b_addr, held.n),
+            (m_minus_1, job.c_stride, held.c_addr, _row_bytes(held.n, held.out_format)),
         ]
-        overflow = []
+        overflow, left = [], []
         for index, (rows_minus_1, stride, base, row_bytes) in enumerate(operands):
+            rest = Signal(w, name=f"rest_{index}")              # bits of rows - 1 not yet used
+            shifted = Signal(aw + 2, name=f"shifted_{index}")   # stride << (bits used)
             product = Signal(aw + 2, name=f"product_{index}")
             saturated = Signal(name=f"saturated_{index}")
-            stride_bits = Value.cast(stride)[:aw]
-            row_bit = rows_minus_1.bit_select(bit, 1)
-            if len(rows_minus_1) < 32:
-                row_bit = row_bit & (bit < len(rows_minus_1))
-            term = Mux(row_bit, stride_bits, 0)
-            following = (product << 1) + term
+            big = shifted[aw:].any()
+            following = product + Mux(rest[0], shifted, 0) + Mux(rest[1], shifted << 1, 0)
             with m.If(self.start):
-                m.d.sync += [product.eq(0), saturated.eq(0)]
-            with m.Elif(running & ~saturated):
-                m.d.sync += product.eq(following)
-                with m.If(above(following, aw)):
-                    m.d.sync += saturated.eq(1)
+                m.d.sync += [rest.eq(rows_minus_1), shifted.eq(Value.cast(stride)[:aw]),
+                             product.eq(0), saturated.eq(0)]
+            with m.Elif(running):
+                m.d.sync += [rest.eq(rest >> 2), shifted.eq(Mux(big, shifted, shifted << 2))]
+                with m.If(~saturated):
+                    with m.If(big & (rest != 0)):
+                        m.d.sync += saturated.eq(1)
+                    with m.Else():
+                        m.d.sync += product.eq(following)
+                        with m.If(above(following, aw)):
+                            m.d.sync += saturated.eq(1)
             end = Value.cast(base)[:aw] + product + row_bytes
             overflow.append(saturated | (end > limit))
+            left.append(rest[2:].any())
         with m.If(self.start):
-            m.d.sync += [running.eq(1), finished.eq(0), bit.eq(31)]
+            m.d.sync += [running.eq(1), finished.eq(0)]
         with m.Elif(running):
-            m.d.sync += bit.eq(bit - 1)
-            with m.If(bit == 0):
+            with m.If(~Cat(*left).any()):
                 m.d.sync += [running.eq(0), finished.eq(1)]
         with m.Elif(finished):
             m.d.sync += finished.eq(0)

@@ -27,7 +27,7 @@ from ..config import SystoleConfig
 from ..formats import output_format
 from ..hdl.counters import COUNTERS
 from ..hdl.dma import _PAGE
-from ..hdl.job import CHECK_CYCLES
+from ..hdl.job import check_cycles
 from ..hdl.tiler import _A_SEGMENT_BEATS, _MAX_FOLD
 from .driver import GemmJob
 
@@ -234,11 +234,18 @@ def predict(config, job, memory=None):
 
 #: Pipeline constants of the RTL, in cycles (calibrated once against the Verilator model
 #: of the default configuration; see docs/performance.md).
-_START = CHECK_CYCLES   # START -> tiler start: the job check (hdl/job.py)
 _ISSUE = 3          # loader set-up and DMA command path before the AR handshake
 _FEED = 3           # read beat -> SRAM -> feeder -> array input
 _GROUPS = 4         # segment groups per K chunk that the timing model follows
 _TAIL = 0          # last write beat -> done (the B response overlaps the last row's write cost)
+
+
+def _start_cycles(config, job):
+    """START -> tiler start: the job check (hdl/job.py); a what-if configuration the
+    generator does not build is taken to have 32-bit dimensions and addresses."""
+    if isinstance(config, SystoleConfig):
+        return check_cycles(config, job.m, job.k)
+    return check_cycles(SystoleConfig(), job.m, job.k)
 
 
 def _tiles(config, job, p, super_rows, columns):
@@ -360,7 +367,8 @@ def _timing(config, job, memory, t):
     carried_stall = stall_store = 0.0
     period_start = period_end = None
     i = 0
-    t0 = _START + _ISSUE
+    start = _start_cycles(config, job)
+    t0 = start + _ISSUE
     while i < len(tiles):
         length, a_block, a_piece, b_block, kept, _ = tiles[i]
         lengths = segments(length)
@@ -453,7 +461,7 @@ def _timing(config, job, memory, t):
     active = t["active_cycles"]
     stall_store = int(round(stall_store))
     fed_end = (ends[-1] if ends else 0.0) + skipped
-    overhead = _START + int(round(last + _TAIL - fed_end))
+    overhead = start + int(round(last + _TAIL - fed_end))
     stall_load = max(0, cycles - active - stall_store - overhead)
     overhead = cycles - active - stall_store - stall_load
     return {"cycles": cycles, "active_cycles": active, "stall_load_cycles": stall_load,

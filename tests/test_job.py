@@ -8,7 +8,7 @@ import pytest
 
 from systole.config import SystoleConfig
 from systole.hdl.fp8 import Fp8Format, OutFormat
-from systole.hdl.job import CHECK_CYCLES, JobChecker
+from systole.hdl.job import JobChecker, check_cycles
 from systole.hdl.registers import ErrorCode
 
 from helpers import run_simulation
@@ -128,7 +128,7 @@ def test_checker_matches_the_rules(config):
                 await ctx.tick()
                 cycles += 1
             got = ctx.get(dut.error)
-            if got != want or cycles != CHECK_CYCLES:
+            if got != want or cycles != check_cycles(config, d["m"], d["k"]):
                 failures.append((d, want, got, cycles))
             if want == ErrorCode.NONE:
                 # Addresses are computed modulo 2**addr_width; a stride only matters between
