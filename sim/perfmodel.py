@@ -27,6 +27,7 @@ from ..config import SystoleConfig
 from ..formats import output_format
 from ..hdl.counters import COUNTERS
 from ..hdl.dma import _PAGE
+from ..hdl.normalizer import Normalizer
 from ..hdl.tiler import _A_SEGMENT_BEATS, _MAX_FOLD
 from .driver import GemmJob
 
@@ -222,6 +223,7 @@ _START = 1          # START state before the tiler runs
 _ISSUE = 3          # loader set-up and DMA command path before the AR handshake
 _FEED = 3           # read beat -> SRAM -> feeder -> array input
 _TAIL = 2           # last write beat -> B response -> done
+_NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
 
 
 def _tiles(config, job, p, super_rows):
@@ -324,7 +326,7 @@ def _timing(config, job, memory, t):
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
             # beats, and drops a row past M in one cycle. A full buffer stops the array.
-            natural = max(end + spacing + 1, drain_free)
+            natural = max(end + spacing + 1 + _NORMALIZE, drain_free)
             for r in range(rows):
                 enter = natural + r
                 if len(leave) == 2 * rows and leave[0] > enter:
