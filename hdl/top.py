@@ -69,13 +69,21 @@ class Accelerator(wiring.Component):
             engine.job.eq(job),
         ]
 
+        # The checker's verdict, registered: its address-range products are too long a path
+        # to decide START in the same cycle. It is the verdict on the descriptor START
+        # sees: the bank performs one write at a time and a write's effect appears at
+        # least three cycles after the previous write's, so no descriptor field changes
+        # in the cycle before a START pulse.
+        verdict = Signal(ErrorCode)
+        m.d.sync += verdict.eq(checker.error)
+
         error_code = Signal(ErrorCode)
         start = bank.ctrl.start
         with m.If(start & engine.busy):
             m.d.sync += error_code.eq(ErrorCode.BUSY)
             m.d.comb += bank.status.error_set.eq(1)
-        with m.Elif(start & (checker.error != ErrorCode.NONE)):
-            m.d.sync += error_code.eq(checker.error)
+        with m.Elif(start & (verdict != ErrorCode.NONE)):
+            m.d.sync += error_code.eq(verdict)
             m.d.comb += [bank.status.error_set.eq(1), bank.status.done_set.eq(1)]
         with m.Elif(start):
             m.d.sync += error_code.eq(ErrorCode.NONE)
