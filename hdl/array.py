@@ -43,6 +43,11 @@ def ResultsLayout(config):
     })
 
 
+def _RowTag(config):
+    """What travels beside a row in the normaliser pipeline."""
+    return data.StructLayout({"valid": 1, "row": range(config.rows), "last": 1})
+
+
 class SystolicArray(wiring.Component):
     """Output-stationary array of :class:`ProcessingElement`.
 
@@ -51,10 +56,13 @@ class SystolicArray(wiring.Component):
     together. The beat marked ``last`` closes the tile: every PE moves its exact sum into
     its result register and the next tile follows without a bubble. Once the bottom-right
     PE has closed the tile, the result registers shift down the columns, one row per
-    beat, through one :class:`Normalizer` per column onto ``results``.
+    beat, into one :class:`Normalizer` per column: a pipeline of
+    ``Normalizer.LATENCY`` register stages, beside which each row's valid bit, index and
+    ``last`` mark travel; a row leaves on ``results`` that many advancing cycles after it
+    left the bottom row.
 
-    The whole array (skew, PEs, drain) advances together, and holds while ``results`` is
-    valid but not ready, so back-pressure never loses data. Tiles shorter than
+    The whole array (skew, PEs, drain, normaliser pipeline) advances together, and holds
+    while ``results`` is valid but not ready, so back-pressure never loses data. Tiles shorter than
     ``rows + cols`` k-steps are spaced out by holding ``operands.ready`` low before their
     ``last`` beat, so a tile never overtakes the drain of the previous one.
 
@@ -68,7 +76,7 @@ class SystolicArray(wiring.Component):
     results : Out(stream.Signature(ResultsLayout(config)))
     job : In(JobSettings)
     idle : Out(1)
-        No tile is open, in flight or draining.
+        No tile is open, in flight, draining or in the normaliser pipeline.
     advance : Out(1)
         The array moved this cycle (for the utilisation counters).
     """
@@ -161,26 +169,41 @@ class SystolicArray(wiring.Component):
             for j in range(cols):
                 m.d.comb += pes[i][j].shift.eq(draining & (drained < i))
 
+        # The rows handed out enter the normaliser pipeline; their position and validity
+        # travel beside it through as many registers, and leave on ``results``.
         for j in range(cols):
             norm = Normalizer(config)
             m.submodules[f"normalizer_{j}"] = norm
             m.d.comb += [
+                norm.advance.eq(advance),
                 norm.state.eq(pes[rows - 1][j].result),
                 norm.out_format.eq(self.job.out_format),
                 norm.saturate.eq(self.job.saturate),
                 norm.scale_exp.eq(self.job.scale_exp),
                 self.results.payload.c[j].eq(norm.bits),
             ]
+        handed_out = Signal(_RowTag(config))
         m.d.comb += [
-            self.results.valid.eq(draining),
-            self.results.payload.row.eq(rows - 1 - drained),
-            self.results.payload.last.eq(drained == rows - 1),
+            handed_out.valid.eq(draining),
+            handed_out.row.eq(rows - 1 - drained),
+            handed_out.last.eq(drained == rows - 1),
+        ]
+        tag = handed_out
+        for stage in range(Normalizer.LATENCY):
+            delayed = Signal(_RowTag(config), name=f"row_tag_{stage + 1}")
+            with m.If(advance):
+                m.d.sync += delayed.eq(tag)
+            tag = delayed
+        m.d.comb += [
+            self.results.valid.eq(tag.valid),
+            self.results.payload.row.eq(tag.row),
+            self.results.payload.last.eq(tag.last),
         ]
 
         # Tiles accepted but not yet fully drained, and whether one is half-way in.
         in_flight = Signal(range(8))
         tile_open = Signal()
-        closing = advance & draining & (drained == rows - 1)
+        closing = self.results.valid & self.results.ready & self.results.payload.last
         opening = accepted & beat.last
         m.d.sync += in_flight.eq(in_flight + opening - closing)
         with m.If(accepted):

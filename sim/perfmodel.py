@@ -28,6 +28,7 @@ from ..formats import output_format
 from ..hdl.counters import COUNTERS
 from ..hdl.dma import _PAGE
 from ..hdl.job import check_cycles
+from ..hdl.normalizer import Normalizer
 from ..hdl.tiler import _A_SEGMENT_BEATS, _MAX_FOLD
 from .driver import GemmJob
 
@@ -238,6 +239,7 @@ _ISSUE = 3          # loader set-up and DMA command path before the AR handshake
 _FEED = 3           # read beat -> SRAM -> feeder -> array input
 _GROUPS = 4         # segment groups per K chunk that the timing model follows
 _TAIL = 0          # last write beat -> done (the B response overlaps the last row's write cost)
+_NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
 
 
 def _start_cycles(config, job):
@@ -390,7 +392,7 @@ def _timing(config, job, memory, t):
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
             # beats, and drops a row past M in one cycle. A full buffer stops the array.
-            natural = max(end + spacing + 1, drain_free)
+            natural = max(end + spacing + 1 + _NORMALIZE, drain_free)
             for r in range(rows):
                 enter = natural + r
                 if len(leave) == 2 * rows and leave[0] > enter:

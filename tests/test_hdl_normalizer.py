@@ -65,21 +65,48 @@ def _edge_cases(rng, fmt_name):
     return cases
 
 
-def _run(states, fmt_name, saturate):
-    """Drive (acc, scale, nan, pos_inf, neg_inf, neg_zero) states; return output bits."""
+def _run(states, fmt_name, saturate, seed):
+    """Drive (acc, scale, nan, pos_inf, neg_inf, neg_zero) states; return output bits.
+
+    One state enters per advancing cycle; between them the pipeline is held (``advance``
+    low, for a seeded random number of cycles) with unrelated values on the inputs, and
+    ``bits`` must not change while it is held. The result of the state presented at
+    advancing cycle n is read after advancing cycle n + LATENCY - 1.
+    """
     dut = Normalizer(CONFIG)
+    latency = Normalizer.LATENCY
     got = np.zeros(len(states), dtype=np.uint32)
+    rng = np.random.default_rng(seed)
+    out_format = OutFormat.from_name(fmt_name)
+
+    def present(ctx, acc, scale, nan, pos_inf, neg_inf, neg_zero):
+        ctx.set(dut.state, {"acc": acc, "nan": nan, "pos_inf": pos_inf,
+                            "neg_inf": neg_inf, "neg_zero": neg_zero})
+        ctx.set(dut.scale_exp, scale)
 
     async def bench(ctx):
-        ctx.set(dut.out_format, OutFormat.from_name(fmt_name))
+        ctx.set(dut.out_format, out_format)
         ctx.set(dut.saturate, saturate)
-        for i, (acc, scale, nan, pos_inf, neg_inf, neg_zero) in enumerate(states):
-            ctx.set(dut.state, {"acc": acc, "nan": nan, "pos_inf": pos_inf,
-                                "neg_inf": neg_inf, "neg_zero": neg_zero})
-            ctx.set(dut.scale_exp, scale)
-            got[i] = ctx.get(dut.bits)
+        for n in range(len(states) + latency - 1):
+            while rng.random() < 0.2:
+                # Held: other inputs must neither enter nor disturb the pipeline.
+                ctx.set(dut.advance, 0)
+                present(ctx, *states[int(rng.integers(len(states)))])
+                ctx.set(dut.out_format, OutFormat(int(rng.integers(4))))
+                ctx.set(dut.saturate, int(rng.integers(2)))
+                held = ctx.get(dut.bits)
+                await ctx.tick()
+                assert ctx.get(dut.bits) == held, f"seed={seed}: bits changed while held"
+            ctx.set(dut.advance, 1)
+            ctx.set(dut.out_format, out_format)
+            ctx.set(dut.saturate, saturate)
+            if n < len(states):
+                present(ctx, *states[n])
+            await ctx.tick()
+            if n >= latency - 1:
+                got[n - latency + 1] = ctx.get(dut.bits)
 
-    run_simulation(dut, bench, clocked=False)
+    run_simulation(dut, bench)
     return got
 
 
@@ -103,7 +130,7 @@ def _seeded(base, fmt_name, saturate):
 
 def _check(states, fmt_name, saturate, seed):
     """The normaliser's bits for every state equal the golden model's, bit for bit."""
-    np.testing.assert_array_equal(_run(states, fmt_name, saturate),
+    np.testing.assert_array_equal(_run(states, fmt_name, saturate, seed),
                                   _expected(states, fmt_name, saturate), err_msg=f"seed={seed}")
 
 

@@ -23,7 +23,10 @@ from helpers import run_simulation
 
 
 class _ProbedPE(wiring.Component):
-    """A PE whose result register feeds a normaliser, as in the array's bottom row."""
+    """A PE whose result register feeds a normaliser, as in the array's bottom row.
+
+    ``bits`` is the normaliser's output: the encoding of ``state`` ``Normalizer.LATENCY``
+    cycles later."""
 
     def __init__(self, config):
         self.pe = ProcessingElement(config)
@@ -36,6 +39,7 @@ class _ProbedPE(wiring.Component):
         m.submodules.normalizer = self.normalizer
         m.d.comb += [
             self.pe.advance.eq(1),
+            self.normalizer.advance.eq(1),
             self.normalizer.state.eq(self.pe.result),
             self.normalizer.out_format.eq(OutFormat.FP32),
             self.state.eq(self.pe.result),
@@ -53,6 +57,7 @@ def test_every_operand_pair(a_format, b_format):
     a_codes = np.repeat(codes, 256)
     b_codes = np.tile(codes, 256)
     latency = 2        # product register, then result register
+    bits_latency = latency + Normalizer.LATENCY
     n = len(a_codes)
     got_bits = np.zeros(n, dtype=np.uint32)
     got_acc = np.zeros(n, dtype=object)
@@ -64,7 +69,7 @@ def test_every_operand_pair(a_format, b_format):
         ctx.set(pe.b_format, Fp8Format.from_name(b_format))
         ctx.set(pe.a_in.valid, 1)
         ctx.set(pe.a_in.last, 1)
-        for t in range(n + latency):
+        for t in range(n + bits_latency):
             if t < n:
                 ctx.set(pe.a_in.bits, int(a_codes[t]))
                 ctx.set(pe.b_in, int(b_codes[t]))
@@ -72,9 +77,10 @@ def test_every_operand_pair(a_format, b_format):
             if t >= latency - 1 and t - latency + 1 < n:
                 i = t - latency + 1
                 state = ctx.get(dut.state)
-                got_bits[i] = ctx.get(dut.bits)
                 got_acc[i] = state.acc
                 got_flags[i] = [state.nan, state.pos_inf, state.neg_inf, state.neg_zero]
+            if t >= bits_latency - 1 and t - bits_latency + 1 < n:
+                got_bits[t - bits_latency + 1] = ctx.get(dut.bits)
 
     run_simulation(dut, bench)
 
