@@ -249,16 +249,17 @@ tests compare them with the RTL on every job (random shapes, alignments, strides
 formats on three configurations, memory latency up to 40 cycles with random pauses on
 every AXI channel), and tests/test_perfmodel.py does again on a 4 x 4 array. Cycles come
 from an event model (bus sub-pieces in the tiler's arbitration order, tiles fed segment by
-segment, the C drain and writer) with four pipeline constants; against the RTL with a
+segment, the C drain and writer) with three calibrated pipeline constants besides the job
+checker's and the normaliser's latencies, which it takes from the gateware; against the RTL with a
 deterministic memory (gateware model, latency 32, no pauses) it is within 0.4% on the
-benchmark and GPT-2 small GEMMs of the default 8 x 8 array (0.02% with every segment
-followed instead of 4 groups per chunk), and on a 4 x 4 array with 128-byte SRAM banks
-exact or within 1% on 69 of 97 random jobs, within 3.5% on those of at least 2000
-cycles (the test's bound) and within 15% on every job: the misses are jobs whose K
-spans several chunks, where the tiler's one-command-at-a-time switch between prefetch
-and urgent loads is only approximated. The model answers in 35 ms per GPT-2 GEMM on average on the 8 x 8 array, at most
-0.11 s (GPT-2 XL, mostly counting the exact bytes of over a million B commands), and in
-9 ms on a 128 x 128 array. Under random bus pauses the model is not meant to predict
+benchmark GEMMs of the default 8 x 8 array (0.02% with every segment followed instead of
+4 groups per chunk) and within 0.05% on the GPT-2 small GEMMs that `--rtl` runs; on a
+4 x 4 array with 128-byte SRAM banks it is exact or within 1% on 74 of 97 random jobs and
+within 5% on every one (tests/test_perfmodel.py checks both): the misses are jobs whose
+K spans several chunks, where the tiler's one-command-at-a-time switch between prefetch
+and urgent loads is only approximated. The model answers in 35 ms per GPT-2 GEMM on
+average on the 8 x 8 array, at most 0.11 s (GPT-2 XL, mostly counting the exact bytes of
+over a million B commands), and in 9 ms on a 128 x 128 array. Under random bus pauses the model is not meant to predict
 cycles."""
 
 

@@ -21,11 +21,10 @@ from systole.sim.tb_accel import _layout, random_job_spec
 CONFIG = SystoleConfig(rows=4, cols=4, sram_depth=128, row_tiles=2, max_k=4096)
 
 #: Accuracy of the cycle model as docs/performance.md states it: relative error of
-#: ``cycles`` on jobs of at least LONG_JOB cycles, and on every job (short jobs are
-#: dominated by start-up details the model simplifies).
-LONG_JOB = 2000
-LONG_JOB_ERROR = 0.05
-ANY_JOB_ERROR = 0.05
+#: ``cycles`` at most JOB_ERROR on every job, and at most 1% on at least CLOSE_SHARE of them
+#: (the rest are mostly jobs whose K spans several chunks).
+JOB_ERROR = 0.05
+CLOSE_SHARE = 0.6
 
 
 def _seed(default):
@@ -105,6 +104,6 @@ def test_model_against_rtl_with_deterministic_memory():
         report.append((spec["m"], spec["n"], spec["k"], got["cycles"], want["cycles"], error))
     for m, n, k, rtl, model, error in report:
         print(f"{m:4} x {n:4} x {k:5}: rtl {rtl:7} model {model:7} ({error:+.2%})")
-    long_errors = [abs(e) for *_, rtl, _, e in report if rtl >= LONG_JOB]
-    assert max(long_errors) <= LONG_JOB_ERROR
-    assert max(abs(e) for *_, e in report) <= ANY_JOB_ERROR
+    errors = [abs(e) for *_, e in report]
+    assert max(errors) <= JOB_ERROR
+    assert sum(e <= 0.01 for e in errors) >= CLOSE_SHARE * len(errors)
