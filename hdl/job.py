@@ -11,8 +11,8 @@ from .registers import ErrorCode
 __all__ = ["JobDescriptor", "JobChecker", "CHECK_CYCLES", "output_bytes"]
 
 #: Cycles from JobChecker.start to its done pulse: one per bit of the 32-bit row counts,
-#: and one for the final comparison.
-CHECK_CYCLES = 33
+#: two to add the base and the row length, and one to compare.
+CHECK_CYCLES = 35
 
 
 #: One GEMM C = A.B as the host describes it. A[i, k] is at a_addr + i*a_stride + k,
@@ -142,10 +142,13 @@ class JobChecker(wiring.Component):
                 bad_format.eq(~format_ok(job.a_format) | ~format_ok(job.b_format)),
             ]
 
-        # -- (rows - 1) * stride by shift-and-add, most significant bit first ---------------
-        # Each product saturates: once it reaches 2**aw the range overflows whatever else.
+        # -- base + (rows - 1) * stride + row_bytes by shift-and-add -----------------------
+        # 32 steps of product = 2 * product + bit * stride, most significant bit of
+        # rows - 1 first; then one step adds the base and one the row bytes, through the
+        # same adder. The product saturates: once it reaches 2**aw, the range overflows
+        # whatever is added to it (row_bytes >= 1), and it never wraps its register.
         bit = Signal(range(32))
-        running = Signal()
+        phase = Signal(range(4))        # 0 idle, 1 product, 2 + base, 3 + row bytes
         finished = Signal()
         # Rows beyond 2**aw were caught at start, so rows - 1 has at most aw bits.
         m_minus_1 = Signal(min(32, aw))
@@ -158,30 +161,35 @@ class JobChecker(wiring.Component):
         ]
         overflow = []
         for index, (rows_minus_1, stride, base, row_bytes) in enumerate(operands):
-            product = Signal(aw + 2, name=f"product_{index}")
+            # < 2**aw after the product, < 2**(aw + 1) with the base, + row_bytes <= 4 * 2**aw
+            end = Signal(aw + 3, name=f"end_{index}")
             saturated = Signal(name=f"saturated_{index}")
-            stride_bits = Value.cast(stride)[:aw]
             row_bit = rows_minus_1.bit_select(bit, 1)
             if len(rows_minus_1) < 32:
                 row_bit = row_bit & (bit < len(rows_minus_1))
-            term = Mux(row_bit, stride_bits, 0)
-            following = (product << 1) + term
+            term = Mux(phase == 1, Mux(row_bit, Value.cast(stride)[:aw], 0),
+                       Mux(phase == 2, Value.cast(base)[:aw], row_bytes))
+            following = Mux(phase == 1, end << 1, end) + term
             with m.If(self.start):
-                m.d.sync += [product.eq(0), saturated.eq(0)]
-            with m.Elif(running & ~saturated):
-                m.d.sync += product.eq(following)
-                with m.If(above(following, aw)):
+                m.d.sync += [end.eq(0), saturated.eq(0)]
+            with m.Elif((phase != 0) & ~saturated):
+                m.d.sync += end.eq(following)
+                with m.If((phase != 3) & above(following, aw)):
                     m.d.sync += saturated.eq(1)
-            end = Value.cast(base)[:aw] + product + row_bytes
             overflow.append(saturated | (end > limit))
         with m.If(self.start):
-            m.d.sync += [running.eq(1), finished.eq(0), bit.eq(31)]
-        with m.Elif(running):
+            m.d.sync += [phase.eq(1), finished.eq(0), bit.eq(31)]
+        with m.Elif(phase == 1):
             m.d.sync += bit.eq(bit - 1)
             with m.If(bit == 0):
-                m.d.sync += [running.eq(0), finished.eq(1)]
+                m.d.sync += phase.eq(2)
+        with m.Elif(phase == 2):
+            m.d.sync += phase.eq(3)
+        with m.Elif(phase == 3):
+            m.d.sync += [phase.eq(0), finished.eq(1)]
         with m.Elif(finished):
             m.d.sync += finished.eq(0)
+        running = phase != 0
 
         m.d.comb += [self.busy.eq(running | finished), self.done.eq(finished)]
         with m.If(early_error != ErrorCode.NONE):
