@@ -10,7 +10,7 @@ from .counters import COUNTERS, CounterBank
 from .dma import DmaReader, DmaWriter, connect_axi4
 from .job import JobChecker, JobDescriptor
 from .registers import ErrorCode
-from .tiler import TileScheduler
+from .tiler import TileScheduler, max_read_length
 from .writer import ResultWriter
 
 __all__ = ["GemmEngine"]
@@ -73,8 +73,9 @@ class GemmEngine(wiring.Component):
         m.submodules.tiler = tiler = ResetInserter(flush)(TileScheduler(config))
         m.submodules.array = array = ResetInserter(flush)(SystolicArray(config))
         m.submodules.writer = writer = ResetInserter(flush)(ResultWriter(config))
-        m.submodules.reader_dma = reader = DmaReader(config)
-        m.submodules.writer_dma = writer_dma = DmaWriter(config)
+        m.submodules.reader_dma = reader = DmaReader(config, max_length=max_read_length(config))
+        # The result writer issues one command per tile row: at most cols fp32 results.
+        m.submodules.writer_dma = writer_dma = DmaWriter(config, max_length=4 * config.cols)
         m.submodules.counters = bank = self._bank
         connect_axi4(m, self.mem, reader=reader, writer=writer_dma)
 
