@@ -711,13 +711,9 @@ class CSRBank(wiring.Component):
                 data = written[lsb:lsb + width]
                 mask = lane_mask[lsb:lsb + width]
                 if field.access is RW:
-                    # Byte lane by byte lane, so that each bit is a flip-flop with an
-                    # enable loaded straight from WDATA (no read-modify-write logic).
                     port = Value.cast(getattr(self._ports_of(register), field.name))
-                    for lane in range(lsb // 8, (lsb + width - 1) // 8 + 1):
-                        low, high = max(lsb, 8 * lane), min(lsb + width, 8 * lane + 8)
-                        with m.If(hit & w_strb[lane]):
-                            m.d.sync += port[low - lsb:high - lsb].eq(w_data[low:high])
+                    with m.If(hit):
+                        m.d.sync += port.eq((port.as_unsigned() & ~mask) | data)
                 elif field.access is W:
                     port = getattr(self._ports_of(register), field.name)
                     m.d.sync += port.eq(Mux(hit, data, 0))
