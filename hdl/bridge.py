@@ -170,13 +170,18 @@ class HostBridge(wiring.Component):
 
         cmd = Signal(8)
         seq = Signal(8)
-        addr = Signal(32)
-        length = Signal(16)
-        index = Signal(16)          # byte of the header, payload or reply being handled
+        # The 32-bit address of a request is kept in the bits either bus can reach, and
+        # a flag for any bit above them (such a request is out of range on both buses).
+        reach = min(32, max(self._addr_width, self._csr_addr_width))
+        addr = Signal(reach)
+        addr_far = Signal()
+        # Lengths beyond max_payload are refused as the header's last byte arrives.
+        length = Signal(range(max_payload + 1))
+        index = Signal(range(max(max_payload, 8) + 1))  # byte of header, payload or reply
         crc = Signal(16)
         status = Signal(Status)
-        reply_len = Signal(16)
-        target = Signal(32)         # bus address of the current access
+        reply_len = Signal(range(max(max_payload, _PING_BYTES) + 1))
+        target = Signal(reach)      # bus address of the current access
         word = Signal(32)           # a CSR value being gathered or scattered
         fetched = Signal()          # rd.data holds buffer[index]
         aw_done = Signal()
@@ -194,7 +199,7 @@ class HostBridge(wiring.Component):
         m.d.comb += [rx.ready.eq(1), rd.addr.eq(index), wr.addr.eq(index)]
 
         is_write = (cmd == Command.REG_WRITE) | (cmd == Command.MEM_WRITE)
-        end = Signal(33)
+        end = Signal(max(reach, len(length)) + 1)
         m.d.comb += end.eq(addr + length)
         ping_info = Cat(Const(PROTOCOL_VERSION, 8), Const(0, 8), Const(max_payload, 16),
                         Const(self._memory_bytes % (1 << 32), 32))
@@ -233,7 +238,8 @@ class HostBridge(wiring.Component):
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(rx.valid & (rx_byte == REQUEST_SYNC)):
-                    m.d.sync += [crc.eq(_CRC_INIT), index.eq(0), timer.eq(0), seq.eq(0)]
+                    m.d.sync += [crc.eq(_CRC_INIT), index.eq(0), timer.eq(0), seq.eq(0),
+                                 addr_far.eq(0)]
                     m.next = "HEADER"
 
             # -- receive: header, payload, CRC; an inter-byte gap abandons the frame ------
@@ -243,7 +249,14 @@ class HostBridge(wiring.Component):
                         m.d.sync += [crc.eq(crc_in), index.eq(index + 1), timer.eq(0)]
                         if state == "HEADER":
                             fields = [cmd.eq(rx_byte), seq.eq(rx_byte)]
-                            fields += [addr[8 * i:8 * i + 8].eq(rx_byte) for i in range(4)]
+                            for low in range(0, 32, 8):
+                                inside = max(0, min(8, reach - low))
+                                field = []
+                                if inside:
+                                    field.append(addr[low:low + inside].eq(rx_byte[:inside]))
+                                if inside < 8:
+                                    field.append(addr_far.eq(addr_far | rx_byte[inside:].any()))
+                                fields.append(field)
                             fields += [length[:8].eq(rx_byte), length[8:].eq(rx_byte)]
                             with m.Switch(index):
                                 for i, field in enumerate(fields):
@@ -289,8 +302,8 @@ class HostBridge(wiring.Component):
             with m.State("EXECUTE"):
                 m.d.sync += [target.eq(addr), index.eq(0), fetched.eq(0),
                              aw_done.eq(0), w_done.eq(0)]
-                csr_ok = ((addr[:2] == 0) & (end <= (1 << self._csr_addr_width)))
-                mem_ok = end <= self._memory_bytes
+                csr_ok = (addr[:2] == 0) & ~addr_far & (end <= (1 << self._csr_addr_width))
+                mem_ok = ~addr_far & (end <= self._memory_bytes)
                 reg_len_ok = (length != 0) & (length[:2] == 0)
                 with m.If(is_write & last_valid & (seq == last_seq)):
                     reply(last_status)          # a retry of the write executed last
@@ -413,7 +426,8 @@ class HostBridge(wiring.Component):
 
             # -- reply: header, payload from the buffer, CRC (most significant byte first)
             with m.State("REPLY_HEADER"):
-                header = Cat(Const(REPLY_SYNC, 8), status, seq, reply_len)
+                header = Cat(Const(REPLY_SYNC, 8), status, seq, reply_len,
+                             Const(0, 16 - len(reply_len)))
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(header.word_select(index[:3], 8)),
                              crc_byte.eq(tx.payload)]
                 with m.If(tx.ready):

@@ -1,10 +1,10 @@
 """Hardware performance counters, declared once (DESIGN.md section 4)."""
 
-from amaranth.hdl import Module
-from amaranth.lib import data, wiring
+from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["COUNTERS", "CounterBank"]
+__all__ = ["COUNTERS", "CounterBank", "CounterMemory"]
 
 #: Counter names (also the JSON keys of every report) and what they count.
 COUNTERS = {
@@ -29,6 +29,26 @@ COUNTERS = {
 }
 
 
+def _times(value, factor):
+    """``value * factor`` for a constant ``factor``, as shifts and adds."""
+    terms = [value << bit for bit in range(factor.bit_length()) if factor >> bit & 1]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _check_derived(derived):
+    derived = dict(derived or {})
+    for name, (source, factor) in derived.items():
+        if name not in COUNTERS or source not in COUNTERS or source in derived:
+            raise ValueError(f"Counter {name!r} cannot be derived from {source!r}")
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"Factor of derived counter {name!r} must be a positive "
+                             f"integer, not {factor!r}")
+    return derived
+
+
 class CounterBank(wiring.Component):
     """One counter per name in :data:`COUNTERS`.
 
@@ -51,13 +71,7 @@ class CounterBank(wiring.Component):
 
     def __init__(self, config, increment_widths, derived=None):
         self._config = config
-        self._derived = dict(derived or {})
-        for name, (source, factor) in self._derived.items():
-            if name not in COUNTERS or source not in COUNTERS or source in self._derived:
-                raise ValueError(f"Counter {name!r} cannot be derived from {source!r}")
-            if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-                raise ValueError(f"Factor of derived counter {name!r} must be a positive "
-                                 f"integer, not {factor!r}")
+        self._derived = _check_derived(derived)
         self._widths = {name: width for name, width in increment_widths.items()
                         if name not in self._derived}
         super().__init__({
@@ -72,11 +86,7 @@ class CounterBank(wiring.Component):
         for name, (source, factor) in self._derived.items():
             value = getattr(self.values, name)
             base = getattr(self.values, source)
-            terms = [base << bit for bit in range(factor.bit_length()) if factor >> bit & 1]
-            total = terms[0]
-            for term in terms[1:]:
-                total = total + term
-            m.d.comb += value.eq(total)
+            m.d.comb += value.eq(_times(base, factor))
         for name in COUNTERS:
             if name in self._derived:
                 continue
@@ -86,3 +96,125 @@ class CounterBank(wiring.Component):
             with m.Elif(self.enable):
                 m.d.sync += value.eq(value + getattr(self.increment, name))
         return m
+
+
+class CounterMemory(wiring.Component):
+    """The counters of :data:`COUNTERS` in a block RAM, read one at a time.
+
+    A full-width counter costs a flip-flop and a carry cell per bit, and a CSR read
+    multiplexer input per bit. Here each counter has only a small *pending* count in
+    flip-flops; a flusher visits one counter per cycle, round robin, and adds its pending
+    count into the counter's word in the RAM (read one cycle, written the next), so a
+    pending count gathers at most ``len(memory)`` cycles of increments. A read returns
+    the RAM word plus the pending count, so it is exact on every cycle: the counters are
+    live, and frozen from the first cycle ``enable`` is low.
+
+    ``clear`` zeroes the pending counts and marks every word stale; the flusher writes a
+    stale word as its pending count alone, and a read of a stale word sees zero, so the
+    counters read as cleared from the next cycle on.
+
+    Counters named in ``derived`` (see :class:`CounterBank`) have no word of their own.
+
+    Parameters
+    ----------
+    config : SystoleConfig
+    increment_widths : dict of str to int
+        Width of each counter's increment (its largest value sizes the pending count).
+    derived : dict, optional
+
+    Attributes
+    ----------
+    clear, enable : In(1)
+    increment : In(StructLayout)
+    read_index : In(range(len(COUNTERS)))
+        A counter, by its position in :data:`COUNTERS`.
+    read_value : Out(config.counter_width)
+        The value of the counter ``read_index`` named on the previous cycle, as of the
+        end of that cycle.
+    """
+
+    def __init__(self, config, increment_widths, derived=None):
+        self._config = config
+        self._derived = _check_derived(derived)
+        self._widths = {name: width for name, width in increment_widths.items()
+                        if name not in self._derived}
+        self._stored = [name for name in COUNTERS if name not in self._derived]
+        super().__init__({
+            "clear": In(1),
+            "enable": In(1),
+            "increment": In(data.StructLayout(self._widths)),
+            "read_index": In(range(len(COUNTERS))),
+            "read_value": Out(config.counter_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self._config
+        stored = self._stored
+        count = len(stored)
+        width = config.counter_width
+
+        words = memory.Memory(shape=width, depth=count, init=[])
+        m.submodules.words = words
+        write = words.write_port()
+        flush_read = words.read_port()
+        # Transparent: a read issued while its word is written sees the new word, whose
+        # pending count has just been reset.
+        host_read = words.read_port(transparent_for=(write,))
+
+        # -- pending counts and the flusher ---------------------------------------------
+        next_read = Signal(range(count))     # word the flusher reads this cycle
+        flushing = Signal(range(count))      # word it writes this cycle (read last cycle)
+        m.d.comb += flush_read.addr.eq(next_read)
+        m.d.sync += [next_read.eq(Mux(next_read == count - 1, 0, next_read + 1)),
+                     flushing.eq(next_read)]
+        stale = Signal(count)
+        pending = []
+        for index, name in enumerate(stored):
+            # At most count cycles of increments gather between two flushes.
+            most = count * ((1 << self._widths[name]) - 1)
+            held = Signal(range(most + 1), name=f"pending_{name}")
+            pending.append(held)
+            step = Mux(self.enable, getattr(self.increment, name), 0)
+            with m.If(self.clear):
+                m.d.sync += held.eq(0)
+            with m.Elif(flushing == index):
+                m.d.sync += held.eq(step)
+            with m.Else():
+                m.d.sync += held.eq(held + step)
+        pending_of = lambda index: Mux(self.clear, 0, _select(pending, index))
+        m.d.comb += [
+            write.addr.eq(flushing),
+            write.data.eq(Mux(stale.bit_select(flushing, 1) | self.clear, 0, flush_read.data)
+                          + pending_of(flushing)),
+            write.en.eq(1),
+        ]
+        with m.If(self.clear):
+            m.d.sync += stale.eq(((1 << count) - 1) & ~(Const(1, count) << flushing))
+        with m.Else():
+            m.d.sync += stale.eq(stale & ~(Const(1, count) << flushing))
+
+        # -- reads --------------------------------------------------------------------------
+        word_of = {name: index for index, name in enumerate(stored)}
+        source = [word_of[self._derived[name][0] if name in self._derived else name]
+                  for name in COUNTERS]
+        factor = [self._derived[name][1] if name in self._derived else 1 for name in COUNTERS]
+        word_index = _select([Const(index, range(count)) for index in source], self.read_index)
+        m.d.comb += host_read.addr.eq(word_index)
+        asked = Signal.like(self.read_index)        # the counter being answered
+        m.d.sync += asked.eq(self.read_index)
+        asked_word = Signal(range(count))
+        m.d.sync += asked_word.eq(word_index)
+        value = (Mux(stale.bit_select(asked_word, 1), 0, host_read.data)
+                 + _select(pending, asked_word))[:width]
+        scaled = value
+        for index, name in enumerate(COUNTERS):
+            if factor[index] != 1:
+                scaled = Mux(asked == index, _times(value, factor[index])[:width], scaled)
+        m.d.comb += self.read_value.eq(scaled)
+        return m
+
+
+def _select(values, index):
+    """``values[index]`` for a signal ``index`` (a multiplexer)."""
+    return Array(values)[index]

@@ -552,7 +552,12 @@ class CSRBank(wiring.Component):
     W         ``Out(width)``             one-cycle pulse of the bits written as 1
     ========  =========================  ==============================================
 
-    Every counter is one ``In(counter.width)`` port named after the counter. So, for
+    Every counter is one ``In(counter.width)`` port named after the counter; or, with
+    ``counter_port=True``, the counters are read through one port, ``counter_index:
+    Out(range(len(regmap.counters)))`` and ``counter_value: In(width)`` (the widest
+    counter): a ``_LO`` read names its counter on ``counter_index`` and takes
+    ``counter_value`` on the next cycle (one cycle more of read latency), as from a
+    memory. So, for
     example, ``bank.status.busy`` (In), ``bank.status.done`` (Out),
     ``bank.status.done_set`` (In), ``bank.ctrl.start`` (Out), ``bank.cycles`` (In).
     Registers whose fields are all constants, and counter halves, have no port group.
@@ -578,6 +583,8 @@ class CSRBank(wiring.Component):
     ----------
     regmap : RegisterMap
         Frozen by the bank.
+    counter_port : bool
+        Read the counters through ``counter_index`` / ``counter_value``.
 
     Attributes
     ----------
@@ -586,10 +593,11 @@ class CSRBank(wiring.Component):
     regmap : RegisterMap
     """
 
-    def __init__(self, regmap):
+    def __init__(self, regmap, *, counter_port=False):
         if not isinstance(regmap, RegisterMap):
             raise TypeError(f"CSRBank needs a RegisterMap, not {regmap!r}")
         self._regmap = regmap.freeze()
+        self._counter_port = bool(counter_port) and bool(regmap.counters)
         # AXI4LiteSignature is written from the subordinate's side, so the bank's port is
         # Out of it (a manager, e.g. a host bridge, holds In of it and connects to this).
         members = {"axi": Out(AXI4LiteSignature(addr_width=regmap.addr_width,
@@ -610,8 +618,12 @@ class CSRBank(wiring.Component):
                     ports[field.name] = Out(field.width)
             if ports:
                 members[register.port_name] = Out(wiring.Signature(ports))
-        for counter in regmap.counters:
-            members[counter.name] = In(counter.width)
+        if self._counter_port:
+            members["counter_index"] = Out(range(len(regmap.counters)))
+            members["counter_value"] = In(max(counter.width for counter in regmap.counters))
+        else:
+            for counter in regmap.counters:
+                members[counter.name] = In(counter.width)
         super().__init__(members)
 
     @property
@@ -699,13 +711,9 @@ class CSRBank(wiring.Component):
                 data = written[lsb:lsb + width]
                 mask = lane_mask[lsb:lsb + width]
                 if field.access is RW:
-                    # Byte lane by byte lane, so that each bit is a flip-flop with an
-                    # enable loaded straight from WDATA (no read-modify-write logic).
                     port = Value.cast(getattr(self._ports_of(register), field.name))
-                    for lane in range(lsb // 8, (lsb + width - 1) // 8 + 1):
-                        low, high = max(lsb, 8 * lane), min(lsb + width, 8 * lane + 8)
-                        with m.If(hit & w_strb[lane]):
-                            m.d.sync += port[low - lsb:high - lsb].eq(w_data[low:high])
+                    with m.If(hit):
+                        m.d.sync += port.eq((port.as_unsigned() & ~mask) | data)
                 elif field.access is W:
                     port = getattr(self._ports_of(register), field.name)
                     m.d.sync += port.eq(Mux(hit, data, 0))
@@ -717,22 +725,44 @@ class CSRBank(wiring.Component):
                     m.d.sync += value.eq((value & ~Mux(hit, data, 0)) | setting)
 
         # -- reads: answer one cycle after AR, hold until taken ---------------------------
-        m.d.comb += axi.arready.eq(~axi.rvalid)
+        if self._counter_port:
+            # A counter's low half comes from the counter port one cycle later.
+            fetching = Signal()
+            fetched = Signal(range(len(regmap.counters)))
+            m.d.comb += axi.arready.eq(~axi.rvalid & ~fetching)
+            with m.If(fetching):
+                value = self.counter_value
+                m.d.sync += [fetching.eq(0), axi.rvalid.eq(1), axi.rdata.eq(value[:32]),
+                             axi.rresp.eq(RESP_OKAY)]
+                with m.Switch(fetched):
+                    for index, counter in enumerate(regmap.counters):
+                        if counter.name in shadows:
+                            with m.Case(index):
+                                m.d.sync += shadows[counter.name].eq(
+                                    value[32:counter.width])
+        else:
+            m.d.comb += axi.arready.eq(~axi.rvalid)
         with m.If(axi.arvalid & axi.arready):
             m.d.sync += axi.rvalid.eq(1)
             with m.Switch(axi.araddr[2:]):
                 for register in regmap.registers:
                     with m.Case(register.address >> 2):
+                        counter = register.counter
+                        if self._counter_port and counter is not None \
+                                and register is counter.lo:
+                            index = regmap.counters.index(counter)
+                            m.d.comb += self.counter_index.eq(index)
+                            m.d.sync += [axi.rvalid.eq(0), fetching.eq(1), fetched.eq(index)]
+                            continue
                         m.d.sync += [axi.rdata.eq(read_value(register)),
                                      axi.rresp.eq(RESP_OKAY)]
-                        counter = register.counter
                         if counter is not None and register is counter.lo \
                                 and counter.name in shadows:
                             m.d.sync += shadows[counter.name].eq(
                                 getattr(self, counter.name)[32:])
                 with m.Default():
                     m.d.sync += [axi.rdata.eq(0), axi.rresp.eq(RESP_SLVERR)]
-        with m.Elif(axi.rready):
+        with m.Elif(axi.rvalid & axi.rready):
             m.d.sync += axi.rvalid.eq(0)
 
         return m

@@ -17,7 +17,7 @@ the :class:`AXI4Master` wrapper) puts both on one :class:`~systole.hdl.axi.AXI4S
 port.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -124,6 +124,13 @@ def _log2(n):
     return n.bit_length() - 1
 
 
+def _check_max_length(max_length):
+    if isinstance(max_length, bool) or not isinstance(max_length, int) \
+            or not 1 <= max_length <= MAX_LENGTH:
+        raise ValueError(f"max_length must be an integer between 1 and {MAX_LENGTH}, "
+                         f"not {max_length!r}")
+
+
 def _min(a, b):
     return Mux(a < b, a, b)
 
@@ -154,10 +161,11 @@ class _BurstPlanner:
     the handshake, which only makes the limit conservative).
     """
 
-    def __init__(self, config, m, *, valid, ready, addr, len_, size, burst, id_, allow):
+    def __init__(self, config, m, *, valid, ready, addr, len_, size, burst, id_, allow,
+                 max_length=MAX_LENGTH):
         bus_bytes = config.bus_bytes
         self.shift = shift = _log2(bus_bytes)
-        max_beats = (MAX_LENGTH + 2 * (bus_bytes - 1)) // bus_bytes
+        max_beats = (max_length + 2 * (bus_bytes - 1)) // bus_bytes
 
         self.busy = busy = Signal()
         self.next_addr = next_addr = Signal(config.addr_width)
@@ -228,6 +236,9 @@ class DmaReader(wiring.Component):
     Parameters
     ----------
     config : SystoleConfig
+    max_length : int
+        Longest command the user issues, in bytes (at most :data:`MAX_LENGTH`, the
+        default); the engine's length and beat registers are sized for it.
 
     Attributes
     ----------
@@ -248,8 +259,10 @@ class DmaReader(wiring.Component):
         An R handshake happened this cycle (one bus beat, ``bus_bytes`` bytes).
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, max_length=MAX_LENGTH):
+        _check_max_length(max_length)
         self._config = config
+        self._max_length = max_length
         super().__init__({
             "bus": Out(read_channels(config)),
             "cmd": In(stream.Signature(ReadCommand(config))),
@@ -275,11 +288,13 @@ class DmaReader(wiring.Component):
         planner = _BurstPlanner(config, m, valid=bus.arvalid, ready=bus.arready,
                                 addr=bus.araddr, len_=bus.arlen, size=bus.arsize,
                                 burst=bus.arburst, id_=bus.arid,
-                                allow=~halted & (outstanding != config.max_outstanding))
+                                allow=~halted & (outstanding != config.max_outstanding),
+                                max_length=self._max_length)
+        length_shape = range(self._max_length + 1)
 
         # What the R side needs of each command, in command order.
         info_layout = data.StructLayout({
-            "offset": shift, "length": LENGTH_SHAPE, "tag": TAG_SHAPE})
+            "offset": shift, "length": length_shape, "tag": TAG_SHAPE})
         info_fifo = m.submodules.info_fifo = fifo.SyncFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
         out_layout = ReadData(config)
@@ -287,23 +302,24 @@ class DmaReader(wiring.Component):
 
         # -- command intake ---------------------------------------------------------------
         cmd = self.cmd.payload
+        cmd_length = cmd.length[:Shape.cast(length_shape).width]
         new_info = data.View(info_layout, info_fifo.w_data)
         take = self.cmd.valid & self.cmd.ready
         m.d.comb += [
             self.cmd.ready.eq(dropping |
                               (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
             new_info.offset.eq(cmd.addr[:shift]),
-            new_info.length.eq(cmd.length),
+            new_info.length.eq(cmd_length),
             new_info.tag.eq(cmd.tag),
             info_fifo.w_en.eq(take & ~halted),
         ]
         with m.If(take & ~halted):
-            planner.start(m, cmd.addr, cmd.length)
+            planner.start(m, cmd.addr, cmd_length)
 
         # -- R side: realign bus beats into lane-0 aligned output beats ----------------------
         head = data.View(info_layout, info_fifo.r_data)
         first = Signal(init=1)          # the next bus beat is the head command's first
-        remaining = Signal(LENGTH_SHAPE)  # bytes of the head command still to output
+        remaining = Signal(length_shape)  # bytes of the head command still to output
         hold = Signal(config.bus_width)   # previous bus beat
         flush = Signal()                 # an output beat made of `flush_beat` is owed
         flush_beat = Signal(out_layout)
@@ -415,6 +431,9 @@ class DmaWriter(wiring.Component):
     Parameters
     ----------
     config : SystoleConfig
+    max_length : int
+        Longest command the user issues, in bytes (at most :data:`MAX_LENGTH`, the
+        default); the engine's length and beat registers are sized for it.
 
     Attributes
     ----------
@@ -437,8 +456,10 @@ class DmaWriter(wiring.Component):
         Bytes written by this cycle's W handshake (population count of WSTRB), else 0.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, max_length=MAX_LENGTH):
+        _check_max_length(max_length)
         self._config = config
+        self._max_length = max_length
         super().__init__({
             "bus": Out(write_channels(config)),
             "cmd": In(stream.Signature(WriteCommand(config))),
@@ -458,7 +479,8 @@ class DmaWriter(wiring.Component):
         nbytes = config.bus_bytes
         shift = _log2(nbytes)
         page_beats = _PAGE // nbytes
-        max_beats = (MAX_LENGTH + 2 * (nbytes - 1)) // nbytes
+        max_beats = (self._max_length + 2 * (nbytes - 1)) // nbytes
+        length_shape = range(self._max_length + 1)
 
         halted = Signal()       # after an error, until the bus has drained
         dropping = halted & self.error     # ... and until `clear`: commands are discarded
@@ -468,13 +490,14 @@ class DmaWriter(wiring.Component):
         planner = _BurstPlanner(config, m, valid=bus.awvalid, ready=bus.awready,
                                 addr=bus.awaddr, len_=bus.awlen, size=bus.awsize,
                                 burst=bus.awburst, id_=bus.awid,
-                                allow=~halted & (outstanding != config.max_outstanding))
+                                allow=~halted & (outstanding != config.max_outstanding),
+                                max_length=self._max_length)
 
         # What the W side needs of each command, in command order.
         info_layout = data.StructLayout({
             "page_beat": range(page_beats),     # first bus beat's index in its 4 KiB page
             "offset": shift,
-            "length": LENGTH_SHAPE,
+            "length": length_shape,
             "beats": range(max_beats + 1),      # bus beats
             "spill": 1,                         # one bus beat more than input beats
         })
@@ -483,23 +506,24 @@ class DmaWriter(wiring.Component):
 
         # -- command intake ---------------------------------------------------------------
         cmd = self.cmd.payload
+        cmd_length = cmd.length[:Shape.cast(length_shape).width]
         new_info = data.View(info_layout, info_fifo.w_data)
         take = self.cmd.valid & self.cmd.ready
         offset_in = cmd.addr[:shift]
-        bus_beats = (offset_in + cmd.length + nbytes - 1) >> shift
-        in_beats = (cmd.length + nbytes - 1) >> shift
+        bus_beats = (offset_in + cmd_length + nbytes - 1) >> shift
+        in_beats = (cmd_length + nbytes - 1) >> shift
         m.d.comb += [
             self.cmd.ready.eq(dropping |
                               (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
             new_info.page_beat.eq(cmd.addr[shift:12]),
             new_info.offset.eq(offset_in),
-            new_info.length.eq(cmd.length),
+            new_info.length.eq(cmd_length),
             new_info.beats.eq(bus_beats),
             new_info.spill.eq(bus_beats != in_beats),
             info_fifo.w_en.eq(take & ~halted),
         ]
         with m.If(take & ~halted):
-            planner.start(m, cmd.addr, cmd.length)
+            planner.start(m, cmd.addr, cmd_length)
 
         # -- W side --------------------------------------------------------------------------
         head = data.View(info_layout, info_fifo.r_data)

@@ -1,16 +1,16 @@
 """The GEMM engine: tiler, array, C path and DMA behind one AXI4 master port."""
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from .array import SystolicArray
 from .axi import AXI4Signature
-from .counters import COUNTERS, CounterBank
+from .counters import COUNTERS, CounterMemory
 from .dma import DmaReader, DmaWriter, connect_axi4
 from .job import JobChecker, JobDescriptor
 from .registers import ErrorCode
-from .tiler import TileScheduler
+from .tiler import TileScheduler, max_read_length
 from .writer import ResultWriter
 
 __all__ = ["GemmEngine"]
@@ -40,25 +40,23 @@ class GemmEngine(wiring.Component):
     error : Out(ErrorCode)
         NONE, the checker's code of a rejected descriptor, or the AXI error that aborted
         the job.
-    counters : Out(StructLayout of COUNTERS)
-        Cleared at ``start``, live while busy, frozen at done.
+    counter_index : In(range(len(COUNTERS)))
+    counter_value : Out(config.counter_width)
+        The counter ``counter_index`` named on the previous cycle (see
+        :class:`CounterMemory`): cleared at ``start``, live while busy, frozen at done.
     mem : Out(AXI4Signature)
     """
 
     def __init__(self, config):
         self._config = config
-        # The array reads rows bytes of A and cols bytes of B on every active cycle.
-        self._bank = CounterBank(config, {name: 16 for name in COUNTERS}, derived={
-            "sram_a_read_bytes": ("active_cycles", config.rows),
-            "sram_b_read_bytes": ("active_cycles", config.cols),
-        })
         super().__init__({
             "job": In(JobDescriptor),
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
             "error": Out(ErrorCode),
-            "counters": Out(self._bank.values.shape()),
+            "counter_index": In(range(len(COUNTERS))),
+            "counter_value": Out(config.counter_width),
             "mem": Out(AXI4Signature(addr_width=config.addr_width,
                                      data_width=config.bus_width)),
         })
@@ -73,9 +71,9 @@ class GemmEngine(wiring.Component):
         m.submodules.tiler = tiler = ResetInserter(flush)(TileScheduler(config))
         m.submodules.array = array = ResetInserter(flush)(SystolicArray(config))
         m.submodules.writer = writer = ResetInserter(flush)(ResultWriter(config))
-        m.submodules.reader_dma = reader = DmaReader(config)
-        m.submodules.writer_dma = writer_dma = DmaWriter(config)
-        m.submodules.counters = bank = self._bank
+        m.submodules.reader_dma = reader = DmaReader(config, max_length=max_read_length(config))
+        # The result writer issues one command per tile row: at most cols fp32 results.
+        m.submodules.writer_dma = writer_dma = DmaWriter(config, max_length=4 * config.cols)
         connect_axi4(m, self.mem, reader=reader, writer=writer_dma)
 
         connect(m, tiler.read_cmd, reader.cmd)
@@ -96,6 +94,36 @@ class GemmEngine(wiring.Component):
         axi_error = reader.error | writer_dma.error
         dma_idle = reader.idle & writer_dma.idle
         running = Signal()
+
+        # Every running cycle falls in exactly one of the four cycle classes.
+        fed = tiler.operands.valid & tiler.operands.ready
+        increments = {
+            "cycles": 1,
+            "active_cycles": fed,
+            "stall_store_cycles": tiler.operands.valid & ~tiler.operands.ready,
+            "stall_load_cycles": ~tiler.operands.valid & tiler.busy,
+            "overhead_cycles": ~tiler.operands.valid & ~tiler.busy,
+            "macs": tiler.macs,
+            "padded_macs": tiler.padded_macs,
+            "dram_read_bytes": Mux(reader.r_fire, config.bus_bytes, 0),
+            "dram_write_bytes": Mux(writer_dma.w_fire, writer_dma.w_bytes, 0),
+            "dram_read_bursts": reader.ar_fire,
+            "dram_write_bursts": writer_dma.aw_fire,
+            "sram_a_write_bytes": tiler.sram_a_write,
+            "sram_b_write_bytes": tiler.sram_b_write,
+            "sram_c_read_bytes": writer.sram_c_read,
+            "sram_c_write_bytes": writer.sram_c_write,
+        }
+        # The array reads rows bytes of A and cols bytes of B on every active cycle.
+        m.submodules.counters = bank = CounterMemory(
+            config, {name: len(Value.cast(value)) for name, value in increments.items()},
+            derived={"sram_a_read_bytes": ("active_cycles", config.rows),
+                     "sram_b_read_bytes": ("active_cycles", config.cols)})
+        m.d.comb += [bank.enable.eq(running), bank.read_index.eq(self.counter_index),
+                     self.counter_value.eq(bank.read_value)]
+        m.d.comb += [getattr(bank.increment, name).eq(value)
+                     for name, value in increments.items()]
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -130,26 +158,4 @@ class GemmEngine(wiring.Component):
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(running)
 
-        # Every running cycle falls in exactly one of the four cycle classes.
-        fed = tiler.operands.valid & tiler.operands.ready
-        inc = bank.increment
-        m.d.comb += [
-            bank.enable.eq(running),
-            inc.cycles.eq(1),
-            inc.active_cycles.eq(fed),
-            inc.stall_store_cycles.eq(tiler.operands.valid & ~tiler.operands.ready),
-            inc.stall_load_cycles.eq(~tiler.operands.valid & tiler.busy),
-            inc.overhead_cycles.eq(~tiler.operands.valid & ~tiler.busy),
-            inc.macs.eq(tiler.macs),
-            inc.padded_macs.eq(tiler.padded_macs),
-            inc.dram_read_bytes.eq(reader.r_fire * config.bus_bytes),
-            inc.dram_write_bytes.eq(Mux(writer_dma.w_fire, writer_dma.w_bytes, 0)),
-            inc.dram_read_bursts.eq(reader.ar_fire),
-            inc.dram_write_bursts.eq(writer_dma.aw_fire),
-            inc.sram_a_write_bytes.eq(tiler.sram_a_write),
-            inc.sram_b_write_bytes.eq(tiler.sram_b_write),
-            inc.sram_c_read_bytes.eq(writer.sram_c_read),
-            inc.sram_c_write_bytes.eq(writer.sram_c_write),
-            self.counters.eq(bank.values),
-        ]
         return m

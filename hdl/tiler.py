@@ -35,7 +35,7 @@ from .array import OperandsLayout
 from .dma import ReadCommand, ReadData
 from .job import JobDescriptor
 
-__all__ = ["TileInfo", "TileScheduler", "TAG_A", "TAG_B"]
+__all__ = ["TileInfo", "TileScheduler", "TAG_A", "TAG_B", "max_read_length"]
 
 TAG_A, TAG_B = 0, 1
 
@@ -48,6 +48,11 @@ _PREFETCH_BEATS = 2
 #: Bus beats per A segment: the feeder may start on an A block once its first segment of
 #: every row has arrived.
 _A_SEGMENT_BEATS = 8
+
+
+def max_read_length(config):
+    """Longest read command the tiler issues, in bytes: an A segment or a B row."""
+    return max(_A_SEGMENT_BEATS * config.bus_bytes, config.cols)
 
 
 def TileInfo(config):

@@ -37,7 +37,7 @@ class Accelerator(wiring.Component):
 
     def __init__(self, config):
         self._config = config
-        self._bank = CSRBank(systole_register_map(config))
+        self._bank = CSRBank(systole_register_map(config), counter_port=True)
         super().__init__({
             "csr": Out(self._bank.axi.signature),
             "mem": Out(axi4_signature(config)),
@@ -87,6 +87,9 @@ class Accelerator(wiring.Component):
             bank.error_code.code.eq(error_code),
             self.irq.eq(bank.status.done & bank.irq_enable.done),
         ]
-        for name in COUNTERS:
-            m.d.comb += getattr(bank, name).eq(getattr(engine.counters, name))
+        # The counters live in the engine's block RAM (CounterMemory), read one at a time;
+        # the register map lists them in COUNTERS order, as the engine indexes them.
+        assert [counter.name for counter in bank.regmap.counters] == list(COUNTERS)
+        m.d.comb += [engine.counter_index.eq(bank.counter_index),
+                     bank.counter_value.eq(engine.counter_value)]
         return m

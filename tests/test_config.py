@@ -47,10 +47,23 @@ def test_formats_are_canonically_ordered():
     (dict(formats=("e4m3", "e4m3")), ValueError, r"formats lists a format twice"),
     (dict(max_k=0), ValueError, r"max_k must be between 1 and 2147483648, not 0"),
     (dict(counter_width=16), ValueError, r"counter_width must be between 32 and 64, not 16"),
+    (dict(addr_width=11), ValueError, r"addr_width must be between 12 and 64, not 11"),
+    (dict(addr_width=65), ValueError, r"addr_width must be between 12 and 64, not 65"),
 ])
 def test_bad_parameters_are_rejected(kwargs, error, message):
     with pytest.raises(error, match=message):
         SystoleConfig(**kwargs)
+
+
+@pytest.mark.parametrize("addr_width,max_k,dim_width,k_width", [
+    (17, 4096, 18, 13), (32, 65536, 32, 17), (64, 1 << 31, 32, 32), (12, 1, 13, 1)])
+def test_datapath_widths(addr_width, max_k, dim_width, k_width):
+    """M and N of an accepted job are at most 2**addr_width (each row of A, B, C is a byte
+    or more below it); K at most max_k."""
+    config = SystoleConfig(addr_width=addr_width, max_k=max_k)
+    assert (config.dim_width, config.k_width) == (dim_width, k_width)
+    assert min(1 << addr_width, (1 << 32) - 1) < 1 << config.dim_width
+    assert max_k < 1 << config.k_width
 
 
 def test_unknown_format_names():

@@ -358,9 +358,10 @@ def test_responses_wait_for_ready():
     simulate(dut, bench)
 
 
-def test_counter_pair_reads_one_value():
+@pytest.mark.parametrize("counter_port", [False, True], ids=["counter-inputs", "counter-port"])
+def test_counter_pair_reads_one_value(counter_port):
     """The counter carries into its upper half between the _LO and _HI reads."""
-    dut = CSRBank(small_map())
+    dut = CSRBank(small_map(), counter_port=counter_port)
     counter = dut.regmap.counter("cycles")
     history = []
     state = {"reload": None}
@@ -370,7 +371,11 @@ def test_counter_pair_reads_one_value():
         while True:
             if state["reload"] is not None:
                 value, state["reload"] = state["reload"], None
-            ctx.set(dut.cycles, value)
+            if counter_port:
+                # The port answers with the count as of the cycle the index was named.
+                ctx.set(dut.counter_value, history[-1] if history else 0)
+            else:
+                ctx.set(dut.cycles, value)
             history.append(value)
             await ctx.tick()
             value += 1
@@ -450,12 +455,22 @@ class _BankModel:
         return word, RESP_OKAY
 
 
-def test_systole_map_random_traffic():
+def counter_port_responder(dut, value_of):
+    """Answer the bank's counter port as a memory does: ``value_of(index)`` one cycle
+    after the index."""
+    async def respond(ctx):
+        async for _, _, index in ctx.tick().sample(dut.counter_index):
+            ctx.set(dut.counter_value, value_of(index))
+    return respond
+
+
+@pytest.mark.parametrize("counter_port", [False, True], ids=["counter-inputs", "counter-port"])
+def test_systole_map_random_traffic(counter_port):
     seed = _seed()
     print(f"seed={seed} (rerun with SYSTOLE_SEED={seed})")
     rng = random.Random(seed)
     config = SystoleConfig()
-    dut = CSRBank(systole_register_map(config))
+    dut = CSRBank(systole_register_map(config), counter_port=counter_port)
     regmap = dut.regmap
     hardware = {("STATUS", "busy"): 1, ("ERROR_CODE", "code"): ErrorCode.BAD_STRIDE.value}
     counters = {name: rng.getrandbits(config.counter_width) for name in COUNTER_NAMES}
@@ -467,8 +482,9 @@ def test_systole_map_random_traffic():
     async def bench(ctx):
         ctx.set(dut.status.busy, 1)
         ctx.set(dut.error_code.code, ErrorCode.BAD_STRIDE)
-        for name, value in counters.items():
-            ctx.set(getattr(dut, name), value)
+        if not counter_port:
+            for name, value in counters.items():
+                ctx.set(getattr(dut, name), value)
         for step in range(160):
             where = f"seed={seed} step={step}"
             if rng.random() < 0.1:
@@ -505,7 +521,11 @@ def test_systole_map_random_traffic():
                     assert value == model.stored[register.name, field.name], \
                         f"seed={seed}: port {register.name}.{field.name}"
 
-    simulate(dut, bench, pulse_monitor(dut.ctrl.start, start_log))
+    monitors = [pulse_monitor(dut.ctrl.start, start_log)]
+    if counter_port:
+        monitors.append(counter_port_responder(
+            dut, lambda index: counters[COUNTER_NAMES[index]]))
+    simulate(dut, bench, *monitors)
     assert start_log.count(1) == len(model.pulses), f"seed={seed}"
 
 
