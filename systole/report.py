@@ -253,7 +253,7 @@ segment, the C drain and writer) with three calibrated pipeline constants beside
 checker's and the normaliser's latencies, which it takes from the gateware; against the RTL with a
 deterministic memory (gateware model, latency 32, no pauses) it is within 0.4% on the
 benchmark GEMMs of the default 8 x 8 array (0.02% with every segment followed instead of
-4 groups per chunk) and within 0.05% on the GPT-2 small GEMMs that `--rtl` runs; on a
+4 groups per chunk) and within 0.01% on the GPT-2 small GEMMs that `--rtl` runs; on a
 4 x 4 array with 128-byte SRAM banks it is exact or within 1% on 74 of 97 random jobs and
 within 5% on every one (tests/test_perfmodel.py checks both): the misses are jobs whose
 K spans several chunks, where the tiler's one-command-at-a-time switch between prefetch
