@@ -1,6 +1,6 @@
 """The processing element: exact fp8 product into a fixed-point (Kulisch) accumulator."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,20 +26,6 @@ def _window(value, offset, lo, hi):
     if start >= stop:
         return Const(0, hi - lo)
     return Cat(Const(0, start - lo), value[start - offset:stop - offset])
-
-
-def _small_product(a, b):
-    """``a * b`` of two short unsigned values as a balanced sum of partial products.
-
-    Written out so that synthesis builds it from LUTs and short carry chains: a ``*`` of
-    a few bits becomes a DSP block on ECP5, whose routing in and out is the longer path.
-    """
-    width = len(a) + len(b)
-    terms = [Mux(b[i], a << i, 0)[:width] for i in range(len(b))]
-    while len(terms) > 1:
-        pairs = [(terms[i] + terms[i + 1])[:width] for i in range(0, len(terms) - 1, 2)]
-        terms = pairs + terms[len(terms) - len(terms) % 2:]
-    return terms[0]
 
 
 #: What travels along a row of the array with each A operand: the operand, whether the
@@ -142,7 +128,7 @@ class ProcessingElement(wiring.Component):
                 p_valid.eq(self.a_in.valid),
                 p_last.eq(self.a_in.last & self.a_in.valid),
                 p_sign.eq(a.sign ^ b.sign),
-                p_significand.eq(_small_product(a.significand, b.significand)),
+                p_significand.eq(a.significand * b.significand),
                 p_shift.eq(a.shift + b.shift),
                 p_nan.eq(nan),
                 p_inf.eq((a.inf | b.inf) & ~nan),
