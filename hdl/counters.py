@@ -4,6 +4,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import times_constant
+
 __all__ = ["COUNTERS", "CounterBank", "CounterMemory"]
 
 #: Counter names (also the JSON keys of every report) and what they count.
@@ -27,15 +29,6 @@ COUNTERS = {
     "sram_c_read_bytes": "bytes read from the C buffer by the write DMA",
     "sram_c_write_bytes": "bytes of results entering the C buffer (whole tile rows)",
 }
-
-
-def _times(value, factor):
-    """``value * factor`` for a constant ``factor``, as shifts and adds."""
-    terms = [value << bit for bit in range(factor.bit_length()) if factor >> bit & 1]
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
 
 
 def _check_derived(derived):
@@ -86,7 +79,7 @@ class CounterBank(wiring.Component):
         for name, (source, factor) in self._derived.items():
             value = getattr(self.values, name)
             base = getattr(self.values, source)
-            m.d.comb += value.eq(_times(base, factor))
+            m.d.comb += value.eq(times_constant(base, factor))
         for name in COUNTERS:
             if name in self._derived:
                 continue
@@ -210,7 +203,8 @@ class CounterMemory(wiring.Component):
         scaled = value
         for index, name in enumerate(COUNTERS):
             if factor[index] != 1:
-                scaled = Mux(asked == index, _times(value, factor[index])[:width], scaled)
+                scaled = Mux(asked == index, times_constant(value, factor[index])[:width],
+                             scaled)
         m.d.comb += self.read_value.eq(scaled)
         return m
 

@@ -31,6 +31,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import times_constant
 from .array import OperandsLayout
 from .dma import ReadCommand, ReadData
 from .job import JobDescriptor
@@ -61,15 +62,6 @@ def TileInfo(config):
         "row0": config.dim_width, "col0": config.dim_width,
         "rows": range(config.rows + 1), "cols": range(config.cols + 1),
     })
-
-
-def _times(value, factor):
-    """``value * factor`` for a constant ``factor``, as shifts and adds (no multiplier)."""
-    terms = [value << bit for bit in range(factor.bit_length()) if factor >> bit & 1]
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
 
 
 class _Job:
@@ -179,8 +171,9 @@ class _Plan:
 
     def ms_times(self, stride):
         """``ms * stride``: ms is a constant, or a constant shifted by fold_log2."""
-        return Mux(self.single_chunk, _times(stride, self.row_tiles * self.rows) << self.fold_log2,
-                   _times(stride, self.rows))
+        return Mux(self.single_chunk,
+                   times_constant(stride, self.row_tiles * self.rows) << self.fold_log2,
+                   times_constant(stride, self.rows))
 
 
 class TileScheduler(wiring.Component):
@@ -339,7 +332,7 @@ class TileScheduler(wiring.Component):
                     m.d.sync += [a_row.eq(a_tile_row), a_seg.eq(a_seg + seg),
                                  a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
                 with m.Elif((a_row + 1 == a_tile_end) & (a_tile_end != a_row_end)):
-                    next_tile = a_tile_base + _times(job.a_stride, rows)
+                    next_tile = a_tile_base + times_constant(job.a_stride, rows)
                     m.d.sync += [a_row.eq(a_tile_end), a_tile_row.eq(a_tile_end), a_seg.eq(0),
                                  a_tile_base.eq(next_tile), a_seg_base.eq(next_tile),
                                  a_addr.eq(next_tile)]
@@ -449,7 +442,7 @@ class TileScheduler(wiring.Component):
         a_wfold = Signal(range(_MAX_FOLD))  # its fold
         # (Spread: chunk a_wseg // depth of the row tile lives in bank group a_wseg // depth.)
         depth_log2 = depth.bit_length() - 1
-        a_wbank = (a_wtbank + _times(a_wseg[depth_log2:], rows)
+        a_wbank = (a_wtbank + times_constant(a_wseg[depth_log2:], rows)
                    + (a_wrow - a_wtile)[:len(a_wtbank) + 1])
         fold_shift = Signal(range(words.bit_length()))     # log2 of a fold's words
         m.d.comb += fold_shift.eq((words.bit_length() - 1) - plan.fold_log2)
