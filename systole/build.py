@@ -158,6 +158,8 @@ def _measure_docs(only=None):
         result = _build_one(board, values, _ROOT / "build" / "docs" / f"{index}-{board}",
                             memory_bytes=memory_bytes, clock_mhz=clock_mhz)
         record = result.to_json()
+        if record.get("bitstream"):         # where it lands in a checkout, not on this host
+            record["bitstream"] = str(Path(record["bitstream"]).relative_to(_ROOT))
         record.update(command=command, why=why, source=_source())
         records.append(record)
         print(result.table(), file=sys.stderr, flush=True)
