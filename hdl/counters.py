@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import times_constant
 
-__all__ = ["COUNTERS", "CounterBank", "CounterMemory"]
+__all__ = ["COUNTERS", "CounterMemory"]
 
 #: Counter names (also the JSON keys of every report) and what they count.
 COUNTERS = {
@@ -42,55 +42,6 @@ def _check_derived(derived):
     return derived
 
 
-class CounterBank(wiring.Component):
-    """One counter per name in :data:`COUNTERS`.
-
-    A counter named in ``derived`` as ``name: (source, factor)`` grows by exactly
-    ``factor`` times the increment of ``source`` on every cycle, so it is not counted
-    separately: its value is ``factor * source`` (modulo ``2**counter_width``, as a
-    counter of its own would be), formed with shifts and adds.
-
-    Attributes
-    ----------
-    clear : In(1)
-        Zero every counter (at job start).
-    enable : In(1)
-        Count this cycle (while the job runs; low freezes the values at done).
-    increment : In(StructLayout)
-        Amount each counter grows by this cycle.
-    values : Out(StructLayout)
-        The counters.
-    """
-
-    def __init__(self, config, increment_widths, derived=None):
-        self._config = config
-        self._derived = _check_derived(derived)
-        self._widths = {name: width for name, width in increment_widths.items()
-                        if name not in self._derived}
-        super().__init__({
-            "clear": In(1),
-            "enable": In(1),
-            "increment": In(data.StructLayout(self._widths)),
-            "values": Out(data.StructLayout({name: config.counter_width for name in COUNTERS})),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        for name, (source, factor) in self._derived.items():
-            value = getattr(self.values, name)
-            base = getattr(self.values, source)
-            m.d.comb += value.eq(times_constant(base, factor))
-        for name in COUNTERS:
-            if name in self._derived:
-                continue
-            value = getattr(self.values, name)
-            with m.If(self.clear):
-                m.d.sync += value.eq(0)
-            with m.Elif(self.enable):
-                m.d.sync += value.eq(value + getattr(self.increment, name))
-        return m
-
-
 class CounterMemory(wiring.Component):
     """The counters of :data:`COUNTERS` in a block RAM, read one at a time.
 
@@ -106,7 +57,10 @@ class CounterMemory(wiring.Component):
     stale word as its pending count alone, and a read of a stale word sees zero, so the
     counters read as cleared from the next cycle on.
 
-    Counters named in ``derived`` (see :class:`CounterBank`) have no word of their own.
+    A counter named in ``derived`` as ``name: (source, factor)`` grows by exactly
+    ``factor`` times the increment of ``source`` on every cycle, so it has no word of its
+    own: it reads as ``factor * source`` (modulo ``2**counter_width``, as a counter of its
+    own would), formed with shifts and adds.
 
     Parameters
     ----------

@@ -36,7 +36,8 @@ from .array import OperandsLayout
 from .dma import ReadCommand, ReadData
 from .job import JobDescriptor
 
-__all__ = ["TileInfo", "TileScheduler", "TAG_A", "TAG_B", "max_read_length"]
+__all__ = ["TileInfo", "TileScheduler", "TAG_A", "TAG_B", "a_segment_bytes",
+           "max_read_length"]
 
 TAG_A, TAG_B = 0, 1
 
@@ -49,6 +50,11 @@ _PREFETCH_BEATS = 2
 #: Bus beats per A segment: the feeder may start on an A block once its first segment of
 #: every row has arrived.
 _A_SEGMENT_BEATS = 8
+
+
+def a_segment_bytes(config):
+    """Bytes of k in one A segment (a power of two, so it never crosses a K chunk)."""
+    return min(_A_SEGMENT_BEATS * config.bus_bytes, config.sram_depth)
 
 
 def max_read_length(config):
@@ -283,15 +289,13 @@ class TileScheduler(wiring.Component):
         # of the tile before the next segment: the feeder can start a tile on
         # k < (segments loaded) * seg instead of waiting for whole rows of K bytes, and the
         # first tile of a job needs only its own rows.
-        # (A segment never crosses a chunk boundary: both are powers of two.)
-        seg = min(_A_SEGMENT_BEATS * bb, depth)
+        seg = a_segment_bytes(config)
         a_seg = Signal(range(config.row_tiles * depth + 1))    # k offset of the segment requested
         a_tile_row = Signal(config.dim_width)   # first row of the row tile being requested
         a_tile_base = Signal(aw)            # address of row a_tile_row, k = c
         a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg
         a_tile_end = Mux(a_tile_row + rows < a_row_end, a_tile_row + rows, a_row_end)
-        a_skip = (plan.single_chunk & (a_nest.j != 0)) | (plan.spread & ((a_nest.j != 0)
-                                                                        | (a_nest.c != 0)))
+        a_skip = (plan.a_shared & (a_nest.j != 0)) | (plan.spread & (a_nest.c != 0))
         with m.If(self.start):
             m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_super_base.eq(job.a_addr),
                          *a_nest.reset()]
@@ -579,8 +583,7 @@ class TileScheduler(wiring.Component):
                     m.d.sync += [f_streaming.eq(0), f_active.eq(~f_nest.last)]
                     with m.If(f_nest.t_last):
                         # Done with this (s, j, c) group: free the buffers whose block changes.
-                        a_done = Mux(plan.spread, f_nest.j_last & f_nest.c_last,
-                                     ~plan.single_chunk | f_nest.j_last)
+                        a_done = ~plan.a_shared | (f_nest.j_last & f_nest.c_last)
                         b_done = ~(plan.single_chunk & plan.single_col) | f_nest.s_last
                         with m.If(a_done | f_nest.last):
                             m.d.sync += a_blk["released"].eq(a_blk["released"] + 1)

@@ -29,7 +29,7 @@ from ..hdl.counters import COUNTERS
 from ..hdl.dma import _PAGE
 from ..hdl.job import check_cycles
 from ..hdl.normalizer import Normalizer
-from ..hdl.tiler import _A_SEGMENT_BEATS, _MAX_FOLD
+from ..hdl.tiler import _MAX_FOLD, a_segment_bytes
 from .driver import GemmJob
 
 __all__ = ["MemoryModel", "ModelConfig", "predict", "traffic", "packed_job", "plan"]
@@ -137,7 +137,7 @@ def _beats_and_bursts(addr, length, config):
 
 def _segment_starts(config, p, k):
     """First k of every A segment of every K chunk, in load order."""
-    seg = _A_SEGMENT_BEATS * config.bus_bytes
+    seg = a_segment_bytes(config)
     return np.array([c + g for c, length in p.chunks(k) for g in range(0, length, seg)],
                     dtype=np.int64)
 
@@ -145,7 +145,7 @@ def _segment_starts(config, p, k):
 def _a_commands(config, job, p):
     """Address and length of every A read command of one pass over M (every super-row
     once, every K chunk once), in issue order within a block."""
-    seg = _A_SEGMENT_BEATS * config.bus_bytes
+    seg = a_segment_bytes(config)
     rows = np.arange(job.m, dtype=np.int64)
     addrs, lengths = [], []
     for c, length in p.chunks(job.k):
@@ -172,7 +172,6 @@ def traffic(config, job):
     ob = output_format(job.out_format).width // 8
     n_s = _ceil_div(job.m, p.ms)
     n_j = _ceil_div(job.n, cols)
-    n_c = len(p.chunks(job.k))
     row_tiles = _ceil_div(job.m, rows)
 
     # A: each block (s, c) once when K fits (it stays for every column tile), and each
@@ -190,7 +189,7 @@ def traffic(config, job):
     i = np.arange(job.m, dtype=np.int64)[:, None]
     c_addr = job.c_addr + i * job.c_stride + j0[None, :] * ob
     c_len = (np.minimum(job.n - j0, cols) * ob)[None, :] + 0 * i
-    c_beats, c_bursts = _beats_and_bursts(c_addr.ravel(), c_len.ravel(), config)
+    _, c_bursts = _beats_and_bursts(c_addr.ravel(), c_len.ravel(), config)
 
     active = row_tiles * n_j * job.k
     macs = job.m * job.n * job.k
@@ -210,8 +209,7 @@ def traffic(config, job):
         "sram_c_read_bytes": job.m * job.n * ob,
         "sram_c_write_bytes": row_tiles * n_j * rows * cols * ob,
         # For the timing model (not counters):
-        "_a_beats": int(a_beats.sum()) * a_repeat, "_b_beats": int(b_beats.sum()) * b_repeat,
-        "_c_beats": int(c_beats.sum()), "_n_s": n_s, "_n_j": n_j, "_n_c": n_c,
+        "_n_s": n_s, "_n_j": n_j,
         # Beats of each K segment (the tiler's A segments, K chunks split alike): A per
         # row tile, B per column tile.
         "_a_seg_beats": np.add.reduceat(a_beats.reshape(-1, job.m),
@@ -238,7 +236,6 @@ def predict(config, job, memory=None):
 _ISSUE = 3          # loader set-up and DMA command path before the AR handshake
 _FEED = 3           # read beat -> SRAM -> feeder -> array input
 _GROUPS = 4         # segment groups per K chunk that the timing model follows
-_TAIL = 0          # last write beat -> done (the B response overlaps the last row's write cost)
 _NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
 
 
@@ -260,7 +257,7 @@ def _tiles(config, job, p, super_rows, columns):
     rows, cols = config.rows, config.cols
     n_j = _ceil_div(job.n, cols)
     chunks = p.chunks(job.k)
-    seg = _A_SEGMENT_BEATS * config.bus_bytes
+    seg = a_segment_bytes(config)
     first_segment = np.cumsum([0] + [_ceil_div(length, seg) for _, length in chunks])
     for s in super_rows:
         s0 = s * p.ms
@@ -327,7 +324,7 @@ def _timing(config, job, memory, t):
     # row tile at a time, B the k rows of that segment; the bus carries them in k order.
     # The model follows at most _GROUPS groups of whole segments per chunk: finer steps
     # change little once a chunk is long, and cost time on big shapes.
-    seg = _A_SEGMENT_BEATS * bb
+    seg = a_segment_bytes(config)
     def segments(length):
         """(k-steps, first segment, end segment) of each group of the chunk."""
         n_seg = _ceil_div(length, seg)
@@ -372,7 +369,7 @@ def _timing(config, job, memory, t):
     start = _start_cycles(config, job)
     t0 = start + _ISSUE
     while i < len(tiles):
-        length, a_block, a_piece, b_block, kept, _ = tiles[i]
+        length, a_block, a_piece, b_block, kept, (_, j, _) = tiles[i]
         lengths = segments(length)
         if (a_piece, len(lengths) - 1) in sched and \
                 (("B", b_block), len(lengths) - 1) in sched:
@@ -388,7 +385,7 @@ def _timing(config, job, memory, t):
             carried_stall = 0.0
             f_free = prev_last = end
             ends.append(end)
-            col_end[(a_block[0], tiles[i][5][1])] = end
+            col_end[(a_block[0], j)] = end
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
             # beats, and drops a row past M in one cycle. A full buffer stops the array.
@@ -459,11 +456,11 @@ def _timing(config, job, memory, t):
         skipped += repeat * (period_end - period_start + col_repeat * span.get(2, 0.0))
     last = (w_ends[-1] if w_ends else 0.0) + skipped
     stall_store *= n_s * n_j / (len(super_rows) * len(columns))
-    cycles = int(round(last + _TAIL))
+    cycles = int(round(last))      # the last row's write cost covers its B response
     active = t["active_cycles"]
     stall_store = int(round(stall_store))
     fed_end = (ends[-1] if ends else 0.0) + skipped
-    overhead = start + int(round(last + _TAIL - fed_end))
+    overhead = start + int(round(last - fed_end))
     stall_load = max(0, cycles - active - stall_store - overhead)
     overhead = cycles - active - stall_store - stall_load
     return {"cycles": cycles, "active_cycles": active, "stall_load_cycles": stall_load,

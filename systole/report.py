@@ -249,7 +249,7 @@ tests compare them with the RTL on every job (random shapes, alignments, strides
 formats on three configurations, memory latency up to 40 cycles with random pauses on
 every AXI channel), and tests/test_perfmodel.py does again on a 4 x 4 array. Cycles come
 from an event model (bus sub-pieces in the tiler's arbitration order, tiles fed segment by
-segment, the C drain and writer) with three calibrated pipeline constants besides the job
+segment, the C drain and writer) with two calibrated pipeline constants besides the job
 checker's and the normaliser's latencies, which it takes from the gateware; against the RTL with a
 deterministic memory (gateware model, latency 32, no pauses) it is within 0.4% on the
 benchmark GEMMs of the default 8 x 8 array (0.02% with every segment followed instead of
