@@ -189,7 +189,7 @@ def traffic(config, job):
     i = np.arange(job.m, dtype=np.int64)[:, None]
     c_addr = job.c_addr + i * job.c_stride + j0[None, :] * ob
     c_len = (np.minimum(job.n - j0, cols) * ob)[None, :] + 0 * i
-    _, c_bursts = _beats_and_bursts(c_addr.ravel(), c_len.ravel(), config)
+    c_beats, c_bursts = _beats_and_bursts(c_addr.ravel(), c_len.ravel(), config)
 
     active = row_tiles * n_j * job.k
     macs = job.m * job.n * job.k
@@ -210,6 +210,10 @@ def traffic(config, job):
         "sram_c_write_bytes": row_tiles * n_j * rows * cols * ob,
         # For the timing model (not counters):
         "_n_s": n_s, "_n_j": n_j,
+        # Bus beats of each C row command (rows of C by column tiles), and how many of
+        # them carry input beats (the rest spill over from a misaligned address).
+        "_c_beats": c_beats.reshape(job.m, n_j),
+        "_c_in_beats": _ceil_div(c_len, config.bus_bytes)[0],
         # Beats of each K segment (the tiler's A segments, K chunks split alike): A per
         # row tile, B per column tile.
         "_a_seg_beats": np.add.reduceat(a_beats.reshape(-1, job.m),
@@ -235,6 +239,7 @@ def predict(config, job, memory=None):
 #: of the default configuration; see docs/performance.md).
 _ISSUE = 3          # loader set-up and DMA command path before the AR handshake
 _FEED = 3           # read beat -> SRAM -> feeder -> array input
+_EXACT_TILES = 1024  # tiles up to which the model runs a job whole (no extrapolation)
 _GROUPS = 4         # segment groups per K chunk that the timing model follows
 _NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
 
@@ -252,7 +257,8 @@ def _tiles(config, job, p, super_rows, columns):
     pieces they use.
 
     Yields (length, a_block, a_piece, b_block, kept_rows, where) per tile, where ``where``
-    is (row tile, column tile, first segment of the chunk); blocks and pieces are keys,
+    is (row tile, column tile, first segment of the chunk, whether the chunk is the last:
+    only then does the tile leave the array as results); blocks and pieces are keys,
     numbered in load order by the caller."""
     rows, cols = config.rows, config.cols
     n_j = _ceil_div(job.n, cols)
@@ -271,7 +277,8 @@ def _tiles(config, job, p, super_rows, columns):
                     kept = min(rows, s_rows - t0)
                     a_piece = (a_block, ci) if p.spread else (a_block, ti)
                     yield (length, a_block, a_piece, b_block, kept,
-                           ((s0 + t0) // rows, j, int(first_segment[ci])))
+                           ((s0 + t0) // rows, j, int(first_segment[ci]),
+                            ci == len(chunks) - 1))
 
 
 def _timing(config, job, memory, t):
@@ -293,8 +300,10 @@ def _timing(config, job, memory, t):
     third for the others
     (every middle super-row is the same)."""
     p = plan(config, job.k)
-    n_s = t["_n_s"]
-    if n_s > 4:
+    n_s, n_j = t["_n_s"], t["_n_j"]
+    # Jobs of up to _EXACT_TILES tiles run whole; larger ones are extrapolated.
+    whole = n_s * n_j * len(p.chunks(job.k)) * _ceil_div(p.ms, config.rows) <= _EXACT_TILES
+    if n_s > 4 and not whole:
         super_rows = [0, 1, 2, n_s - 1]
         repeat = n_s - 4
     else:
@@ -308,13 +317,12 @@ def _timing(config, job, memory, t):
                             np.cumsum(t["_a_seg_beats"], axis=0)])
     b_cum = np.concatenate([np.zeros((1,) + t["_b_seg_beats"].shape[1:], np.int64),
                             np.cumsum(t["_b_seg_beats"], axis=0)])
-    row_beats = _ceil_div(cols * ob, bb)           # approximate beats per C row
+    c_beats, c_in_beats = t["_c_beats"], t["_c_in_beats"]
     spacing = rows + cols
 
     # Likewise along N: with more than six column tiles, the model runs the first four and
     # the last, and repeats the fourth (its span after the third) for the others.
-    n_j = t["_n_j"]
-    if n_j > 6:
+    if n_j > 6 and not whole:
         columns, col_repeat = [0, 1, 2, 3, n_j - 1], n_j - 5
     else:
         columns, col_repeat = list(range(n_j)), 0
@@ -336,7 +344,7 @@ def _timing(config, job, memory, t):
     a_blocks, b_blocks = {}, {}
     need = {}                   # sub-piece -> (first tile that needs it, segment)
     for index, (length, a_block, a_piece, b_block, kept, where) in enumerate(tiles):
-        row_tile, j, g0 = where
+        row_tile, j, g0, _ = where
         if (a_piece, 0) not in a_pieces:
             a_blocks.setdefault(a_block, len(a_blocks))
             for si, (_, g, h) in enumerate(segments(length)):
@@ -369,7 +377,8 @@ def _timing(config, job, memory, t):
     start = _start_cycles(config, job)
     t0 = start + _ISSUE
     while i < len(tiles):
-        length, a_block, a_piece, b_block, kept, (_, j, _) = tiles[i]
+        length, a_block, a_piece, b_block, kept, (row_tile, j, _, finish) = tiles[i]
+        row0 = row_tile * rows
         lengths = segments(length)
         if (a_piece, len(lengths) - 1) in sched and \
                 (("B", b_block), len(lengths) - 1) in sched:
@@ -380,29 +389,34 @@ def _timing(config, job, memory, t):
                 (_, ae), (bs, be) = sched[(a_piece, si)], sched[(("B", b_block), si)]
                 f = max(f, max(ae, bs) + _FEED)
                 f = max(f + n, be + _FEED)
-            end = max(f, prev_last + spacing)
+            # A tile's last chunk ends at least one array crossing after the previous
+            # tile's (its results drain behind them); earlier chunks stream back to back.
+            end = max(f, prev_last + spacing) if finish else f
             end += carried_stall       # the array stood still while C drained
             carried_stall = 0.0
-            f_free = prev_last = end
+            f_free = end
+            if finish:
+                prev_last = end
             ends.append(end)
             col_end[(a_block[0], j)] = end
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
             # beats, and drops a row past M in one cycle. A full buffer stops the array.
-            natural = max(end + spacing + 1 + _NORMALIZE, drain_free)
-            for r in range(rows):
-                enter = natural + r
-                if len(leave) == 2 * rows and leave[0] > enter:
-                    blocked = leave[0] - enter
-                    natural += blocked
-                    carried_stall += blocked
-                    stall_store += blocked
-                    enter += blocked
-                w_row = max(enter + 1, w_free)
-                w_free = w_row + (2 + row_beats if r < kept else 1)
-                leave.append(w_free)
-            drain_free = natural + rows
-            w_ends.append(w_free)
+            if finish:
+                natural = max(end + spacing + 1 + _NORMALIZE, drain_free)
+                for r in range(rows):
+                    enter = natural + r
+                    if len(leave) == 2 * rows and leave[0] > enter:
+                        blocked = leave[0] - enter
+                        natural += blocked
+                        carried_stall += blocked
+                        stall_store += blocked
+                        enter += blocked
+                    w_row = max(enter + 1, w_free)
+                    w_free = w_row + (2 + int(c_in_beats[j]) if r < kept else 1)
+                    leave.append(w_free)
+                drain_free = natural + rows
+                w_ends.append(w_free)
             ab, bbk = a_blocks[a_block], b_blocks[b_block]
             if last_use_a[ab] == i:
                 release_a[ab] = end
@@ -454,7 +468,10 @@ def _timing(config, job, memory, t):
     skipped = col_repeat * sum(span.values())
     if repeat:
         skipped += repeat * (period_end - period_start + col_repeat * span.get(2, 0.0))
-    last = (w_ends[-1] if w_ends else 0.0) + skipped
+    # The last row written (the top row of the last tile: rows drain bottom first) ends
+    # with the W beat a misaligned address spills into.
+    top = (_ceil_div(job.m, rows) - 1) * rows
+    last = (w_ends[-1] if w_ends else 0.0) + skipped + int(c_beats[top, -1] - c_in_beats[-1])
     stall_store *= n_s * n_j / (len(super_rows) * len(columns))
     cycles = int(round(last))      # the last row's write cost covers its B response
     active = t["active_cycles"]
