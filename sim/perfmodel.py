@@ -29,7 +29,7 @@ from ..hdl.counters import COUNTERS
 from ..hdl.dma import _PAGE
 from ..hdl.job import check_cycles
 from ..hdl.normalizer import Normalizer
-from ..hdl.tiler import _MAX_FOLD, a_segment_bytes
+from ..hdl.tiler import _MAX_FOLD, _PREFETCH_BEATS, a_segment_bytes
 from .driver import GemmJob
 
 __all__ = ["MemoryModel", "ModelConfig", "predict", "traffic", "packed_job", "plan"]
@@ -376,6 +376,7 @@ def _timing(config, job, memory, t):
     i = 0
     start = _start_cycles(config, job)
     t0 = start + _ISSUE
+    prefetch_beats = _PREFETCH_BEATS * getattr(config, "max_outstanding", 64)
     while i < len(tiles):
         length, a_block, a_piece, b_block, kept, (row_tile, j, _, finish) = tiles[i]
         row0 = row_tile * rows
@@ -442,13 +443,15 @@ def _timing(config, job, memory, t):
             if blk >= 2 and blk - 2 not in released:
                 continue
             issue = max(t0, released.get(blk - 2, t0) + _ISSUE)
-            when = max(issue, bus_free - memory.latency)
             tile, si = need[order[index]]
             if tile == i:
                 rank = (0, si, which)
+                when = issue
             else:
                 near = which == "A" and blk == a_blocks[tiles[i][1]]
                 rank = (1, 0 if near else 1 if which == "B" else 2, tile)
+                # A prefetch goes out while fewer than prefetch_beats are in flight.
+                when = max(issue, bus_free - prefetch_beats / rate)
             options.append((when, rank, issue, which))
         _, rank, issue, which = min(options)
         pieces = a_pieces if which == "A" else b_pieces
