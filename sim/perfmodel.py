@@ -420,9 +420,9 @@ def _timing(config, job, memory, t):
                 w_ends.append(w_free)
             ab, bbk = a_blocks[a_block], b_blocks[b_block]
             if last_use_a[ab] == i:
-                release_a[ab] = end
+                release_a[ab] = f
             if last_use_b[bbk] == i:
-                release_b[bbk] = end
+                release_b[bbk] = f
             if repeat and tiles[i][2][0][0] == 2 and period_start is None:
                 period_start = ends[-2] if len(ends) > 1 else 0.0
             if repeat and period_start is not None and period_end is None and (
