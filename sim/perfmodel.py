@@ -220,6 +220,10 @@ def traffic(config, job):
                                         np.arange(0, job.m, rows), axis=1),
         "_b_seg_beats": np.add.reduceat(b_beats.reshape(job.k, n_j),
                                         _segment_starts(config, p, job.k), axis=0),
+        "_a_seg_bursts": np.add.reduceat(a_bursts.reshape(-1, job.m),
+                                         np.arange(0, job.m, rows), axis=1),
+        "_b_seg_bursts": np.add.reduceat(b_bursts.reshape(job.k, n_j),
+                                         _segment_starts(config, p, job.k), axis=0),
     }
 
 
@@ -237,8 +241,11 @@ def predict(config, job, memory=None):
 
 #: Pipeline constants of the RTL, in cycles (calibrated once against the Verilator model
 #: of the default configuration; see docs/performance.md).
-_ISSUE = 3          # loader set-up and DMA command path before the AR handshake
-_FEED = 3           # read beat -> SRAM -> feeder -> array input
+_ISSUE = 4          # loader set-up and DMA command path before the AR handshake
+_DRAIN = 0          # array exit -> C buffer, besides the crossing and the normaliser
+_FEED_A = 0         # last A beat of a segment -> the feeder's first read of it
+_FEED_B = 1         # first B beat of a segment -> the feeder's first read
+_FEED_E = 1         # last B beat of a segment -> the cycle after the feeder's last read
 _EXACT_TILES = 1024  # tiles up to which the model runs a job whole (no extrapolation)
 _GROUPS = 4         # segment groups per K chunk that the timing model follows
 _NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
@@ -317,6 +324,10 @@ def _timing(config, job, memory, t):
                             np.cumsum(t["_a_seg_beats"], axis=0)])
     b_cum = np.concatenate([np.zeros((1,) + t["_b_seg_beats"].shape[1:], np.int64),
                             np.cumsum(t["_b_seg_beats"], axis=0)])
+    a_cum_bursts = np.concatenate([np.zeros((1,) + t["_a_seg_bursts"].shape[1:], np.int64),
+                                   np.cumsum(t["_a_seg_bursts"], axis=0)])
+    b_cum_bursts = np.concatenate([np.zeros((1,) + t["_b_seg_bursts"].shape[1:], np.int64),
+                                   np.cumsum(t["_b_seg_bursts"], axis=0)])
     c_beats, c_in_beats = t["_c_beats"], t["_c_in_beats"]
     spacing = rows + cols
 
@@ -349,13 +360,18 @@ def _timing(config, job, memory, t):
             a_blocks.setdefault(a_block, len(a_blocks))
             for si, (_, g, h) in enumerate(segments(length)):
                 a_pieces[(a_piece, si)] = (a_blocks[a_block],
-                                           int(a_cum[g0 + h, row_tile] - a_cum[g0 + g, row_tile]))
+                                           int(a_cum[g0 + h, row_tile] - a_cum[g0 + g, row_tile]),
+                                           kept * (h - g),
+                                           int(a_cum_bursts[g0 + h, row_tile]
+                                               - a_cum_bursts[g0 + g, row_tile]))
                 need[(a_piece, si)] = (index, si)
         if (("B", b_block), 0) not in b_pieces:
             b_blocks[b_block] = len(b_blocks)
-            for si, (_, g, h) in enumerate(segments(length)):
+            for si, (n, g, h) in enumerate(segments(length)):
                 b_pieces[(("B", b_block), si)] = (b_blocks[b_block],
-                                                  int(b_cum[g0 + h, j] - b_cum[g0 + g, j]))
+                                                  int(b_cum[g0 + h, j] - b_cum[g0 + g, j]), n,
+                                                  int(b_cum_bursts[g0 + h, j]
+                                                      - b_cum_bursts[g0 + g, j]))
                 need[(("B", b_block), si)] = (index, si)
     a_order, b_order = list(a_pieces), list(b_pieces)
     last_use_a, last_use_b = {}, {}
@@ -366,8 +382,12 @@ def _timing(config, job, memory, t):
     sched = {}                   # sub-piece -> (data_start, data_end)
     bus_free = 0.0
     ia = ib = 0
-    f_free = -1.0                # end of the previous tile
-    prev_last = -spacing
+    port_free = 0.0              # the read command port (one command per cycle)
+    remaining, first_data = {}, {}   # sub-pieces cut short: what is left, first data
+    loader_free = {"A": 0.0, "B": 0.0}     # when each loader can issue its next sub-piece
+    feed_at = 0.0                # when the feeder moved on to tile i
+    next_s0 = 0.0                # the feeder's first read of the next tile
+    prev_last = -float(spacing)
     ends, w_ends = [], []
     w_free = drain_free = 0.0
     leave = collections.deque(maxlen=2 * rows)      # when buffered C rows leave
@@ -376,7 +396,8 @@ def _timing(config, job, memory, t):
     i = 0
     start = _start_cycles(config, job)
     t0 = start + _ISSUE
-    prefetch_beats = _PREFETCH_BEATS * getattr(config, "max_outstanding", 64)
+    max_outstanding = getattr(config, "max_outstanding", 64)
+    prefetch_beats = _PREFETCH_BEATS * max_outstanding
     while i < len(tiles):
         length, a_block, a_piece, b_block, kept, (row_tile, j, _, finish) = tiles[i]
         row0 = row_tile * rows
@@ -385,26 +406,32 @@ def _timing(config, job, memory, t):
                 (("B", b_block), len(lengths) - 1) in sched:
             # The feeder runs segment by segment: a segment starts once all of its A rows
             # and the first of its B rows are in, and B rows stream in k order.
-            f = f_free + 1
+            # The feeder reads one k-step per cycle: a segment's first read waits for
+            # its A rows (the cycle after their last beat) and for its first B row (the
+            # cycle after that beat), and its last read for its last B row. A read reaches
+            # the array the cycle after it; a tile's last chunk enters at least one array
+            # crossing after the previous tile's (its results drain behind them).
+            s0 = next_s0
             for si, (n, _, _) in enumerate(lengths):
                 (_, ae), (bs, be) = sched[(a_piece, si)], sched[(("B", b_block), si)]
-                f = max(f, max(ae, bs) + _FEED)
-                f = max(f + n, be + _FEED)
-            # A tile's last chunk ends at least one array crossing after the previous
-            # tile's (its results drain behind them); earlier chunks stream back to back.
-            end = max(f, prev_last + spacing) if finish else f
-            end += carried_stall       # the array stood still while C drained
+                s0 = max(s0, ae + _FEED_A, bs + _FEED_B)
+                s0 = max(s0 + n, be + _FEED_E)
+            f = s0                     # the cycle after the feeder's last read
+            op = max(f, prev_last + spacing) if finish else f
+            op += carried_stall        # the array stood still while C drained
             carried_stall = 0.0
-            f_free = end
+            next_s0 = max(f + 1, op)
+            end = op + 1
+            feed_at = f
             if finish:
-                prev_last = end
+                prev_last = op
             ends.append(end)
             col_end[(a_block[0], j)] = end
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
             # beats, and drops a row past M in one cycle. A full buffer stops the array.
             if finish:
-                natural = max(end + spacing + 1 + _NORMALIZE, drain_free)
+                natural = max(end + spacing + _DRAIN + _NORMALIZE, drain_free)
                 for r in range(rows):
                     enter = natural + r
                     if len(leave) == 2 * rows and leave[0] > enter:
@@ -439,31 +466,68 @@ def _timing(config, job, memory, t):
                                                       ("B", b_order, ib, b_pieces, release_b)):
             if index == len(order):
                 continue
-            blk, _ = pieces[order[index]]
+            blk = pieces[order[index]][0]
             if blk >= 2 and blk - 2 not in released:
                 continue
-            issue = max(t0, released.get(blk - 2, t0) + _ISSUE)
+            avail = max(t0, released.get(blk - 2, t0) + _ISSUE, loader_free[which])
             tile, si = need[order[index]]
-            if tile == i:
-                rank = (0, si, which)
-                when = issue
-            else:
-                near = which == "A" and blk == a_blocks[tiles[i][1]]
-                rank = (1, 0 if near else 1 if which == "B" else 2, tile)
-                # A prefetch goes out while fewer than prefetch_beats are in flight.
-                when = max(issue, bus_free - prefetch_beats / rate)
-            options.append((when, rank, issue, which))
-        _, rank, issue, which = min(options)
+            # Urgent once the feeder is on its tile; before, a prefetch, which goes out
+            # only while fewer than prefetch_beats are in flight.
+            urgent_at = max(avail, feed_at) if tile == i else float("inf")
+            prefetch_at = max(avail, bus_free - prefetch_beats / rate)
+            options.append((min(urgent_at, prefetch_at), urgent_at, tile, si, which, avail))
+        now = max(port_free, min(o[0] for o in options))
+
+        def priority(option, at):
+            """The arbiter's order at time ``at`` (lower first)."""
+            _, urgent_at, tile, si, which, _ = option
+            if urgent_at <= at:
+                return (0, si, which)
+            current = i if at >= feed_at else i - 1
+            near = which == "A" and current >= 0 and \
+                a_pieces[a_order[ia]][0] == a_blocks[tiles[current][1]]
+            return (1, 0 if near else 1 if which == "B" else 2, tile)
+        option = min((o for o in options if o[0] <= now), key=lambda o: priority(o, now))
+        rank, which, issue = priority(option, now), option[4], now
         pieces = a_pieces if which == "A" else b_pieces
         key = a_order[ia] if which == "A" else b_order[ib]
-        blk, beats = pieces[key]
+        blk, beats, n_cmds, bursts = remaining.get(key, pieces[key])
+        # The port goes to the other loader as soon as the arbiter prefers it (it becomes
+        # ready, or urgent): only the commands issued before then go now.
+        cut = None
+        for other in options:
+            if other[4] == which:
+                continue
+            for at in sorted({max(other[0], now), max(other[1], now)}):
+                if at < now + n_cmds and priority(other, at) < priority(option, at):
+                    cut = at if cut is None else min(cut, at)
+                    break
+        if cut is not None and cut > now:
+            share = (cut - now) / n_cmds
+            remaining[key] = (blk, beats * (1 - share), n_cmds * (1 - share),
+                              bursts * (1 - share))
+            beats, n_cmds, bursts = beats * share, cut - now, bursts * share
+        else:
+            cut = None
         data_start = max(issue + memory.latency, bus_free)
-        end = data_start + beats / rate
+        end = max(data_start + beats / rate, issue + n_cmds + memory.latency)
+        # The DMA takes a command once fewer than max_outstanding bursts are in flight:
+        # the port stays with this sub-piece until the bus has drained that far.
+        port_free = loader_free[which] = max(
+            issue + n_cmds, end - max_outstanding * beats / max(bursts, 1) / rate)
+        bus_free = end
+        if cut is not None:
+            first_data.setdefault(key, data_start)
+            continue
+        data_start = first_data.get(key, data_start)
         if which == "A":
             ia += 1
+            following = a_order[ia] if ia < len(a_order) else None
         else:
             ib += 1
-        bus_free = end
+            following = b_order[ib] if ib < len(b_order) else None
+        if following is not None and pieces[following][0] != blk:
+            loader_free[which] += 1            # a loader's set-up cycle between blocks
         sched[key] = (data_start, end)
 
     # Time of the column tiles and super-rows the model did not run.
