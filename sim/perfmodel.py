@@ -135,6 +135,25 @@ def _beats_and_bursts(addr, length, config):
     return beats, bursts
 
 
+def _read_cycles(addr, length, beats, config, width, axis):
+    """Cycles each read command holds the R channel, as an array of ``width`` columns; the
+    DMA takes them one after the other along ``axis``. A command holds the channel for its
+    bus beats, plus one when the DMA realigns a misaligned command into as many output
+    beats as bus beats and must flush the last one, unless the next command's first beat
+    is only held (it then arrives during the flush)."""
+    bb = config.bus_bytes
+    offset = addr % bb
+    out_beats = -(-length // bb)
+    flush = ((offset != 0) & (beats == out_beats) & (beats > 1)).reshape(-1, width)
+    holds = ((offset != 0) & (offset + length > bb)).reshape(-1, width)
+    next_holds = np.zeros_like(holds)
+    if axis == 0:
+        next_holds[:-1] = holds[1:]
+    else:
+        next_holds[:, :-1] = holds[:, 1:]
+    return beats.reshape(-1, width) + (flush & ~next_holds)
+
+
 def _segment_starts(config, p, k):
     """First k of every A segment of every K chunk, in load order."""
     seg = a_segment_bytes(config)
@@ -216,9 +235,9 @@ def traffic(config, job):
         "_c_in_beats": _ceil_div(c_len, config.bus_bytes)[0],
         # Beats of each K segment (the tiler's A segments, K chunks split alike): A per
         # row tile, B per column tile.
-        "_a_seg_beats": np.add.reduceat(a_beats.reshape(-1, job.m),
+        "_a_seg_beats": np.add.reduceat(_read_cycles(a_addr, a_len, a_beats, config, job.m, 1),
                                         np.arange(0, job.m, rows), axis=1),
-        "_b_seg_beats": np.add.reduceat(b_beats.reshape(job.k, n_j),
+        "_b_seg_beats": np.add.reduceat(_read_cycles(b_addr, b_len, b_beats, config, n_j, 0),
                                         _segment_starts(config, p, job.k), axis=0),
         "_a_seg_bursts": np.add.reduceat(a_bursts.reshape(-1, job.m),
                                          np.arange(0, job.m, rows), axis=1),
