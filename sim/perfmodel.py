@@ -260,8 +260,8 @@ def predict(config, job, memory=None):
 
 #: Pipeline constants of the RTL, in cycles (calibrated once against the Verilator model
 #: of the default configuration; see docs/performance.md).
-_ISSUE = 4          # loader set-up and DMA command path before the AR handshake
-_DRAIN = 0          # array exit -> C buffer, besides the crossing and the normaliser
+_ISSUE = 5          # loader set-up and DMA command path before the AR handshake
+_DRAIN = 3          # array exit -> C buffer, besides the crossing and the normaliser
 _FEED_A = 0         # last A beat of a segment -> the feeder's first read of it
 _FEED_B = 1         # first B beat of a segment -> the feeder's first read
 _FEED_E = 1         # last B beat of a segment -> the cycle after the feeder's last read
@@ -488,7 +488,7 @@ def _timing(config, job, memory, t):
             blk = pieces[order[index]][0]
             if blk >= 2 and blk - 2 not in released:
                 continue
-            avail = max(t0, released.get(blk - 2, t0) + _ISSUE, loader_free[which])
+            avail = max(t0, released[blk - 2] + _ISSUE if blk >= 2 else t0, loader_free[which])
             tile, si = need[order[index]]
             # Urgent once the feeder is on its tile; before, a prefetch, which goes out
             # only while fewer than prefetch_beats are in flight.
