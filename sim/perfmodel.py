@@ -492,7 +492,7 @@ def _timing(config, job, memory, t):
             tile, si = need[order[index]]
             # Urgent once the feeder is on its tile; before, a prefetch, which goes out
             # only while fewer than prefetch_beats are in flight.
-            urgent_at = max(avail, feed_at) if tile == i else float("inf")
+            urgent_at = max(avail, feed_at + _ISSUE - 1) if tile == i else float("inf")
             prefetch_at = max(avail, bus_free - prefetch_beats / rate)
             options.append((min(urgent_at, prefetch_at), urgent_at, tile, si, which, avail))
         now = max(port_free, min(o[0] for o in options))
