@@ -511,29 +511,33 @@ def _timing(config, job, memory, t):
         pieces = a_pieces if which == "A" else b_pieces
         key = a_order[ia] if which == "A" else b_order[ib]
         blk, beats, n_cmds, bursts = remaining.get(key, pieces[key])
+        # The DMA takes a command once fewer than max_outstanding bursts are in flight:
+        # the sub-piece holds the port until its last command is taken, one per cycle at
+        # best, or as fast as the bus drains the bursts ahead of it.
+        window = max_outstanding * beats / max(bursts, 1) / rate
+        data_start = max(issue + memory.latency, bus_free)
+        end = max(data_start + beats / rate, issue + n_cmds + memory.latency)
+        taken = max(issue + n_cmds, end - window)
         # The port goes to the other loader as soon as the arbiter prefers it (it becomes
-        # ready, or urgent): only the commands issued before then go now.
+        # ready, or urgent): only the commands taken before then go now.
         cut = None
         for other in options:
             if other[4] == which:
                 continue
             for at in sorted({max(other[0], now), max(other[1], now)}):
-                if at < now + n_cmds and priority(other, at) < priority(option, at):
+                if at < taken and priority(other, at) < priority(option, at):
                     cut = at if cut is None else min(cut, at)
                     break
         if cut is not None and cut > now:
-            share = (cut - now) / n_cmds
+            share = (cut - now) / (taken - now)
             remaining[key] = (blk, beats * (1 - share), n_cmds * (1 - share),
                               bursts * (1 - share))
-            beats, n_cmds, bursts = beats * share, cut - now, bursts * share
+            beats, n_cmds, bursts = beats * share, n_cmds * share, bursts * share
+            end = max(data_start + beats / rate, issue + n_cmds + memory.latency)
+            taken = cut
         else:
             cut = None
-        data_start = max(issue + memory.latency, bus_free)
-        end = max(data_start + beats / rate, issue + n_cmds + memory.latency)
-        # The DMA takes a command once fewer than max_outstanding bursts are in flight:
-        # the port stays with this sub-piece until the bus has drained that far.
-        port_free = loader_free[which] = max(
-            issue + n_cmds, end - max_outstanding * beats / max(bursts, 1) / rate)
+        port_free = loader_free[which] = taken
         bus_free = end
         if cut is not None:
             first_data.setdefault(key, data_start)
