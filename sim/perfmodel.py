@@ -437,6 +437,7 @@ def _timing(config, job, memory, t):
                 s0 = max(s0 + n, be + _FEED_E)
             f = s0                     # the cycle after the feeder's last read
             op = max(f, prev_last + spacing) if finish else f
+            stall_store += op - f      # the array holds the last step back (RTL: a store stall)
             op += carried_stall        # the array stood still while C drained
             carried_stall = 0.0
             next_s0 = max(f + 1, op)
