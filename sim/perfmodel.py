@@ -258,8 +258,9 @@ def predict(config, job, memory=None):
     return out
 
 
-#: Pipeline constants of the RTL, in cycles (calibrated once against the Verilator model
-#: of the default configuration; see docs/performance.md).
+#: Pipeline constants of the RTL, in cycles, read off its waveforms (release -> loader
+#: set-up -> command -> AR -> data; data -> SRAM -> feeder; last array step -> first C
+#: write); see docs/performance.md for how well the whole model then agrees.
 _ISSUE = 5          # loader set-up and DMA command path before the AR handshake
 _DRAIN = 3          # array exit -> C buffer, besides the crossing and the normaliser
 _FEED_A = 0         # last A beat of a segment -> the feeder's first read of it
@@ -310,21 +311,26 @@ def _tiles(config, job, p, super_rows, columns):
 def _timing(config, job, memory, t):
     """Cycle counters from an event model of the tiler, the read bus and the C path.
 
-    The read bus serves sub-pieces: a piece (A: one row tile of one block; B: one block)
-    split along K into the tiler's A segments (up to ``_GROUPS`` groups of them per
-    chunk), with each sub-piece's beats counted exactly from its commands. Each loader
-    stays at most two blocks ahead of the feeder. Of the loaders that can issue by the
-    time the bus frees, the tile the feeder waits for goes first, A and B interleaved in k
-    (an A segment, then the B rows of that segment); otherwise prefetches go
-    needed-soonest first: A of the feeder's block, then B, then other A. A sub-piece's data
-    starts ``latency`` cycles after its issue or when the bus frees, and takes its beats
-    at ``beats_per_cycle``. The feeder runs a tile segment by segment: a segment starts
-    once its A rows and its first B row are in, and cannot end before its last B row.
-    The tile's rows then drain through the normaliser into the two-tile C buffer, and
-    the writer stores each kept row as one command plus its beats. When there are more
-    than four super-rows, the model runs the first three and the last and repeats the
-    third for the others
-    (every middle super-row is the same)."""
+    The loaders issue sub-pieces: a piece (A: one row tile of one block; B: one block)
+    split along K into groups of the tiler's A segments (up to ``_GROUPS`` per chunk),
+    each with its commands, bursts and R-channel cycles counted exactly from its commands
+    (:func:`_read_cycles`). Each loader stays at most two blocks ahead of the feeder and
+    issues its sub-pieces in order, one command per cycle through the one command port,
+    with a set-up cycle between blocks. At each issue the arbiter's order holds: the
+    sub-pieces of the tile the feeder is on first (A and B interleaved in k); else
+    prefetches while fewer than the tiler's window of beats are in flight, A of the
+    feeder's block, then B, then other A. A sub-piece keeps the port until the DMA has
+    taken its last command (it takes one once fewer than ``max_outstanding`` bursts are in
+    flight), and yields it the moment the arbiter prefers the other loader (what is left
+    goes later). Data starts ``latency`` cycles after issue or when the bus frees, in
+    issue order, at ``beats_per_cycle``. The feeder reads one k-step per cycle, segment
+    by segment, each read waiting for its A rows and B row; a tile's last chunk enters the
+    array at least rows + cols steps after the previous tile's. The rows then drain
+    through the normaliser into the two-tile C buffer, and the writer stores each kept
+    row as one command plus its beats; a full buffer stops the array. Jobs of up to
+    ``_EXACT_TILES`` tiles run whole; larger ones run the first three super-rows and the
+    last and repeat the third for the others (every middle super-row is the same), and
+    likewise the column tiles."""
     p = plan(config, job.k)
     n_s, n_j = t["_n_s"], t["_n_j"]
     # Jobs of up to _EXACT_TILES tiles run whole; larger ones are extrapolated.
@@ -335,9 +341,8 @@ def _timing(config, job, memory, t):
     else:
         super_rows = list(range(n_s))
         repeat = 0
-    rows, cols, bb = config.rows, config.cols, config.bus_bytes
+    rows, cols = config.rows, config.cols
     rate = memory.beats_per_cycle
-    ob = output_format(job.out_format).width // 8
     # Beats of segments [0, g) for every g (prefix sums over the segment axis).
     a_cum = np.concatenate([np.zeros((1,) + t["_a_seg_beats"].shape[1:], np.int64),
                             np.cumsum(t["_a_seg_beats"], axis=0)])
@@ -418,8 +423,7 @@ def _timing(config, job, memory, t):
     max_outstanding = getattr(config, "max_outstanding", 64)
     prefetch_beats = _PREFETCH_BEATS * max_outstanding
     while i < len(tiles):
-        length, a_block, a_piece, b_block, kept, (row_tile, j, _, finish) = tiles[i]
-        row0 = row_tile * rows
+        length, a_block, a_piece, b_block, kept, (_, j, _, finish) = tiles[i]
         lengths = segments(length)
         if (a_piece, len(lengths) - 1) in sched and \
                 (("B", b_block), len(lengths) - 1) in sched:

@@ -15,7 +15,6 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from systole import SystoleConfig
 from systole.sim import verilog
 from systole.cli import main
 from systole.hdl.counters import COUNTERS
@@ -23,16 +22,7 @@ from systole.sim import golden, run_gemm
 from systole.sim.run import run_jobs
 from systole.sim.tb_accel import random_job_spec
 
-
-# Three builds: the default bus, a narrow one with a single format, a wide one.
-CONFIGS = {
-    # sram_depth 128: two A segments of 64 bytes per chunk, and K > 128 in several chunks.
-    "4x4-bus64": SystoleConfig(rows=4, cols=4, sram_depth=128, row_tiles=2, max_k=4096),
-    "3x2-bus32-e4m3": SystoleConfig(rows=3, cols=2, bus_width=32, sram_depth=16, row_tiles=3,
-                                    formats=("e4m3",), max_k=1024),
-    "2x5-bus128": SystoleConfig(rows=2, cols=5, bus_width=128, sram_depth=16, row_tiles=1,
-                                max_k=1024),
-}
+from helpers import SYSTEM_CONFIGS as CONFIGS
 
 
 def _seed(default):
