@@ -19,6 +19,7 @@ fp32 output.
 """
 
 import collections
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -266,8 +267,8 @@ _DRAIN = 3          # array exit -> C buffer, besides the crossing and the norma
 _FEED_A = 0         # last A beat of a segment -> the feeder's first read of it
 _FEED_B = 1         # first B beat of a segment -> the feeder's first read
 _FEED_E = 1         # last B beat of a segment -> the cycle after the feeder's last read
-_EXACT_TILES = 1024  # tiles up to which the model runs a job whole (no extrapolation)
-_GROUPS = 4         # segment groups per K chunk that the timing model follows
+_EXACT_PIECES = 4096  # sub-pieces up to which the model runs a job whole (no extrapolation)
+_GROUPS = 16         # segment groups per K chunk that the timing model follows
 _NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
 
 
@@ -328,13 +329,15 @@ def _timing(config, job, memory, t):
     array at least rows + cols steps after the previous tile's. The rows then drain
     through the normaliser into the two-tile C buffer, and the writer stores each kept
     row as one command plus its beats; a full buffer stops the array. Jobs of up to
-    ``_EXACT_TILES`` tiles run whole; larger ones run the first three super-rows and the
+    ``_EXACT_PIECES`` sub-pieces run whole; larger ones run the first three super-rows and the
     last and repeat the third for the others (every middle super-row is the same), and
     likewise the column tiles."""
     p = plan(config, job.k)
     n_s, n_j = t["_n_s"], t["_n_j"]
-    # Jobs of up to _EXACT_TILES tiles run whole; larger ones are extrapolated.
-    whole = n_s * n_j * len(p.chunks(job.k)) * _ceil_div(p.ms, config.rows) <= _EXACT_TILES
+    # Jobs of up to _EXACT_PIECES sub-pieces run whole; larger ones are extrapolated.
+    groups = min(_GROUPS, _ceil_div(min(job.k, p.depth), a_segment_bytes(config)))
+    whole = (n_s * n_j * len(p.chunks(job.k)) * _ceil_div(p.ms, config.rows) * groups
+             <= _EXACT_PIECES)
     if n_s > 4 and not whole:
         super_rows = [0, 1, 2, n_s - 1]
         repeat = n_s - 4
@@ -368,6 +371,7 @@ def _timing(config, job, memory, t):
     # The model follows at most _GROUPS groups of whole segments per chunk: finer steps
     # change little once a chunk is long, and cost time on big shapes.
     seg = a_segment_bytes(config)
+    @functools.cache
     def segments(length):
         """(k-steps, first segment, end segment) of each group of the chunk."""
         n_seg = _ceil_div(length, seg)
