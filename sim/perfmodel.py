@@ -267,6 +267,7 @@ _DRAIN = 3          # array exit -> C buffer, besides the crossing and the norma
 _FEED_A = 0         # last A beat of a segment -> the feeder's first read of it
 _FEED_B = 1         # first B beat of a segment -> the feeder's first read
 _FEED_E = 1         # last B beat of a segment -> the cycle after the feeder's last read
+_dbg = False
 _EXACT_PIECES = 4096  # sub-pieces up to which the model runs a job whole (no extrapolation)
 _GROUPS = 16         # segment groups per K chunk that the timing model follows
 _NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
@@ -453,7 +454,7 @@ def _timing(config, job, memory, t):
             feed_at = f
             if finish:
                 prev_last = op
-            ends.append(end)
+            ends.append(end); _dbg and print('TILE', i, 'end', end, 'f', f, tiles[i][5])
             col_end[(a_block[0], j)] = end
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
@@ -560,7 +561,7 @@ def _timing(config, job, memory, t):
             following = b_order[ib] if ib < len(b_order) else None
         if following is not None and pieces[following][0] != blk:
             loader_free[which] += 1            # a loader's set-up cycle between blocks
-        sched[key] = (data_start, end)
+        sched[key] = (data_start, end); _dbg and print('SCHED', key, which, 'issue', issue, 'data', data_start, end, 'beats', beats, 'rank', rank)
 
     # Time of the column tiles and super-rows the model did not run.
     span = {s: col_end[(s, 3)] - col_end[(s, 2)] for s in super_rows} if col_repeat else {}
