@@ -136,23 +136,17 @@ def _beats_and_bursts(addr, length, config):
     return beats, bursts
 
 
-def _read_cycles(addr, length, beats, config, width, axis):
-    """Cycles each read command holds the R channel, as an array of ``width`` columns; the
-    DMA takes them one after the other along ``axis``. A command holds the channel for its
-    bus beats, plus one when the DMA realigns a misaligned command into as many output
-    beats as bus beats and must flush the last one, unless the next command's first beat
-    is only held (it then arrives during the flush)."""
+def _realignment(addr, length, beats, config):
+    """Per read command, how the DMA realigns it (hdl/dma.py ``DmaReader``): ``flush``,
+    a misaligned command with as many output beats as bus beats, whose last output beat
+    takes a cycle of its own after the last bus beat (the R channel then waits, unless the
+    next command's first beat is one the DMA only holds); ``holds``, a misaligned command
+    spanning two bus beats, whose first bus beat completes no output beat."""
     bb = config.bus_bytes
     offset = addr % bb
-    out_beats = -(-length // bb)
-    flush = ((offset != 0) & (beats == out_beats) & (beats > 1)).reshape(-1, width)
-    holds = ((offset != 0) & (offset + length > bb)).reshape(-1, width)
-    next_holds = np.zeros_like(holds)
-    if axis == 0:
-        next_holds[:-1] = holds[1:]
-    else:
-        next_holds[:, :-1] = holds[:, 1:]
-    return beats.reshape(-1, width) + (flush & ~next_holds)
+    flush = (offset != 0) & (beats == -(-length // bb)) & (beats > 1)
+    holds = (offset != 0) & (offset + length > bb)
+    return flush, holds
 
 
 def _segment_starts(config, p, k):
@@ -213,6 +207,25 @@ def traffic(config, job):
 
     active = row_tiles * n_j * job.k
     macs = job.m * job.n * job.k
+
+    # R-channel cycles of each read command: its bus beats, plus the flush wait when the
+    # command after it in its own loader's order does not start with a held beat (A: the
+    # next row of the row tile, after its last row the tile's first row of the next
+    # segment; B: the next k row). Sub-pieces correct for their last command (_timing).
+    a_flush, a_holds = (x.reshape(-1, job.m)
+                        for x in _realignment(a_addr, a_len, a_beats, config))
+    r = np.arange(job.m)
+    tile_end = ((r + 1) % rows == 0) | (r == job.m - 1)
+    a_next_holds = np.zeros_like(a_holds)
+    a_next_holds[:, ~tile_end] = a_holds[:, r[~tile_end] + 1]
+    a_next_holds[:-1, tile_end] = a_holds[1:, (r[tile_end] // rows) * rows]
+    a_bubble = a_flush & ~a_next_holds
+    a_cycles = a_beats.reshape(-1, job.m) + a_bubble
+    b_flush, b_holds = (x.reshape(job.k, n_j)
+                        for x in _realignment(b_addr, b_len, b_beats, config))
+    b_bubble = b_flush.copy()
+    b_bubble[:-1] &= ~b_holds[1:]
+    b_cycles = b_beats.reshape(job.k, n_j) + b_bubble
     return {
         "active_cycles": active,
         "macs": macs,
@@ -230,15 +243,18 @@ def traffic(config, job):
         "sram_c_write_bytes": row_tiles * n_j * rows * cols * ob,
         # For the timing model (not counters):
         "_n_s": n_s, "_n_j": n_j,
+        "_segment_starts": _segment_starts(config, p, job.k),
+        "_a_realign": (a_flush, a_holds, a_bubble),
+        "_b_realign": (b_flush, b_holds, b_bubble),
         # Bus beats of each C row command (rows of C by column tiles), and how many of
         # them carry input beats (the rest spill over from a misaligned address).
         "_c_beats": c_beats.reshape(job.m, n_j),
         "_c_in_beats": _ceil_div(c_len, config.bus_bytes)[0],
-        # Beats of each K segment (the tiler's A segments, K chunks split alike): A per
-        # row tile, B per column tile.
-        "_a_seg_beats": np.add.reduceat(_read_cycles(a_addr, a_len, a_beats, config, job.m, 1),
+        # R-channel cycles of each K segment (the tiler's A segments, K chunks split
+        # alike): A per row tile, B per column tile.
+        "_a_seg_beats": np.add.reduceat(a_cycles,
                                         np.arange(0, job.m, rows), axis=1),
-        "_b_seg_beats": np.add.reduceat(_read_cycles(b_addr, b_len, b_beats, config, n_j, 0),
+        "_b_seg_beats": np.add.reduceat(b_cycles,
                                         _segment_starts(config, p, job.k), axis=0),
         "_a_seg_bursts": np.add.reduceat(a_bursts.reshape(-1, job.m),
                                          np.arange(0, job.m, rows), axis=1),
@@ -267,7 +283,6 @@ _DRAIN = 3          # array exit -> C buffer, besides the crossing and the norma
 _FEED_A = 0         # last A beat of a segment -> the feeder's first read of it
 _FEED_B = 1         # first B beat of a segment -> the feeder's first read
 _FEED_E = 1         # last B beat of a segment -> the cycle after the feeder's last read
-_dbg = False
 _EXACT_PIECES = 4096  # sub-pieces up to which the model runs a job whole (no extrapolation)
 _GROUPS = 16         # segment groups per K chunk that the timing model follows
 _NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
@@ -357,6 +372,8 @@ def _timing(config, job, memory, t):
     b_cum_bursts = np.concatenate([np.zeros((1,) + t["_b_seg_bursts"].shape[1:], np.int64),
                                    np.cumsum(t["_b_seg_bursts"], axis=0)])
     c_beats, c_in_beats = t["_c_beats"], t["_c_in_beats"]
+    (a_flush, a_holds, a_bubble), (b_flush, b_holds, b_bubble) = t["_a_realign"], t["_b_realign"]
+    seg_starts = t["_segment_starts"]
     spacing = rows + cols
 
     # Likewise along N: with more than six column tiles, the model runs the first four and
@@ -387,20 +404,28 @@ def _timing(config, job, memory, t):
         row_tile, j, g0, _ = where
         if (a_piece, 0) not in a_pieces:
             a_blocks.setdefault(a_block, len(a_blocks))
+            r0 = row_tile * rows
             for si, (_, g, h) in enumerate(segments(length)):
+                last = (g0 + h - 1, r0 + kept - 1)
                 a_pieces[(a_piece, si)] = (a_blocks[a_block],
-                                           int(a_cum[g0 + h, row_tile] - a_cum[g0 + g, row_tile]),
+                                           int(a_cum[g0 + h, row_tile] - a_cum[g0 + g, row_tile]
+                                               - a_bubble[last]),
                                            kept * (h - g),
                                            int(a_cum_bursts[g0 + h, row_tile]
-                                               - a_cum_bursts[g0 + g, row_tile]))
+                                               - a_cum_bursts[g0 + g, row_tile]),
+                                           bool(a_holds[g0 + g, r0]), bool(a_flush[last]))
                 need[(a_piece, si)] = (index, si)
         if (("B", b_block), 0) not in b_pieces:
             b_blocks[b_block] = len(b_blocks)
             for si, (n, g, h) in enumerate(segments(length)):
+                k0 = seg_starts[g0 + g]
+                last = (k0 + n - 1, j)
                 b_pieces[(("B", b_block), si)] = (b_blocks[b_block],
-                                                  int(b_cum[g0 + h, j] - b_cum[g0 + g, j]), n,
+                                                  int(b_cum[g0 + h, j] - b_cum[g0 + g, j]
+                                                      - b_bubble[last]), n,
                                                   int(b_cum_bursts[g0 + h, j]
-                                                      - b_cum_bursts[g0 + g, j]))
+                                                      - b_cum_bursts[g0 + g, j]),
+                                                  bool(b_holds[k0, j]), bool(b_flush[last]))
                 need[(("B", b_block), si)] = (index, si)
     a_order, b_order = list(a_pieces), list(b_pieces)
     last_use_a, last_use_b = {}, {}
@@ -413,6 +438,7 @@ def _timing(config, job, memory, t):
     ia = ib = 0
     port_free = 0.0              # the read command port (one command per cycle)
     remaining, first_data = {}, {}   # sub-pieces cut short: what is left, first data
+    flushed = False              # the last sub-piece on the bus ended with a flush
     loader_free = {"A": 0.0, "B": 0.0}     # when each loader can issue its next sub-piece
     feed_at = 0.0                # when the feeder moved on to tile i
     next_s0 = 0.0                # the feeder's first read of the next tile
@@ -454,7 +480,7 @@ def _timing(config, job, memory, t):
             feed_at = f
             if finish:
                 prev_last = op
-            ends.append(end); _dbg and print('TILE', i, 'end', end, 'f', f, tiles[i][5])
+            ends.append(end)
             col_end[(a_block[0], j)] = end
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
@@ -520,12 +546,14 @@ def _timing(config, job, memory, t):
         rank, which, issue = priority(option, now), option[4], now
         pieces = a_pieces if which == "A" else b_pieces
         key = a_order[ia] if which == "A" else b_order[ib]
-        blk, beats, n_cmds, bursts = remaining.get(key, pieces[key])
+        blk, beats, n_cmds, bursts, held, flushes = remaining.get(key, pieces[key])
         # The DMA takes a command once fewer than max_outstanding bursts are in flight:
         # the sub-piece holds the port until its last command is taken, one per cycle at
         # best, or as fast as the bus drains the bursts ahead of it.
         window = max_outstanding * beats / max(bursts, 1) / rate
-        data_start = max(issue + memory.latency, bus_free)
+        # Data follows the previous sub-piece's, a cycle later when that one ends with a
+        # flush and this one does not start with a held beat.
+        data_start = max(issue + memory.latency, bus_free + (flushed and not held))
         end = max(data_start + beats / rate, issue + n_cmds + memory.latency)
         taken = max(issue + n_cmds, end - window)
         # The port goes to the other loader as soon as the arbiter prefers it (it becomes
@@ -541,14 +569,15 @@ def _timing(config, job, memory, t):
         if cut is not None and cut > now:
             share = (cut - now) / (taken - now)
             remaining[key] = (blk, beats * (1 - share), n_cmds * (1 - share),
-                              bursts * (1 - share))
-            beats, n_cmds, bursts = beats * share, n_cmds * share, bursts * share
+                              bursts * (1 - share), False, flushes)
+            beats, n_cmds, bursts, flushes = beats * share, n_cmds * share, bursts * share, False
             end = max(data_start + beats / rate, issue + n_cmds + memory.latency)
             taken = cut
         else:
             cut = None
         port_free = loader_free[which] = taken
-        bus_free = end
+        bus_free, flushed = end, flushes
+        end += flushes                 # the last output beat, flushed
         if cut is not None:
             first_data.setdefault(key, data_start)
             continue
@@ -561,7 +590,7 @@ def _timing(config, job, memory, t):
             following = b_order[ib] if ib < len(b_order) else None
         if following is not None and pieces[following][0] != blk:
             loader_free[which] += 1            # a loader's set-up cycle between blocks
-        sched[key] = (data_start, end); _dbg and print('SCHED', key, which, 'issue', issue, 'data', data_start, end, 'beats', beats, 'rank', rank)
+        sched[key] = (data_start, end)
 
     # Time of the column tiles and super-rows the model did not run.
     span = {s: col_end[(s, 3)] - col_end[(s, 2)] for s in super_rows} if col_repeat else {}
