@@ -550,7 +550,8 @@ def _timing(config, job, memory, t):
         # The DMA takes a command once fewer than max_outstanding bursts are in flight:
         # the sub-piece holds the port until its last command is taken, one per cycle at
         # best, or as fast as the bus drains the bursts ahead of it.
-        window = max_outstanding * beats / max(bursts, 1) / rate
+        whole_piece = pieces[key]
+        window = max_outstanding * whole_piece[1] / max(whole_piece[3], 1) / rate
         # Data follows the previous sub-piece's, a cycle later when that one ends with a
         # flush and this one does not start with a held beat.
         data_start = max(issue + memory.latency, bus_free + (flushed and not held))
