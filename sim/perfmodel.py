@@ -283,7 +283,6 @@ _DRAIN = 3          # array exit -> C buffer, besides the crossing and the norma
 _FEED_A = 0         # last A beat of a segment -> the feeder's first read of it
 _FEED_B = 1         # first B beat of a segment -> the feeder's first read
 _FEED_E = 1         # last B beat of a segment -> the cycle after the feeder's last read
-_dbg = False
 _EXACT_PIECES = 4096  # sub-pieces up to which the model runs a job whole (no extrapolation)
 _GROUPS = 16         # segment groups per K chunk that the timing model follows
 _NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
@@ -481,7 +480,7 @@ def _timing(config, job, memory, t):
             feed_at = f
             if finish:
                 prev_last = op
-            ends.append(end); _dbg and print('TILE', i, 'end', end, 'f', f, tiles[i][5])
+            ends.append(end)
             col_end[(a_block[0], j)] = end
             # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
             # has crossed the array; the writer stores a kept row as a command plus its
@@ -543,7 +542,7 @@ def _timing(config, job, memory, t):
             near = which == "A" and current >= 0 and \
                 a_pieces[a_order[ia]][0] == a_blocks[tiles[current][1]]
             return (1, 0 if near else 1 if which == "B" else 2, tile)
-        option = min((o for o in options if o[0] <= now), key=lambda o: priority(o, now)); _dbg and print("  OPT now", now, "port", port_free, [(o[0], o[1], o[2], o[4], o[5]) for o in options])
+        option = min((o for o in options if o[0] <= now), key=lambda o: priority(o, now))
         rank, which, issue = priority(option, now), option[4], now
         pieces = a_pieces if which == "A" else b_pieces
         key = a_order[ia] if which == "A" else b_order[ib]
@@ -592,7 +591,7 @@ def _timing(config, job, memory, t):
             following = b_order[ib] if ib < len(b_order) else None
         if following is not None and pieces[following][0] != blk:
             loader_free[which] += 1            # a loader's set-up cycle between blocks
-        sched[key] = (data_start, end); _dbg and print('SCHED', key, which, 'issue', issue, 'data', data_start, end, 'beats', beats, 'rank', rank)
+        sched[key] = (data_start, end)
 
     # Time of the column tiles and super-rows the model did not run.
     span = {s: col_end[(s, 3)] - col_end[(s, 2)] for s in super_rows} if col_repeat else {}
