@@ -538,7 +538,7 @@ def _timing(config, job, memory, t):
             _, urgent_at, tile, si, which, _ = option
             if urgent_at <= at:
                 return (0, si, which)
-            current = i if at >= feed_at else i - 1
+            current = i if at >= feed_at + _ISSUE - 1 else i - 1
             near = which == "A" and current >= 0 and \
                 a_pieces[a_order[ia]][0] == a_blocks[tiles[current][1]]
             return (1, 0 if near else 1 if which == "B" else 2, tile)
