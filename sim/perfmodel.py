@@ -446,7 +446,8 @@ def _timing(config, job, memory, t):
     ends, w_ends = [], []
     w_free = drain_free = 0.0
     leave = collections.deque(maxlen=2 * rows)      # when buffered C rows leave
-    carried_stall = stall_store = 0.0
+    stall_store = 0.0
+    stops = []                   # (start, length) of array stops for a full C buffer
     period_start = period_end = None
     i = 0
     start = _start_cycles(config, job)
@@ -466,15 +467,21 @@ def _timing(config, job, memory, t):
             # the array the cycle after it; a tile's last chunk enters at least one array
             # crossing after the previous tile's (its results drain behind them).
             s0 = next_s0
+            first_read = None
             for si, (n, _, _) in enumerate(lengths):
                 (_, ae), (bs, be) = sched[(a_piece, si)], sched[(("B", b_block), si)]
                 s0 = max(s0, ae + _FEED_A, bs + _FEED_B)
+                first_read = s0 if first_read is None else first_read
                 s0 = max(s0 + n, be + _FEED_E)
-            f = s0                     # the cycle after the feeder's last read
+            # While the C buffer was full the array stood still; that holds this tile
+            # back only for the part of the stop after its first read (before, the feeder
+            # was waiting for data anyway).
+            held = sum(max(0.0, min(length, since + length - first_read))
+                       for since, length in stops)
+            stops.clear()
+            f = s0 + held              # the cycle after the feeder's last read
             op = max(f, prev_last + spacing) if finish else f
-            stall_store += op - f      # the array holds the last step back (RTL: a store stall)
-            op += carried_stall        # the array stood still while C drained
-            carried_stall = 0.0
+            stall_store += op - f + held   # operands waiting for the array (RTL: store stall)
             next_s0 = max(f + 1, op)
             end = op + 1
             feed_at = f
@@ -487,16 +494,15 @@ def _timing(config, job, memory, t):
             # beats, and drops a row past M in one cycle. A full buffer stops the array.
             if finish:
                 natural = max(end + spacing + _DRAIN + _NORMALIZE, drain_free)
-                for r in range(rows):
+                for r in range(rows):          # the bottom row first: dropped rows lead
                     enter = natural + r
                     if len(leave) == 2 * rows and leave[0] > enter:
                         blocked = leave[0] - enter
+                        stops.append((enter, blocked))
                         natural += blocked
-                        carried_stall += blocked
-                        stall_store += blocked
                         enter += blocked
                     w_row = max(enter + 1, w_free)
-                    w_free = w_row + (2 + int(c_in_beats[j]) if r < kept else 1)
+                    w_free = w_row + (2 + int(c_in_beats[j]) if rows - 1 - r < kept else 1)
                     leave.append(w_free)
                 drain_free = natural + rows
                 w_ends.append(w_free)

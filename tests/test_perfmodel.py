@@ -4,7 +4,9 @@ Byte, burst, SRAM and MAC counters: exact, on every job of every system test (th
 testbench checks them as a counter law, ``sim.tb_accel.counter_law_violations``) and here.
 Cycle counters: within the accuracy docs/performance.md states, on jobs run with a
 deterministic memory (the gateware model at latency 32, no pauses): random pauses make
-the RTL's cycle counts a random variable the model does not try to predict.
+the RTL's cycle counts a random variable the model does not try to predict. A wider
+sweep: ``SYSTOLE_MODEL_JOBS=100 SYSTOLE_SEED=61 ./run pytest tests/test_perfmodel.py -k rtl``
+(every configuration then runs that many random jobs from that seed).
 """
 
 import os
@@ -88,7 +90,9 @@ def test_model_against_rtl_with_deterministic_memory(config_name, count, seed):
         pytest.skip(reason)
     config = SYSTEM_CONFIGS[config_name]
     seed = _seed(seed)
-    print(f"seed={seed} config={config_name} (rerun with SYSTOLE_SEED={seed})")
+    count = int(os.environ.get("SYSTOLE_MODEL_JOBS", count))     # a wider sweep on demand
+    print(f"seed={seed} config={config_name} jobs={count} "
+          f"(rerun with SYSTOLE_SEED={seed} SYSTOLE_MODEL_JOBS={count})")
     rng = np.random.default_rng(seed)
     base = dict(a_format="e4m3", b_format="e4m3", out_format="fp32", saturate=True,
                 scale_exp=0, specials=0.0)
