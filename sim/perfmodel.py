@@ -246,6 +246,10 @@ def traffic(config, job):
         "_segment_starts": _segment_starts(config, p, job.k),
         "_a_realign": (a_flush, a_holds, a_bubble),
         "_b_realign": (b_flush, b_holds, b_bubble),
+        # R-channel cycles and bursts of every read command: A (segments, rows of M),
+        # B (k, column tiles).
+        "_a_commands": (a_cycles, a_bursts.reshape(-1, job.m)),
+        "_b_commands": (b_cycles, b_bursts.reshape(job.k, n_j)),
         # Bus beats of each C row command (rows of C by column tiles), and how many of
         # them carry input beats (the rest spill over from a misaligned address).
         "_c_beats": c_beats.reshape(job.m, n_j),
@@ -400,6 +404,7 @@ def _timing(config, job, memory, t):
     a_pieces, b_pieces = {}, {}
     a_blocks, b_blocks = {}, {}
     need = {}                   # sub-piece -> (first tile that needs it, segment)
+    spans = {}                  # sub-piece -> (operand, its commands' place in the arrays)
     for index, (length, a_block, a_piece, b_block, kept, where) in enumerate(tiles):
         row_tile, j, g0, _ = where
         if (a_piece, 0) not in a_pieces:
@@ -415,6 +420,7 @@ def _timing(config, job, memory, t):
                                                - a_cum_bursts[g0 + g, row_tile]),
                                            bool(a_holds[g0 + g, r0]), bool(a_flush[last]))
                 need[(a_piece, si)] = (index, si)
+                spans[(a_piece, si)] = ("A", slice(g0 + g, g0 + h), slice(r0, r0 + kept))
         if (("B", b_block), 0) not in b_pieces:
             b_blocks[b_block] = len(b_blocks)
             for si, (n, g, h) in enumerate(segments(length)):
@@ -427,7 +433,17 @@ def _timing(config, job, memory, t):
                                                       - b_cum_bursts[g0 + g, j]),
                                                   bool(b_holds[k0, j]), bool(b_flush[last]))
                 need[(("B", b_block), si)] = (index, si)
+                spans[(("B", b_block), si)] = ("B", slice(k0, k0 + n), j)
     a_order, b_order = list(a_pieces), list(b_pieces)
+
+    def commands(key):
+        """Cumulative R-channel cycles and bursts of a sub-piece's commands, in issue
+        order (A: segment by segment, the rows of the tile in each)."""
+        kind, first, second = spans[key]
+        cycles, bursts = t["_a_commands"] if kind == "A" else t["_b_commands"]
+        cycles, bursts = cycles[first, second].ravel(), bursts[first, second].ravel()
+        return (np.concatenate([[0], np.cumsum(cycles)]),
+                np.concatenate([[0], np.cumsum(bursts)]))
     last_use_a, last_use_b = {}, {}
     for i, (_, a_block, _, b_block, _, _) in enumerate(tiles):
         last_use_a[a_blocks[a_block]] = i
@@ -552,7 +568,12 @@ def _timing(config, job, memory, t):
         rank, which, issue = priority(option, now), option[4], now
         pieces = a_pieces if which == "A" else b_pieces
         key = a_order[ia] if which == "A" else b_order[ib]
-        blk, beats, n_cmds, bursts, held, flushes = remaining.get(key, pieces[key])
+        blk, beats, n_cmds, bursts, held, flushes = pieces[key]
+        done = remaining.get(key, 0)        # commands of it already issued (it was cut)
+        if done:
+            cum_cycles, cum_bursts = commands(key)
+            beats, bursts = beats - cum_cycles[done], bursts - cum_bursts[done]
+            n_cmds, held = n_cmds - done, False
         # The DMA takes a command once fewer than max_outstanding bursts are in flight:
         # the sub-piece holds the port until its last command is taken, one per cycle at
         # best, or as fast as the bus drains the bursts ahead of it.
@@ -573,11 +594,19 @@ def _timing(config, job, memory, t):
                 if at < taken and priority(other, at) < priority(option, at):
                     cut = at if cut is None else min(cut, at)
                     break
+        issued = n_cmds
         if cut is not None and cut > now:
-            share = (cut - now) / (taken - now)
-            remaining[key] = (blk, beats * (1 - share), n_cmds * (1 - share),
-                              bursts * (1 - share), False, flushes)
-            beats, n_cmds, bursts, flushes = beats * share, n_cmds * share, bursts * share, False
+            # The commands taken before the cut, at the pace the whole sub-piece goes.
+            issued = round(n_cmds * (cut - now) / (taken - now))
+        if issued == 0:
+            port_free = cut                 # nothing taken before the other loader's turn
+            continue
+        if issued < n_cmds:
+            cum_cycles, cum_bursts = commands(key)
+            remaining[key] = done + issued
+            beats = cum_cycles[done + issued] - cum_cycles[done]
+            bursts = cum_bursts[done + issued] - cum_bursts[done]
+            n_cmds, flushes = issued, False
             end = max(data_start + beats / rate, issue + n_cmds + memory.latency)
             taken = cut
         else:
