@@ -20,7 +20,8 @@ __all__ = ["BOARD", "TangNano9K"]
 
 
 class _Platform(TangNano9kPlatform):
-    """TangNano9kPlatform with nextpnr-himbaechel in place of the legacy nextpnr-gowin."""
+    """TangNano9kPlatform with nextpnr-himbaechel in place of the legacy nextpnr-gowin, and
+    the board clock as nextpnr's timing target (the Gowin templates pass no constraint)."""
     _apicula_required_tools = ["yosys", "nextpnr-himbaechel", "gowin_pack"]
     _apicula_command_templates = [
         TangNano9kPlatform._apicula_command_templates[0],      # Yosys, unchanged
@@ -32,6 +33,7 @@ class _Platform(TangNano9kPlatform):
             --device {{platform.part}}
             --vopt family={{platform._chipdb_device}}
             --vopt cst={{name}}.cst
+            --freq {{platform.default_clk_frequency / 1000000}}
             --json {{name}}.syn.json
             --write {{name}}.pnr.json
         """,
