@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Const, Value
 
-__all__ = ["times_constant", "above_constant"]
+__all__ = ["times_constant", "above_constant", "below_constant"]
 
 
 def times_constant(value, factor):
@@ -15,7 +15,8 @@ def times_constant(value, factor):
 
 
 def above_constant(value, bound):
-    """``value > bound`` for an unsigned ``value`` and a constant ``bound`` >= 0, as logic.
+    """``value > bound`` for a ``value`` (signed or unsigned) and a constant ``bound`` >= 0,
+    as logic.
 
     Yosys maps a comparison to a carry chain, one logic cell per bit even against a
     constant; from the most significant bit down, a bit of the constant that is 0 makes
@@ -23,6 +24,8 @@ def above_constant(value, bound):
     matter, so the comparison is a chain of ORs and ANDs.
     """
     value = Value.cast(value)
+    if value.shape().signed:
+        return ~value[-1] & above_constant(value[:-1], bound)
     if bound >> len(value):
         return Const(0)
     greater = Const(0)
@@ -32,3 +35,12 @@ def above_constant(value, bound):
         else:
             greater = value[bit] | greater
     return greater
+
+
+def below_constant(value, bound):
+    """``value < bound`` for a ``value`` (signed or unsigned) and a constant ``bound`` >= 0,
+    as logic (see :func:`above_constant`)."""
+    value = Value.cast(value)
+    if bound > 0:
+        return ~above_constant(value, bound - 1)
+    return value[-1] if value.shape().signed else Const(0)

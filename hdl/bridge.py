@@ -27,6 +27,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import above_constant
 from .axi import AXI4LiteSignature, AXI4Signature, BURST_INCR, RESP_OKAY
 
 __all__ = ["REQUEST_SYNC", "REPLY_SYNC", "PROTOCOL_VERSION", "Command", "Status", "crc16",
@@ -265,7 +266,7 @@ class HostBridge(wiring.Component):
                             with m.If(index == len(fields) - 1):
                                 m.d.sync += index.eq(0)
                                 new_length = Cat(length[:8], rx_byte)
-                                with m.If(new_length > max_payload):
+                                with m.If(above_constant(new_length, max_payload)):
                                     m.d.sync += status.eq(Status.TOO_LONG)
                                     m.next = "DISCARD"
                                 with m.Elif(is_write & (new_length != 0)):
@@ -302,8 +303,9 @@ class HostBridge(wiring.Component):
             with m.State("EXECUTE"):
                 m.d.sync += [target.eq(addr), index.eq(0), fetched.eq(0),
                              aw_done.eq(0), w_done.eq(0)]
-                csr_ok = (addr[:2] == 0) & ~addr_far & (end <= (1 << self._csr_addr_width))
-                mem_ok = ~addr_far & (end <= self._memory_bytes)
+                csr_ok = ((addr[:2] == 0) & ~addr_far
+                          & ~above_constant(end, 1 << self._csr_addr_width))
+                mem_ok = ~addr_far & ~above_constant(end, self._memory_bytes)
                 reg_len_ok = (length != 0) & (length[:2] == 0)
                 with m.If(is_write & last_valid & (seq == last_seq)):
                     reply(last_status)          # a retry of the write executed last

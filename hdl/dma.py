@@ -21,6 +21,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import above_constant
 from .axi import AXI4Signature, BURST_INCR
 
 __all__ = ["MAX_LENGTH", "LENGTH_SHAPE", "TAG_SHAPE", "ReadCommand", "ReadData",
@@ -172,9 +173,12 @@ class _BurstPlanner:
         self.beats_left = beats_left = Signal(range(max_beats + 1))
 
         page_beats = _PAGE // bus_bytes
-        to_page = page_beats - next_addr[shift:12]
+        page_beat = next_addr[shift:12]
+        to_page = page_beats - page_beat
+        # to_page < max_burst, against the address bits
+        near_page_end = above_constant(page_beat, page_beats - config.max_burst)
         self.beats = beats = Signal(range(config.max_burst + 1))
-        m.d.comb += beats.eq(_min(beats_left, _min(to_page, config.max_burst)))
+        m.d.comb += beats.eq(_min(beats_left, Mux(near_page_end, to_page, config.max_burst)))
 
         self.load = load = Signal()
         self.finishing = finishing = Signal()        # the command's last burst loads now
@@ -330,7 +334,7 @@ class DmaReader(wiring.Component):
         # A misaligned command's first bus beat completes an output beat only if it holds
         # the whole command.
         holds_only = first & ~aligned & (rem > nbytes - offset)
-        ends = rem <= nbytes
+        ends = ~above_constant(rem, nbytes)
         after = rem - nbytes
         # After a full output beat the rest fits in this bus beat's upper lanes: the
         # command's bus beats are over and one flush beat follows.

@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import above_constant
 from .array import ResultsLayout
 from .dma import WriteCommand, WriteData
 from .job import JobDescriptor, output_bytes
@@ -99,7 +100,7 @@ class ResultWriter(wiring.Component):
                         with m.If(row.last):
                             m.d.comb += self.tiles.ready.eq(1)
             with m.State("DATA"):
-                last = remaining <= bb
+                last = ~above_constant(remaining, bb)
                 m.d.comb += [
                     self.write_data.valid.eq(1),
                     self.write_data.payload.data.eq(packed.word_select(beat, 8 * bb)),
