@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import above_constant
 from .axi import AXI4LiteSignature, AXI4Signature, BURST_INCR, RESP_OKAY
+from .blockram import NO_COLLISION, RegisteredReadPort
 
 __all__ = ["REQUEST_SYNC", "REPLY_SYNC", "PROTOCOL_VERSION", "Command", "Status", "crc16",
            "HostBridge", "AXI4Arbiter"]
@@ -163,11 +164,13 @@ class HostBridge(wiring.Component):
         max_payload = self._max_payload
         rx, tx, csr, mem = self.rx, self.tx, self.csr, self.mem
 
-        # The frame buffer: a request's payload, then the reply's.
-        buffer = memory.Memory(shape=8, depth=max_payload, init=[])
+        # The frame buffer: a request's payload, then the reply's. It is read at the address
+        # it is written, but a byte read in a cycle that writes is never used (the states
+        # that use rd.data write nothing, and enter with ``fetched`` low).
+        buffer = memory.Memory(shape=8, depth=max_payload, init=[], attrs=NO_COLLISION)
         m.submodules.buffer = buffer
         wr = buffer.write_port()
-        rd = buffer.read_port(transparent_for=())
+        rd = RegisteredReadPort(m, buffer, name="buffer_read")
 
         cmd = Signal(8)
         seq = Signal(8)
@@ -197,7 +200,7 @@ class HostBridge(wiring.Component):
         crc_byte = Signal(8)
         crc_in = Signal(16)
         m.d.comb += [crc_byte.eq(rx_byte), crc_in.eq(_crc16_step(crc, crc_byte))]
-        m.d.comb += [rx.ready.eq(1), rd.addr.eq(index), wr.addr.eq(index)]
+        m.d.comb += [rx.ready.eq(1), rd.addr.eq(index), rd.en.eq(1), wr.addr.eq(index)]
 
         is_write = (cmd == Command.REG_WRITE) | (cmd == Command.MEM_WRITE)
         end = Signal(max(reach, len(length)) + 1)

@@ -42,6 +42,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import RESP_OKAY, RESP_SLVERR, AXI4LiteSignature
+from .blockram import NO_COLLISION, RegisteredReadPort
 
 __all__ = ["Access", "R", "RW", "W1C", "W", "Field", "Register", "Counter", "RegisterMap",
            "CSRBank", "REGISTER_WIDTH"]
@@ -576,8 +577,9 @@ class CSRBank(wiring.Component):
     value and OKAY, or 0 and SLVERR when unmapped; reading a W field gives 0. Address bits
     1:0 are ignored. One write and one read may be in progress at a time; a response is
     held until it is taken, however long ``bready``/``rready`` stay low, and no new request
-    on that channel is accepted meanwhile. Write effects (RW values, W pulses, W1C clears)
-    appear at the ports on the cycle after the write is performed, together with ``bvalid``.
+    on that channel is accepted meanwhile, nor a read in the cycle a write is performed.
+    Write effects (RW values, W pulses, W1C clears) appear at the ports on the cycle after
+    the write is performed, together with ``bvalid``.
 
     Registers made only of RW fields and constants are read from a copy in a block RAM,
     written along with the field registers (a read multiplexer over every such register
@@ -740,10 +742,11 @@ class CSRBank(wiring.Component):
             init = [0] * depth
             for register in copied:
                 init[register.address >> 2] = register.reset
+            # No read is taken in the cycle a write is performed (see arready below).
             m.submodules.copy = copy = memory.Memory(shape=REGISTER_WIDTH, depth=depth,
-                                                     init=init)
+                                                     init=init, attrs=NO_COLLISION)
             copy_write = copy.write_port(granularity=8)
-            copy_read = copy.read_port()
+            copy_read = RegisteredReadPort(m, copy, name="copy_read")
             stored_bits = Signal(REGISTER_WIDTH)     # the RW bits of the register written
             with m.Switch(aw_word):
                 for register in copied:
@@ -768,7 +771,7 @@ class CSRBank(wiring.Component):
             # A counter's low half comes from the counter port one cycle later.
             fetching = Signal()
             fetched = Signal(range(len(regmap.counters)))
-            m.d.comb += axi.arready.eq(~axi.rvalid & ~fetching)
+            m.d.comb += axi.arready.eq(~axi.rvalid & ~fetching & ~perform)
             with m.If(fetching):
                 value = self.counter_value
                 m.d.sync += [fetching.eq(0), axi.rvalid.eq(1), rdata.eq(value[:32]),
@@ -780,7 +783,7 @@ class CSRBank(wiring.Component):
                                 m.d.sync += shadows[counter.name].eq(
                                     value[32:counter.width])
         else:
-            m.d.comb += axi.arready.eq(~axi.rvalid)
+            m.d.comb += axi.arready.eq(~axi.rvalid & ~perform)
         with m.If(axi.arvalid & axi.arready):
             m.d.sync += [axi.rvalid.eq(1), from_copy.eq(0)]
             with m.Switch(axi.araddr[2:]):

@@ -33,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import above_constant, below_constant, times_constant
 from .array import OperandsLayout
+from .blockram import NO_COLLISION, RegisteredReadPort
 from .dma import ReadCommand, ReadData
 from .job import JobDescriptor
 
@@ -242,12 +243,17 @@ class TileScheduler(wiring.Component):
         plan = _Plan(m, config, job)
 
         # ---- SRAMs ------------------------------------------------------------------
+        # The feeder never reads a word in the cycle it is written (it reads a block's word
+        # only once the loader has moved past it, see a_row_in and b_row_in below, or from
+        # the other buffer), so Yosys need not emulate a read-before-write collision.
         a_mems = []
         for bank in range(a_banks):
-            mem = memory.Memory(shape=data.ArrayLayout(8, bb), depth=2 * words, init=[])
+            mem = memory.Memory(shape=data.ArrayLayout(8, bb), depth=2 * words, init=[],
+                                attrs=NO_COLLISION)
             m.submodules[f"sram_a_{bank}"] = mem
             a_mems.append(mem)
-        b_mem = memory.Memory(shape=data.ArrayLayout(8, cols), depth=2 * depth, init=[])
+        b_mem = memory.Memory(shape=data.ArrayLayout(8, cols), depth=2 * depth, init=[],
+                              attrs=NO_COLLISION)
         m.submodules.sram_b = b_mem
 
         # ---- block bookkeeping --------------------------------------------------------
@@ -526,8 +532,9 @@ class TileScheduler(wiring.Component):
         s1_ready = self.operands.ready | ~s1_valid
         s0_valid = Signal()
         s0_fire = s0_valid & s1_ready
-        a_rd_ports = [mem.read_port() for mem in a_mems]
-        b_rd_port = b_mem.read_port()
+        a_rd_ports = [RegisteredReadPort(m, mem, name=f"sram_a_{bank}_read")
+                      for bank, mem in enumerate(a_mems)]
+        b_rd_port = RegisteredReadPort(m, b_mem, name="sram_b_read")
         f_word = (f_k >> (bb.bit_length() - 1)) + (f_nest.fold << fold_shift)
         a_rd_word = Cat(f_word[:len(a_rd_ports[0].addr) - 1], a_blk["released"][0])
         for port in a_rd_ports:
