@@ -1,8 +1,9 @@
-"""Block RAM read ports that need no collision logic."""
+"""Block RAM read ports that need no collision logic, and a FIFO built on one."""
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
+from amaranth.lib import fifo, memory
 
-__all__ = ["NO_COLLISION", "RegisteredReadPort"]
+__all__ = ["NO_COLLISION", "RegisteredReadPort", "BlockRAMFIFO"]
 
 #: Attributes of a :class:`~amaranth.lib.memory.Memory` whose :class:`RegisteredReadPort`
 #: ports never read a word in the cycle it is written, or never use the data read in such a
@@ -35,3 +36,71 @@ class RegisteredReadPort:
         self.data = Signal(memory.shape, name=f"{name}_data")
         with m.If(self.en):
             m.d.sync += self.data.eq(port.data)
+
+
+class BlockRAMFIFO(fifo.FIFOInterface, Elaboratable):
+    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` with its storage forced into block RAM.
+
+    The same ports and the same behaviour on every cycle (the same construction: a memory
+    of ``depth - 1`` entries whose synchronous read port feeds the output, whose register
+    is the port's); only the memory is mapped to block RAM however small it is, where Yosys
+    would build a shallow one from flip-flops and a read multiplexer. Its port never reads
+    the entry being written (that happens only when the memory is empty, and then nothing
+    is read), so it needs no collision logic either.
+
+    Parameters
+    ----------
+    width : int
+    depth : int
+        At least 2.
+
+    Attributes
+    ----------
+    level : Signal(range(depth + 1))
+    """
+
+    def __init__(self, *, width, depth):
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"BlockRAMFIFO depth must be an integer of at least 2, "
+                             f"not {depth!r}")
+        super().__init__(width=width, depth=depth)
+        self.level = Signal(range(depth + 1))
+
+    def elaborate(self, platform):
+        m = Module()
+        inner_depth = self.depth - 1
+        inner_level = Signal(range(inner_depth + 1))
+        do_write = self.w_rdy & self.w_en
+        do_inner_read = (inner_level != 0) & (~self.r_rdy | self.r_en)
+        m.d.comb += [
+            self.w_rdy.eq(inner_level != inner_depth),
+            self.w_level.eq(self.level),
+            self.r_level.eq(self.level),
+            self.level.eq(inner_level + self.r_rdy),
+        ]
+
+        storage = memory.Memory(shape=self.width, depth=inner_depth, init=[],
+                                attrs={**NO_COLLISION, "ram_style": "block"})
+        m.submodules.storage = storage
+        write = storage.write_port()
+        read = RegisteredReadPort(m, storage, name="storage_read")
+        produce = Signal(range(inner_depth))
+        consume = Signal(range(inner_depth))
+        following = lambda index: Mux(index == inner_depth - 1, 0, index + 1)
+        m.d.comb += [
+            write.addr.eq(produce), write.data.eq(self.w_data), write.en.eq(do_write),
+            read.addr.eq(consume), read.en.eq(do_inner_read), self.r_data.eq(read.data),
+        ]
+        with m.If(do_write):
+            m.d.sync += produce.eq(following(produce))
+        with m.If(do_inner_read):
+            m.d.sync += consume.eq(following(consume))
+        with m.If(do_write & ~do_inner_read):
+            m.d.sync += inner_level.eq(inner_level + 1)
+        with m.If(do_inner_read & ~do_write):
+            m.d.sync += inner_level.eq(inner_level - 1)
+        with m.If(do_inner_read):
+            m.d.sync += self.r_rdy.eq(1)
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        return m

@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import above_constant, below_constant, times_constant
 from .array import OperandsLayout
-from .blockram import NO_COLLISION, RegisteredReadPort
+from .blockram import NO_COLLISION, BlockRAMFIFO, RegisteredReadPort
 from .dma import ReadCommand, ReadData
 from .job import JobDescriptor
 
@@ -549,7 +549,7 @@ class TileScheduler(wiring.Component):
         s1_last = Signal()
         # Placements of announced tiles wait here for the C path (the array holds at most
         # a few tiles between being fed and drained).
-        m.submodules.tile_queue = tile_queue = fifo.SyncFIFOBuffered(
+        m.submodules.tile_queue = tile_queue = BlockRAMFIFO(
             width=TileInfo(config).size, depth=4)
         m.d.comb += [
             self.tiles.valid.eq(tile_queue.r_rdy),
