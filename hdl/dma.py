@@ -18,11 +18,12 @@ port.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import above_constant
 from .axi import AXI4Signature, BURST_INCR
+from .blockram import BlockRAMFIFO
 
 __all__ = ["MAX_LENGTH", "LENGTH_SHAPE", "TAG_SHAPE", "ReadCommand", "ReadData",
            "WriteCommand", "WriteData", "axi4_signature", "read_channels", "write_channels",
@@ -299,10 +300,10 @@ class DmaReader(wiring.Component):
         # What the R side needs of each command, in command order.
         info_layout = data.StructLayout({
             "offset": shift, "length": length_shape, "tag": TAG_SHAPE})
-        info_fifo = m.submodules.info_fifo = fifo.SyncFIFO(
+        info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
         out_layout = ReadData(config)
-        out_fifo = m.submodules.out_fifo = fifo.SyncFIFO(width=out_layout.size, depth=2)
+        out_fifo = m.submodules.out_fifo = BlockRAMFIFO(width=out_layout.size, depth=2)
 
         # -- command intake ---------------------------------------------------------------
         cmd = self.cmd.payload
@@ -505,7 +506,7 @@ class DmaWriter(wiring.Component):
             "beats": range(max_beats + 1),      # bus beats
             "spill": 1,                         # one bus beat more than input beats
         })
-        info_fifo = m.submodules.info_fifo = fifo.SyncFIFO(
+        info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
 
         # -- command intake ---------------------------------------------------------------

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import above_constant
 from .array import ResultsLayout
-from .blockram import BlockRAMFIFO
+from .blockram import BlockRAMFIFOBuffered
 from .dma import WriteCommand, WriteData
 from .job import JobDescriptor, output_bytes
 from .tiler import TileInfo
@@ -60,7 +60,7 @@ class ResultWriter(wiring.Component):
         width = output_bytes(job.out_format)
 
         layout = ResultsLayout(config)
-        m.submodules.buffer = buffer = BlockRAMFIFO(width=layout.size, depth=2 * rows)
+        m.submodules.buffer = buffer = BlockRAMFIFOBuffered(width=layout.size, depth=2 * rows)
         m.d.comb += [
             buffer.w_data.eq(self.results.payload.as_value()),
             buffer.w_en.eq(self.results.valid),
