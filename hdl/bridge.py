@@ -474,6 +474,9 @@ class AXI4Arbiter(wiring.Component):
     Parameters
     ----------
     addr_width, data_width : int
+    max_outstanding : int
+        The most bursts either manager has in flight on a channel (ARs without their last
+        R beat; AWs without their B); it sizes the arbiter's transaction counters.
 
     Attributes
     ----------
@@ -481,7 +484,11 @@ class AXI4Arbiter(wiring.Component):
     sub : Out(AXI4Signature)
     """
 
-    def __init__(self, *, addr_width, data_width):
+    def __init__(self, *, addr_width, data_width, max_outstanding=1023):
+        if not (isinstance(max_outstanding, int) and max_outstanding >= 1):
+            raise ValueError(f"max_outstanding must be a positive integer, "
+                             f"not {max_outstanding!r}")
+        self._max_outstanding = max_outstanding
         signature = AXI4Signature(addr_width=addr_width, data_width=data_width)
         super().__init__({"managers": In(signature).array(2), "sub": Out(signature)})
 
@@ -511,7 +518,8 @@ class AXI4Arbiter(wiring.Component):
         m.d.comb += [sub.rready.eq(Mux(r_grant, second.rready, first.rready)),
                      first.rvalid.eq(sub.rvalid & ~r_grant),
                      second.rvalid.eq(sub.rvalid & r_grant)]
-        reads = Signal(range(1024))
+        most = self._max_outstanding
+        reads = Signal(range(most + 1))
         ar_fire = sub.arvalid & sub.arready
         r_done = sub.rvalid & sub.rready & sub.rlast
         m.d.sync += reads.eq(reads + ar_fire - r_done)
@@ -528,9 +536,9 @@ class AXI4Arbiter(wiring.Component):
         m.d.comb += [sub.bready.eq(Mux(w_grant, second.bready, first.bready)),
                      first.bvalid.eq(sub.bvalid & ~w_grant),
                      second.bvalid.eq(sub.bvalid & w_grant)]
-        writes = Signal(range(1024))
+        writes = Signal(range(most + 1))
         # AXI4 lets W beats run ahead of their AW: count W bursts against AWs as well.
-        w_ahead = Signal(range(-512, 512))
+        w_ahead = Signal(range(-most - 1, most + 1))
         aw_fire = sub.awvalid & sub.awready
         wlast_fire = sub.wvalid & sub.wready & sub.wlast
         b_done = sub.bvalid & sub.bready
