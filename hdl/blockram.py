@@ -1,4 +1,9 @@
-"""Block RAM read ports that need no collision logic, and FIFOs kept in block RAM."""
+"""Block RAM read ports that need no collision logic, and FIFOs kept in block RAM.
+
+A FIFO in block RAM trades flip-flops (one logic cell per stored bit on iCE40) for block
+RAMs (16 bits wide each on iCE40, 30 on the UP5K): worth it for queues of three or more
+entries; two-entry queues stay :class:`~amaranth.lib.fifo.SyncFIFO`.
+"""
 
 from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.lib import fifo, memory

@@ -18,7 +18,7 @@ port.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import above_constant
@@ -303,7 +303,7 @@ class DmaReader(wiring.Component):
         info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
         out_layout = ReadData(config)
-        out_fifo = m.submodules.out_fifo = BlockRAMFIFO(width=out_layout.size, depth=2)
+        out_fifo = m.submodules.out_fifo = fifo.SyncFIFO(width=out_layout.size, depth=2)
 
         # -- command intake ---------------------------------------------------------------
         cmd = self.cmd.payload

@@ -28,12 +28,12 @@ instead of once per column tile.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import above_constant, below_constant, times_constant
 from .array import OperandsLayout
-from .blockram import NO_COLLISION, BlockRAMFIFO, BlockRAMFIFOBuffered, RegisteredReadPort
+from .blockram import NO_COLLISION, BlockRAMFIFOBuffered, RegisteredReadPort
 from .dma import ReadCommand, ReadData
 from .job import JobDescriptor
 
@@ -268,8 +268,8 @@ class TileScheduler(wiring.Component):
         chunk_width = depth.bit_length()
         a_k_width = (config.row_tiles * depth).bit_length()
         # rows and k length of the A block; k rows in the B block
-        a_sizes = BlockRAMFIFO(width=block_rows_width + a_k_width, depth=2)
-        b_sizes = BlockRAMFIFO(width=chunk_width, depth=2)
+        a_sizes = fifo.SyncFIFO(width=block_rows_width + a_k_width, depth=2)
+        b_sizes = fifo.SyncFIFO(width=chunk_width, depth=2)
         m.submodules.a_sizes, m.submodules.b_sizes = a_sizes, b_sizes
 
         # ---- loaders (command side) ----------------------------------------------------
