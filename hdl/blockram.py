@@ -8,7 +8,8 @@ entries; two-entry queues stay :class:`~amaranth.lib.fifo.SyncFIFO`.
 from amaranth.hdl import Elaboratable, Module, Mux, Signal
 from amaranth.lib import fifo, memory
 
-__all__ = ["NO_COLLISION", "BLOCK_RAM", "RegisteredReadPort", "BlockRAMFIFO", "BlockRAMFIFOBuffered"]
+__all__ = ["NO_COLLISION", "BLOCK_RAM", "RegisteredReadPort", "BlockRAMFIFO",
+           "BlockRAMFIFOBuffered"]
 
 #: Attributes of a :class:`~amaranth.lib.memory.Memory` whose :class:`RegisteredReadPort`
 #: ports never read a word in the cycle it is written, or never use the data read in such a
@@ -27,8 +28,10 @@ class RegisteredReadPort:
     """``memory.read_port()`` (synchronous, not transparent, with enable) built as an
     asynchronous read port and a register that loads on ``en``.
 
-    The behaviour is the same. Yosys honours :data:`NO_COLLISION` only when it merges such
-    a register into a port itself, not on a port that is synchronous from the start.
+    The behaviour is the same, except that the register is reset with its domain (the
+    users here read ``data`` only after an ``en``). Yosys honours :data:`NO_COLLISION` only
+    when it merges such a register into a port itself, not on a port that is synchronous
+    from the start.
 
     Attributes
     ----------
@@ -50,9 +53,10 @@ class RegisteredReadPort:
 class BlockRAMFIFOBuffered(fifo.FIFOInterface, Elaboratable):
     """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` with its storage in block RAM.
 
-    The same ports and the same behaviour on every cycle (the same construction: a memory
-    of ``depth - 1`` entries whose synchronous read port feeds the output, whose register
-    is the port's); only the memory is mapped to block RAM however small it is. Its port
+    The same ports and the same behaviour on every cycle, ``r_data`` whenever ``r_rdy`` is
+    high (the same construction: a memory of ``depth - 1`` entries whose synchronous read
+    port feeds the output, whose register is the port's, a :class:`RegisteredReadPort`
+    here); only the memory is mapped to block RAM however small it is. Its port
     never reads the entry being written (that happens only when the memory is empty, and
     then nothing is read), so it needs no collision logic either.
 
