@@ -122,7 +122,8 @@ class BlockRAMFIFO(fifo.FIFOInterface, Elaboratable):
     """:class:`~amaranth.lib.fifo.SyncFIFO` with its storage in block RAM.
 
     The same ports and the same behaviour on every cycle: ``r_data`` is the entry at the
-    head (whatever the level), as SyncFIFO's asynchronous read gives it. Here a synchronous
+    head, as SyncFIFO's asynchronous read gives it (whatever the level; after a reset of
+    the domain other than at power-up, whenever ``r_rdy`` is high). Here a synchronous
     read port, transparent to the write port, reads the entry that will be at the head on
     the next cycle. Yosys builds the transparency from a register of the written word and
     a multiplexer: about two logic cells per bit, where SyncFIFO's flip-flop storage and
