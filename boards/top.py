@@ -117,8 +117,11 @@ class BoardTop(wiring.Component):
         m.submodules.accelerator = acc = Accelerator(config)
         m.submodules.memory = mem = self._memory_factory(
             addr_width=config.addr_width, data_width=config.bus_width, size=self._memory_bytes)
+        # The accelerator has at most max_outstanding bursts in flight per channel, the
+        # bridge one.
         m.submodules.arbiter = arbiter = AXI4Arbiter(addr_width=config.addr_width,
-                                                     data_width=config.bus_width)
+                                                     data_width=config.bus_width,
+                                                     max_outstanding=config.max_outstanding)
         csr_addr_width = acc.csr.signature.addr_width
         m.submodules.bridge = bridge = HostBridge(
             csr_addr_width=csr_addr_width, addr_width=config.addr_width,

@@ -27,7 +27,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import above_constant
 from .axi import AXI4LiteSignature, AXI4Signature, BURST_INCR, RESP_OKAY
+from .blockram import NO_COLLISION, RegisteredReadPort
 
 __all__ = ["REQUEST_SYNC", "REPLY_SYNC", "PROTOCOL_VERSION", "Command", "Status", "crc16",
            "HostBridge", "AXI4Arbiter"]
@@ -162,11 +164,13 @@ class HostBridge(wiring.Component):
         max_payload = self._max_payload
         rx, tx, csr, mem = self.rx, self.tx, self.csr, self.mem
 
-        # The frame buffer: a request's payload, then the reply's.
-        buffer = memory.Memory(shape=8, depth=max_payload, init=[])
+        # The frame buffer: a request's payload, then the reply's. It is read at the address
+        # it is written, but a byte read in a cycle that writes is never used (the states
+        # that use rd.data write nothing, and enter with ``fetched`` low).
+        buffer = memory.Memory(shape=8, depth=max_payload, init=[], attrs=NO_COLLISION)
         m.submodules.buffer = buffer
         wr = buffer.write_port()
-        rd = buffer.read_port(transparent_for=())
+        rd = RegisteredReadPort(m, buffer, name="buffer_read")
 
         cmd = Signal(8)
         seq = Signal(8)
@@ -196,7 +200,7 @@ class HostBridge(wiring.Component):
         crc_byte = Signal(8)
         crc_in = Signal(16)
         m.d.comb += [crc_byte.eq(rx_byte), crc_in.eq(_crc16_step(crc, crc_byte))]
-        m.d.comb += [rx.ready.eq(1), rd.addr.eq(index), wr.addr.eq(index)]
+        m.d.comb += [rx.ready.eq(1), rd.addr.eq(index), rd.en.eq(1), wr.addr.eq(index)]
 
         is_write = (cmd == Command.REG_WRITE) | (cmd == Command.MEM_WRITE)
         end = Signal(max(reach, len(length)) + 1)
@@ -265,7 +269,7 @@ class HostBridge(wiring.Component):
                             with m.If(index == len(fields) - 1):
                                 m.d.sync += index.eq(0)
                                 new_length = Cat(length[:8], rx_byte)
-                                with m.If(new_length > max_payload):
+                                with m.If(above_constant(new_length, max_payload)):
                                     m.d.sync += status.eq(Status.TOO_LONG)
                                     m.next = "DISCARD"
                                 with m.Elif(is_write & (new_length != 0)):
@@ -302,8 +306,9 @@ class HostBridge(wiring.Component):
             with m.State("EXECUTE"):
                 m.d.sync += [target.eq(addr), index.eq(0), fetched.eq(0),
                              aw_done.eq(0), w_done.eq(0)]
-                csr_ok = (addr[:2] == 0) & ~addr_far & (end <= (1 << self._csr_addr_width))
-                mem_ok = ~addr_far & (end <= self._memory_bytes)
+                csr_ok = ((addr[:2] == 0) & ~addr_far
+                          & ~above_constant(end, 1 << self._csr_addr_width))
+                mem_ok = ~addr_far & ~above_constant(end, self._memory_bytes)
                 reg_len_ok = (length != 0) & (length[:2] == 0)
                 with m.If(is_write & last_valid & (seq == last_seq)):
                     reply(last_status)          # a retry of the write executed last
@@ -469,6 +474,9 @@ class AXI4Arbiter(wiring.Component):
     Parameters
     ----------
     addr_width, data_width : int
+    max_outstanding : int
+        The most bursts either manager has in flight on a channel (ARs without their last
+        R beat; AWs without their B); it sizes the arbiter's transaction counters.
 
     Attributes
     ----------
@@ -476,7 +484,11 @@ class AXI4Arbiter(wiring.Component):
     sub : Out(AXI4Signature)
     """
 
-    def __init__(self, *, addr_width, data_width):
+    def __init__(self, *, addr_width, data_width, max_outstanding=1023):
+        if not (isinstance(max_outstanding, int) and max_outstanding >= 1):
+            raise ValueError(f"max_outstanding must be a positive integer, "
+                             f"not {max_outstanding!r}")
+        self._max_outstanding = max_outstanding
         signature = AXI4Signature(addr_width=addr_width, data_width=data_width)
         super().__init__({"managers": In(signature).array(2), "sub": Out(signature)})
 
@@ -506,7 +518,8 @@ class AXI4Arbiter(wiring.Component):
         m.d.comb += [sub.rready.eq(Mux(r_grant, second.rready, first.rready)),
                      first.rvalid.eq(sub.rvalid & ~r_grant),
                      second.rvalid.eq(sub.rvalid & r_grant)]
-        reads = Signal(range(1024))
+        most = self._max_outstanding
+        reads = Signal(range(most + 1))
         ar_fire = sub.arvalid & sub.arready
         r_done = sub.rvalid & sub.rready & sub.rlast
         m.d.sync += reads.eq(reads + ar_fire - r_done)
@@ -523,9 +536,9 @@ class AXI4Arbiter(wiring.Component):
         m.d.comb += [sub.bready.eq(Mux(w_grant, second.bready, first.bready)),
                      first.bvalid.eq(sub.bvalid & ~w_grant),
                      second.bvalid.eq(sub.bvalid & w_grant)]
-        writes = Signal(range(1024))
+        writes = Signal(range(most + 1))
         # AXI4 lets W beats run ahead of their AW: count W bursts against AWs as well.
-        w_ahead = Signal(range(-512, 512))
+        w_ahead = Signal(range(-most - 1, most + 1))
         aw_fire = sub.awvalid & sub.awready
         wlast_fire = sub.wvalid & sub.wready & sub.wlast
         b_done = sub.bvalid & sub.bready

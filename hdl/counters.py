@@ -5,6 +5,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import times_constant
+from .blockram import NO_COLLISION, RegisteredReadPort
 
 __all__ = ["COUNTERS", "CounterMemory"]
 
@@ -101,10 +102,12 @@ class CounterMemory(wiring.Component):
         count = len(stored)
         width = config.counter_width
 
-        words = memory.Memory(shape=width, depth=count, init=[])
+        # The flusher reads the word after the one it writes (count > 1): its port needs
+        # no collision logic.
+        words = memory.Memory(shape=width, depth=count, init=[], attrs=NO_COLLISION)
         m.submodules.words = words
         write = words.write_port()
-        flush_read = words.read_port()
+        flush_read = RegisteredReadPort(m, words, name="flush_read")
         # Transparent: a read issued while its word is written sees the new word, whose
         # pending count has just been reset.
         host_read = words.read_port(transparent_for=(write,))
@@ -112,7 +115,7 @@ class CounterMemory(wiring.Component):
         # -- pending counts and the flusher ---------------------------------------------
         next_read = Signal(range(count))     # word the flusher reads this cycle
         flushing = Signal(range(count))      # word it writes this cycle (read last cycle)
-        m.d.comb += flush_read.addr.eq(next_read)
+        m.d.comb += [flush_read.addr.eq(next_read), flush_read.en.eq(1)]
         m.d.sync += [next_read.eq(Mux(next_read == count - 1, 0, next_read + 1)),
                      flushing.eq(next_read)]
         stale = Signal(count)

@@ -38,10 +38,11 @@ import keyword
 import re
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, ShapeCastable, Signal, Value
-from amaranth.lib import wiring
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import RESP_OKAY, RESP_SLVERR, AXI4LiteSignature
+from .blockram import NO_COLLISION, RegisteredReadPort
 
 __all__ = ["Access", "R", "RW", "W1C", "W", "Field", "Register", "Counter", "RegisterMap",
            "CSRBank", "REGISTER_WIDTH"]
@@ -576,8 +577,13 @@ class CSRBank(wiring.Component):
     value and OKAY, or 0 and SLVERR when unmapped; reading a W field gives 0. Address bits
     1:0 are ignored. One write and one read may be in progress at a time; a response is
     held until it is taken, however long ``bready``/``rready`` stay low, and no new request
-    on that channel is accepted meanwhile. Write effects (RW values, W pulses, W1C clears)
-    appear at the ports on the cycle after the write is performed, together with ``bvalid``.
+    on that channel is accepted meanwhile, nor a read in the cycle a write is performed.
+    Write effects (RW values, W pulses, W1C clears) appear at the ports on the cycle after
+    the write is performed, together with ``bvalid``.
+
+    Registers made only of RW fields and constants are read from a copy in a block RAM,
+    written along with the field registers (a read multiplexer over every such register
+    would cost a few logic cells per bit); the others are read from their ports.
 
     Parameters
     ----------
@@ -724,15 +730,51 @@ class CSRBank(wiring.Component):
                     # A hardware set wins over a simultaneous software clear.
                     m.d.sync += value.eq((value & ~Mux(hit, data, 0)) | setting)
 
+        # -- the block RAM copy of the registers made of RW fields and constants -----------
+        copied = [register for register in regmap.registers
+                  if register.counter is None and register.fields
+                  and all(field.access is RW or field.const is not None
+                          for field in register.fields.values())]
+        from_copy = Signal()            # the read being answered comes from the copy
+        rdata = Signal(REGISTER_WIDTH)  # else this
+        if copied:
+            depth = max(register.address >> 2 for register in copied) + 1
+            init = [0] * depth
+            for register in copied:
+                init[register.address >> 2] = register.reset
+            # No read is taken in the cycle a write is performed (see arready below).
+            m.submodules.copy = copy = memory.Memory(shape=REGISTER_WIDTH, depth=depth,
+                                                     init=init, attrs=NO_COLLISION)
+            copy_write = copy.write_port(granularity=8)
+            copy_read = RegisteredReadPort(m, copy, name="copy_read")
+            stored_bits = Signal(REGISTER_WIDTH)     # the RW bits of the register written
+            with m.Switch(aw_word):
+                for register in copied:
+                    mask = sum(field.mask for field in register.fields.values()
+                               if field.access is RW)
+                    if mask:
+                        with m.Case(register.address >> 2):
+                            m.d.comb += [stored_bits.eq(mask),
+                                         copy_write.en.eq(Mux(perform, w_strb, 0))]
+            m.d.comb += [
+                copy_write.addr.eq(aw_word),
+                copy_write.data.eq(w_data & stored_bits),
+                copy_read.addr.eq(axi.araddr[2:]),
+                copy_read.en.eq(axi.arvalid & axi.arready),
+                axi.rdata.eq(Mux(from_copy, copy_read.data, rdata)),
+            ]
+        else:
+            m.d.comb += axi.rdata.eq(rdata)
+
         # -- reads: answer one cycle after AR, hold until taken ---------------------------
         if self._counter_port:
             # A counter's low half comes from the counter port one cycle later.
             fetching = Signal()
             fetched = Signal(range(len(regmap.counters)))
-            m.d.comb += axi.arready.eq(~axi.rvalid & ~fetching)
+            m.d.comb += axi.arready.eq(~axi.rvalid & ~fetching & ~perform)
             with m.If(fetching):
                 value = self.counter_value
-                m.d.sync += [fetching.eq(0), axi.rvalid.eq(1), axi.rdata.eq(value[:32]),
+                m.d.sync += [fetching.eq(0), axi.rvalid.eq(1), rdata.eq(value[:32]),
                              axi.rresp.eq(RESP_OKAY)]
                 with m.Switch(fetched):
                     for index, counter in enumerate(regmap.counters):
@@ -741,9 +783,9 @@ class CSRBank(wiring.Component):
                                 m.d.sync += shadows[counter.name].eq(
                                     value[32:counter.width])
         else:
-            m.d.comb += axi.arready.eq(~axi.rvalid)
+            m.d.comb += axi.arready.eq(~axi.rvalid & ~perform)
         with m.If(axi.arvalid & axi.arready):
-            m.d.sync += axi.rvalid.eq(1)
+            m.d.sync += [axi.rvalid.eq(1), from_copy.eq(0)]
             with m.Switch(axi.araddr[2:]):
                 for register in regmap.registers:
                     with m.Case(register.address >> 2):
@@ -754,14 +796,17 @@ class CSRBank(wiring.Component):
                             m.d.comb += self.counter_index.eq(index)
                             m.d.sync += [axi.rvalid.eq(0), fetching.eq(1), fetched.eq(index)]
                             continue
-                        m.d.sync += [axi.rdata.eq(read_value(register)),
+                        if register in copied:
+                            m.d.sync += [from_copy.eq(1), axi.rresp.eq(RESP_OKAY)]
+                            continue
+                        m.d.sync += [rdata.eq(read_value(register)),
                                      axi.rresp.eq(RESP_OKAY)]
                         if counter is not None and register is counter.lo \
                                 and counter.name in shadows:
                             m.d.sync += shadows[counter.name].eq(
                                 getattr(self, counter.name)[32:])
                 with m.Default():
-                    m.d.sync += [axi.rdata.eq(0), axi.rresp.eq(RESP_SLVERR)]
+                    m.d.sync += [rdata.eq(0), axi.rresp.eq(RESP_SLVERR)]
         with m.Elif(axi.rvalid & axi.rready):
             m.d.sync += axi.rvalid.eq(0)
 

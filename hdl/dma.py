@@ -21,7 +21,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import above_constant
 from .axi import AXI4Signature, BURST_INCR
+from .blockram import BlockRAMFIFO
 
 __all__ = ["MAX_LENGTH", "LENGTH_SHAPE", "TAG_SHAPE", "ReadCommand", "ReadData",
            "WriteCommand", "WriteData", "axi4_signature", "read_channels", "write_channels",
@@ -172,9 +174,12 @@ class _BurstPlanner:
         self.beats_left = beats_left = Signal(range(max_beats + 1))
 
         page_beats = _PAGE // bus_bytes
-        to_page = page_beats - next_addr[shift:12]
+        page_beat = next_addr[shift:12]
+        to_page = page_beats - page_beat
+        # to_page < max_burst, against the address bits
+        near_page_end = above_constant(page_beat, page_beats - config.max_burst)
         self.beats = beats = Signal(range(config.max_burst + 1))
-        m.d.comb += beats.eq(_min(beats_left, _min(to_page, config.max_burst)))
+        m.d.comb += beats.eq(_min(beats_left, Mux(near_page_end, to_page, config.max_burst)))
 
         self.load = load = Signal()
         self.finishing = finishing = Signal()        # the command's last burst loads now
@@ -295,7 +300,7 @@ class DmaReader(wiring.Component):
         # What the R side needs of each command, in command order.
         info_layout = data.StructLayout({
             "offset": shift, "length": length_shape, "tag": TAG_SHAPE})
-        info_fifo = m.submodules.info_fifo = fifo.SyncFIFO(
+        info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
         out_layout = ReadData(config)
         out_fifo = m.submodules.out_fifo = fifo.SyncFIFO(width=out_layout.size, depth=2)
@@ -330,7 +335,7 @@ class DmaReader(wiring.Component):
         # A misaligned command's first bus beat completes an output beat only if it holds
         # the whole command.
         holds_only = first & ~aligned & (rem > nbytes - offset)
-        ends = rem <= nbytes
+        ends = ~above_constant(rem, nbytes)
         after = rem - nbytes
         # After a full output beat the rest fits in this bus beat's upper lanes: the
         # command's bus beats are over and one flush beat follows.
@@ -501,7 +506,7 @@ class DmaWriter(wiring.Component):
             "beats": range(max_beats + 1),      # bus beats
             "spill": 1,                         # one bus beat more than input beats
         })
-        info_fifo = m.submodules.info_fifo = fifo.SyncFIFO(
+        info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
 
         # -- command intake ---------------------------------------------------------------

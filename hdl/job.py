@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import above_constant
 from .fp8 import Fp8Format, OutFormat
 from .normalizer import SCALE_SHAPE
 from .registers import ErrorCode
@@ -35,17 +36,26 @@ def _row_bytes(n, out_format):
     return Mux(out_format == OutFormat.FP32, n << 2, Mux(out_format == OutFormat.BF16, n << 1, n))
 
 
+def _bits_per_cycle(config):
+    """Bits of the row count the checker's shift-and-add takes per cycle: one for address
+    spaces of at most 16 MiB (small boards, where its adders are a noticeable part of the
+    logic), two otherwise (one adder more per operand, half the cycles)."""
+    return 1 if config.addr_width <= 24 else 2
+
+
 def check_cycles(config, m, k):
     """Cycles from :class:`JobChecker`'s ``start`` to ``done`` for a descriptor with these
-    M and K: one to latch, then one per two bits of the longer of M - 1 and K - 1, at
-    least one. (As the checker holds them: M in dim_width bits and K in k_width bits, each
-    minus one in one bit more, at most min(32, addr_width) bits; only a rejected
-    descriptor with M or K zero sees the wrap-around.)"""
+    M and K: one to latch, then one per bit (``addr_width`` <= 24) or per two bits (wider
+    addresses) of the longer of M - 1 and K - 1, at least one. (As the checker holds them:
+    M in dim_width bits and K in k_width bits, each minus one in one bit more, at most
+    min(32, addr_width) bits; only a rejected descriptor with M or K zero sees the
+    wrap-around.)"""
     def minus_one(value, width):
         return ((value % (1 << width)) - 1) % (1 << min(width + 1, 32, config.addr_width))
     bits = max(minus_one(m, config.dim_width).bit_length(),
                minus_one(k, config.k_width).bit_length())
-    return 1 + max(1, -(-bits // 2))
+    step = _bits_per_cycle(config)
+    return 1 + max(1, -(-bits // step))
 
 
 class JobChecker(wiring.Component):
@@ -55,9 +65,10 @@ class JobChecker(wiring.Component):
     can use (M and N in ``config.dim_width`` bits, K in ``config.k_width``, addresses and
     strides in ``config.addr_width``; the other bits of ``checked`` are constant zero, so
     synthesis drops them). The cheap rules are decided on the spot; the address ranges
-    ``base + (rows - 1) * stride + row_bytes`` are computed by shift-and-add, two bits of
-    the row count per cycle for all three operands at once (no multipliers), stopping when
-    no bit is left: :func:`check_cycles` cycles after ``start`` (a few for usual shapes),
+    ``base + (rows - 1) * stride + row_bytes`` are computed by shift-and-add, one or two
+    bits of the row count per cycle (one for address spaces of at most 16 MiB) for all
+    three operands at once (no multipliers), stopping when no bit is left:
+    :func:`check_cycles` cycles after ``start`` (a few for usual shapes),
     ``done`` pulses with ``error``: the first
     failing rule in the order of :class:`ErrorCode`, or NONE. A job with any error never
     starts, so it makes no memory access at all.
@@ -97,6 +108,7 @@ class JobChecker(wiring.Component):
         config = self._config
         aw = config.addr_width
         limit = 1 << aw
+        kw = config.k_width
         job, held = self.job, self.checked
 
         # -- the latch: only the bits a job that passes the checks can need -----------------
@@ -123,8 +135,9 @@ class JobChecker(wiring.Component):
         def out_of_range(base, rows, stride, row_bytes):
             # Cases the shift-and-add below need not see: then it runs on bits in range.
             # (Every stride is >= 1 whenever the earlier rules pass.)
-            return (above(base, aw) | (rows > limit) | (row_bytes > limit)
-                    | (above(stride, aw) & (rows > 1)))
+            return (above(base, aw) | above_constant(rows, limit)
+                    | above_constant(row_bytes, limit)
+                    | (above(stride, aw) & above_constant(rows, 1)))
 
         enabled = [Fp8Format.from_name(name) for name in config.formats]
         format_ok = lambda fmt: Mux(fmt == enabled[0], 1, fmt == enabled[-1])
@@ -132,9 +145,11 @@ class JobChecker(wiring.Component):
                       Mux(out_bytes == 2, (job.c_addr[0] == 0) & (job.c_stride[0] == 0), 1))
         early = [           # the rules before ADDRESS_OVERFLOW, in order
             (ErrorCode.BAD_DIMENSION, (job.m == 0) | (job.n == 0) | (job.k == 0)),
-            (ErrorCode.K_TOO_LARGE, job.k > config.max_k),
-            (ErrorCode.BAD_STRIDE, (job.a_stride < job.k) | (job.b_stride < job.n)
-                                   | (job.c_stride < c_row_bytes)),
+            (ErrorCode.K_TOO_LARGE, above_constant(job.k, config.max_k)),
+            # (K < 2**k_width once the rule above passes.)
+            (ErrorCode.BAD_STRIDE, (~above(job.a_stride, kw)
+                                    & (job.a_stride[:kw] < job.k[:kw]))
+                                   | (job.b_stride < job.n) | (job.c_stride < c_row_bytes)),
             (ErrorCode.MISALIGNED_OUTPUT, ~aligned),
         ]
         early_error = Signal(ErrorCode)
@@ -152,43 +167,58 @@ class JobChecker(wiring.Component):
                 bad_format.eq(~format_ok(job.a_format) | ~format_ok(job.b_format)),
             ]
 
-        # -- (rows - 1) * stride by shift-and-add, two bits per cycle, least significant
-        # first, stopping once no bit is left (check_cycles) -----------------------------
-        # Each product saturates: once it reaches 2**aw the range overflows whatever else.
+        # -- the end of each range, base + row_bytes - 1 + (rows - 1) * stride, by
+        # shift-and-add, one or two bits of rows - 1 per cycle (_bits_per_cycle), least
+        # significant first, stopping once no bit is left (check_cycles) -------------------
+        # The sum starts at base + row_bytes - 1 and saturates once it reaches 2**aw: the
+        # range then overflows whatever else is added. (Out-of-range bases, row counts and
+        # row lengths were caught at start, so each fits in aw bits here.)
+        step = _bits_per_cycle(config)
         running = Signal()
         finished = Signal()
-        # Rows beyond 2**aw were caught at start, so rows - 1 has at most aw bits.
         w = min(32, aw)
         m_minus_1 = (job.m[:config.dim_width] - 1)[:w]
         k_minus_1 = (job.k[:config.k_width] - 1)[:w]
-        operands = [      # (rows - 1, stride, base, row_bytes) of A, B and C
-            (m_minus_1, job.a_stride, held.a_addr, held.k),
-            (k_minus_1, job.b_stride, held.b_addr, held.n),
-            (m_minus_1, job.c_stride, held.c_addr, _row_bytes(held.n, held.out_format)),
+        n_minus_1 = (job.n[:config.dim_width] - 1)[:w]
+        # n * bytes(out_format) - 1, as the low bits of (n - 1) * bytes(out_format) set
+        c_row_minus_1 = Mux(job.out_format == OutFormat.FP32, Cat(Const(3, 2), n_minus_1),
+                            Mux(job.out_format == OutFormat.BF16, Cat(Const(1, 1), n_minus_1),
+                                n_minus_1))
+        # The bits of M - 1 and K - 1 not yet used (A and C share M - 1).
+        rests = {"m": Signal(w, name="rest_m"), "k": Signal(w, name="rest_k")}
+        with m.If(self.start):
+            m.d.sync += [rests["m"].eq(m_minus_1), rests["k"].eq(k_minus_1)]
+        with m.Elif(running):
+            m.d.sync += [rest.eq(rest >> step) for rest in rests.values()]
+        operands = [      # (rows - 1, stride, base, row_bytes - 1) of A, B and C
+            (rests["m"], job.a_stride, job.a_addr, k_minus_1),
+            (rests["k"], job.b_stride, job.b_addr, n_minus_1),
+            (rests["m"], job.c_stride, job.c_addr, c_row_minus_1),
         ]
-        overflow, left = [], []
-        for index, (rows_minus_1, stride, base, row_bytes) in enumerate(operands):
-            rest = Signal(w, name=f"rest_{index}")              # bits of rows - 1 not yet used
-            shifted = Signal(aw + 2, name=f"shifted_{index}")   # stride << (bits used)
-            product = Signal(aw + 2, name=f"product_{index}")
+        overflow = []
+        for index, (rest, stride, base, row_bytes_minus_1) in enumerate(operands):
+            shifted = Signal(aw + step, name=f"shifted_{index}")   # stride << (bits used)
+            total = Signal(aw + step, name=f"total_{index}")       # the end address - 1, so far
             saturated = Signal(name=f"saturated_{index}")
+            first = Value.cast(base)[:aw] + Value.cast(row_bytes_minus_1)[:aw]
             big = shifted[aw:].any()
-            following = product + Mux(rest[0], shifted, 0) + Mux(rest[1], shifted << 1, 0)
+            following = total
+            for bit in range(step):
+                following = following + Mux(rest[bit], shifted << bit, 0)
             with m.If(self.start):
-                m.d.sync += [rest.eq(rows_minus_1), shifted.eq(Value.cast(stride)[:aw]),
-                             product.eq(0), saturated.eq(0)]
+                m.d.sync += [shifted.eq(Value.cast(stride)[:aw]),
+                             total.eq(first), saturated.eq(above(first, aw))]
             with m.Elif(running):
-                m.d.sync += [rest.eq(rest >> 2), shifted.eq(Mux(big, shifted, shifted << 2))]
+                m.d.sync += shifted.eq(Mux(big, shifted, shifted << step))
                 with m.If(~saturated):
                     with m.If(big & (rest != 0)):
                         m.d.sync += saturated.eq(1)
                     with m.Else():
-                        m.d.sync += product.eq(following)
+                        m.d.sync += total.eq(following)
                         with m.If(above(following, aw)):
                             m.d.sync += saturated.eq(1)
-            end = Value.cast(base)[:aw] + product + row_bytes
-            overflow.append(saturated | (end > limit))
-            left.append(rest[2:].any())
+            overflow.append(saturated)
+        left = [rest[step:].any() for rest in rests.values()]
         with m.If(self.start):
             m.d.sync += [running.eq(1), finished.eq(0)]
         with m.Elif(running):

@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import above_constant
 from .fp8 import OutFormat
 from .pe import AccumulatorState
 
@@ -167,7 +168,7 @@ class Normalizer(wiring.Component):
         is_zero = ~nonzero.any()
         # The sign of the result: of the Inf, of an exact zero (the -0 rule), or of the sum.
         result_sign = Mux(inf_1, neg_inf_1, Mux(is_zero, neg_zero_1, sign_1))
-        lead_2 = register(range(width), top * _LEAD_CHUNK + inner, "lead_2")
+        lead_2 = register(range(width), Cat(inner, top), "lead_2")     # top * 16 + inner
         zero_2 = register(1, is_zero, "zero_2")
         magnitude_2 = register(unsigned(width), magnitude_1, "magnitude_2")
         threshold_2 = register(signed(12), threshold_1, "threshold_2")
@@ -192,7 +193,8 @@ class Normalizer(wiring.Component):
         offset = widest + 1
         below_word = Cat(*[_any_below(magnitude_2, offset, _SHIFT_WORD * q)
                            for q in range(words)])
-        amount_3 = register(range(limit + 1), Mux(shift > limit, limit, shift), "amount_3")
+        amount_3 = register(range(limit + 1), Mux(above_constant(shift, limit), limit, shift),
+                            "amount_3")
         field_3 = register(unsigned(12), x - threshold_2, "field_3")
         magnitude_3 = register(unsigned(width), magnitude_2, "magnitude_3")
         below_word_3 = register(words, below_word, "below_word_3")
@@ -256,7 +258,11 @@ class Normalizer(wiring.Component):
         # OCP OFP8 5.2.1: out-of-range results saturate, or become NaN (E4M3, no Inf) or Inf.
         overflow_nan = (out_format == OutFormat.E4M3) & ~settings_5.saturate
         overflow_code = Mux(is_fp8 & settings_5.saturate, max_code, inf_code)
-        overflow = ~zero_5 & (code_5 > max_code)
+        above_max = above_constant(code_5, OutFormat.FP32.spec.max_finite_code)
+        for fmt in OutFormat:
+            above_max = Mux(out_format == fmt, above_constant(code_5, fmt.spec.max_finite_code),
+                            above_max)
+        overflow = ~zero_5 & above_max
         with m.If(self.advance):
             with m.If(nan_5 | ((inf_5 | overflow) & overflow_nan)):
                 m.d.sync += self.bits.eq(nan_code)

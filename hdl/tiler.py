@@ -31,8 +31,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import times_constant
+from .arith import above_constant, below_constant, times_constant
 from .array import OperandsLayout
+from .blockram import NO_COLLISION, BlockRAMFIFOBuffered, RegisteredReadPort
 from .dma import ReadCommand, ReadData
 from .job import JobDescriptor
 
@@ -107,8 +108,8 @@ class _Nest:
         self._m, self._job, self._plan, self._with_t = m, job, plan, with_t
         s_end = Mux(self.s + plan.ms < job.m, self.s + plan.ms, job.m)
         self.t_last = (self.t + plan.rows >= s_end) if with_t else Const(1)
-        self.c_last = self.c + plan.depth >= job.k
-        self.j_last = self.j + plan.cols >= job.n
+        self.c_last = ~above_constant(job.k - self.c, plan.depth)     # c + depth >= k
+        self.j_last = ~above_constant(job.n - self.j, plan.cols)      # j + cols >= n
         self.s_last = self.s + plan.ms >= job.m
         self.group_last = self.c_last & self.j_last & self.s_last
         self.last = self.t_last & self.group_last
@@ -150,7 +151,7 @@ class _Plan:
         self.depth = config.sram_depth
         self.row_tiles = config.row_tiles
         self.single_chunk = Signal(name="single_chunk")
-        m.d.comb += self.single_chunk.eq(job.k <= config.sram_depth)
+        m.d.comb += self.single_chunk.eq(~above_constant(job.k, config.sram_depth))
         # Folds: how many row-tile groups of K bytes stack in one buffer's depth (a power of
         # two, at most _MAX_FOLD). A super-row holds row_tiles * rows * folds rows, so B is
         # re-read ceil(M / Ms) times instead of ceil(M / (row_tiles * rows)).
@@ -159,18 +160,19 @@ class _Plan:
                         if config.sram_depth >> log2 >= config.bus_bytes]
         fold_choice = Const(0, self.fold_log2.shape())
         for log2 in reversed(fold_choices):      # the largest fitting fold wins
-            fold_choice = Mux(job.k <= config.sram_depth >> log2, log2, fold_choice)
+            fold_choice = Mux(~above_constant(job.k, config.sram_depth >> log2), log2,
+                              fold_choice)
         m.d.comb += self.fold_log2.eq(fold_choice)
         self.ms = Mux(self.single_chunk, (config.row_tiles * config.rows) << self.fold_log2,
                       config.rows)
-        self.single_col = job.n <= config.cols
+        self.single_col = ~above_constant(job.n, config.cols)
         # Spread: K longer than one bank but at most row_tiles banks deep. A super-row is
         # one row tile, and its K chunks lie side by side in the row-tile bank groups
         # (chunk c in group c), so the block stays for every column tile like a short-K
         # block, instead of being re-read for each.
         self.spread = Signal(name="spread")
         m.d.comb += self.spread.eq(~self.single_chunk
-                                   & (job.k <= config.row_tiles * config.sram_depth)
+                                   & ~above_constant(job.k, config.row_tiles * config.sram_depth)
                                    if config.row_tiles > 1 else 0)
         # Column tiles share the A block (it is loaded once per super-row).
         self.a_shared = self.single_chunk | self.spread
@@ -241,12 +243,17 @@ class TileScheduler(wiring.Component):
         plan = _Plan(m, config, job)
 
         # ---- SRAMs ------------------------------------------------------------------
+        # The feeder never reads a word in the cycle it is written (it reads a block's word
+        # only once the loader has moved past it, see a_row_in and b_row_in below, or from
+        # the other buffer), so Yosys need not emulate a read-before-write collision.
         a_mems = []
         for bank in range(a_banks):
-            mem = memory.Memory(shape=data.ArrayLayout(8, bb), depth=2 * words, init=[])
+            mem = memory.Memory(shape=data.ArrayLayout(8, bb), depth=2 * words, init=[],
+                                attrs=NO_COLLISION)
             m.submodules[f"sram_a_{bank}"] = mem
             a_mems.append(mem)
-        b_mem = memory.Memory(shape=data.ArrayLayout(8, cols), depth=2 * depth, init=[])
+        b_mem = memory.Memory(shape=data.ArrayLayout(8, cols), depth=2 * depth, init=[],
+                              attrs=NO_COLLISION)
         m.submodules.sram_b = b_mem
 
         # ---- block bookkeeping --------------------------------------------------------
@@ -273,7 +280,7 @@ class TileScheduler(wiring.Component):
         a_cmd_ready = Signal()
         b_cmd_ready = Signal()
 
-        chunk_len = lambda c: Mux(job.k - c < depth, job.k - c, depth)
+        chunk_len = lambda c: Mux(below_constant(job.k - c, depth), job.k - c, depth)
         # K of an A block: one chunk, or all of K when spread.
         a_block_len = lambda c: Mux(plan.spread, job.k, chunk_len(c))
 
@@ -326,7 +333,7 @@ class TileScheduler(wiring.Component):
             m.d.comb += [
                 a_cmd_valid.eq(1),
                 a_cmd.addr.eq(a_addr),
-                a_cmd.length.eq(Mux(a_block_len(a_nest.c) - a_seg < seg,
+                a_cmd.length.eq(Mux(below_constant(a_block_len(a_nest.c) - a_seg, seg),
                                     a_block_len(a_nest.c) - a_seg, seg)),
                 a_cmd.tag.eq(TAG_A),
             ]
@@ -378,7 +385,8 @@ class TileScheduler(wiring.Component):
             m.d.comb += [
                 b_cmd_valid.eq(1),
                 b_cmd.addr.eq(b_addr),
-                b_cmd.length.eq(Mux(job.n - b_nest.j < cols, job.n - b_nest.j, cols)),
+                b_cmd.length.eq(Mux(below_constant(job.n - b_nest.j, cols), job.n - b_nest.j,
+                                        cols)),
                 b_cmd.tag.eq(TAG_B),
             ]
             with m.If(b_cmd_ready):
@@ -407,7 +415,7 @@ class TileScheduler(wiring.Component):
         a_near = Signal()                   # the A loader is on the feeder's block
         grant_b = Signal()
         inflight = Signal(16)               # data beats requested and not yet received
-        prefetch_ok = inflight < _PREFETCH_BEATS * config.max_outstanding
+        prefetch_ok = below_constant(inflight, _PREFETCH_BEATS * config.max_outstanding)
         with m.If(a_urgent & b_urgent):
             m.d.comb += [grant_b.eq(b_krow < a_seg), self.read_cmd.valid.eq(1)]
         with m.Elif(a_urgent):
@@ -516,16 +524,17 @@ class TileScheduler(wiring.Component):
         f_k_end = Signal(range(depth + 1))
         a_ready = a_blk["loaded"] != a_blk["released"]
         b_ready = b_blk["loaded"] != b_blk["released"]
-        tile_rows = Mux(job.m - f_nest.t < rows, job.m - f_nest.t, rows)
-        tile_cols = Mux(job.n - f_nest.j < cols, job.n - f_nest.j, cols)
+        tile_rows = Mux(below_constant(job.m - f_nest.t, rows), job.m - f_nest.t, rows)
+        tile_cols = Mux(below_constant(job.n - f_nest.j, cols), job.n - f_nest.j, cols)
 
         # Stage 0 issues SRAM reads; stage 1 holds the read data for the array.
         s1_valid = Signal()
         s1_ready = self.operands.ready | ~s1_valid
         s0_valid = Signal()
         s0_fire = s0_valid & s1_ready
-        a_rd_ports = [mem.read_port() for mem in a_mems]
-        b_rd_port = b_mem.read_port()
+        a_rd_ports = [RegisteredReadPort(m, mem, name=f"sram_a_{bank}_read")
+                      for bank, mem in enumerate(a_mems)]
+        b_rd_port = RegisteredReadPort(m, b_mem, name="sram_b_read")
         f_word = (f_k >> (bb.bit_length() - 1)) + (f_nest.fold << fold_shift)
         a_rd_word = Cat(f_word[:len(a_rd_ports[0].addr) - 1], a_blk["released"][0])
         for port in a_rd_ports:
@@ -540,7 +549,7 @@ class TileScheduler(wiring.Component):
         s1_last = Signal()
         # Placements of announced tiles wait here for the C path (the array holds at most
         # a few tiles between being fed and drained).
-        m.submodules.tile_queue = tile_queue = fifo.SyncFIFOBuffered(
+        m.submodules.tile_queue = tile_queue = BlockRAMFIFOBuffered(
             width=TileInfo(config).size, depth=4)
         m.d.comb += [
             self.tiles.valid.eq(tile_queue.r_rdy),

@@ -1,10 +1,12 @@
 """The C path: result rows from the array, through the C buffer, to the write DMA."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import above_constant
 from .array import ResultsLayout
+from .blockram import BlockRAMFIFOBuffered
 from .dma import WriteCommand, WriteData
 from .job import JobDescriptor, output_bytes
 from .tiler import TileInfo
@@ -58,7 +60,7 @@ class ResultWriter(wiring.Component):
         width = output_bytes(job.out_format)
 
         layout = ResultsLayout(config)
-        m.submodules.buffer = buffer = fifo.SyncFIFOBuffered(width=layout.size, depth=2 * rows)
+        m.submodules.buffer = buffer = BlockRAMFIFOBuffered(width=layout.size, depth=2 * rows)
         m.d.comb += [
             buffer.w_data.eq(self.results.payload.as_value()),
             buffer.w_en.eq(self.results.valid),
@@ -99,7 +101,7 @@ class ResultWriter(wiring.Component):
                         with m.If(row.last):
                             m.d.comb += self.tiles.ready.eq(1)
             with m.State("DATA"):
-                last = remaining <= bb
+                last = ~above_constant(remaining, bb)
                 m.d.comb += [
                     self.write_data.valid.eq(1),
                     self.write_data.payload.data.eq(packed.word_select(beat, 8 * bb)),

@@ -176,6 +176,35 @@ def test_rw_read_back_and_drive_ports(order):
     simulate(dut, bench)
 
 
+def test_read_waits_for_a_write_being_performed():
+    """A read offered in the cycle a write is performed is taken on the next cycle and
+    returns the written value (RW registers are read from a block-RAM copy written at that
+    clock edge, which must not be read at the same time)."""
+    dut = CSRBank(small_map())
+    axi = dut.axi
+
+    async def bench(ctx):
+        scratch = addr(dut, "SCRATCH")
+        await axil_write(ctx, axi, scratch, 0x1111_1111)
+        # AW and W together: both taken at this edge, the write performed on the next cycle.
+        ctx.set(axi.awaddr, scratch)
+        ctx.set(axi.wdata, 0x2222_2222)
+        ctx.set(axi.wstrb, 0xF)
+        ctx.set(axi.awvalid, 1)
+        ctx.set(axi.wvalid, 1)
+        ctx.set(axi.bready, 1)
+        await ctx.tick()
+        ctx.set(axi.awvalid, 0)
+        ctx.set(axi.wvalid, 0)
+        ctx.set(axi.araddr, scratch)
+        ctx.set(axi.arvalid, 1)
+        assert not ctx.get(axi.arready)
+        assert await axil_read(ctx, axi, scratch) == (0x2222_2222, RESP_OKAY)
+        assert ctx.get(dut.scratch.value) == 0x2222_2222
+
+    simulate(dut, bench)
+
+
 def test_reset_values():
     dut = CSRBank(small_map())
     mode = dut.regmap["MODE"]
