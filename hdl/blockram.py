@@ -50,15 +50,8 @@ class RegisteredReadPort:
             m.d.sync += self.data.eq(port.data)
 
 
-class BlockRAMFIFOBuffered(fifo.FIFOInterface, Elaboratable):
-    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` with its storage in block RAM.
-
-    The same ports and the same behaviour on every cycle, ``r_data`` whenever ``r_rdy`` is
-    high (the same construction: a memory of ``depth - 1`` entries whose synchronous read
-    port feeds the output, whose register is the port's, a :class:`RegisteredReadPort`
-    here); only the memory is mapped to block RAM however small it is. Its port
-    never reads the entry being written (that happens only when the memory is empty, and
-    then nothing is read), so it needs no collision logic either.
+class _BlockRAMQueue(fifo.FIFOInterface, Elaboratable):
+    """What the two block-RAM FIFOs share: the FIFO interface and ``level``.
 
     Parameters
     ----------
@@ -73,10 +66,24 @@ class BlockRAMFIFOBuffered(fifo.FIFOInterface, Elaboratable):
 
     def __init__(self, *, width, depth):
         if not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"BlockRAMFIFOBuffered depth must be an integer of at least 2, "
-                             f"not {depth!r}")
+            raise ValueError(f"{type(self).__name__} depth must be an integer of at least "
+                             f"2, not {depth!r}")
         super().__init__(width=width, depth=depth)
         self.level = Signal(range(depth + 1))
+
+
+class BlockRAMFIFOBuffered(_BlockRAMQueue):
+    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` with its storage in block RAM.
+
+    The same ports and the same behaviour on every cycle, ``r_data`` whenever ``r_rdy`` is
+    high (the same construction: a memory of ``depth - 1`` entries whose synchronous read
+    port feeds the output, whose register is the port's, a :class:`RegisteredReadPort`
+    here); only the memory is mapped to block RAM however small it is. Its port
+    never reads the entry being written (that happens only when the memory is empty, and
+    then nothing is read), so it needs no collision logic either.
+
+    Parameters and attributes: as :class:`_BlockRAMQueue`.
+    """
 
     def elaborate(self, platform):
         m = Module()
@@ -118,7 +125,7 @@ class BlockRAMFIFOBuffered(fifo.FIFOInterface, Elaboratable):
         return m
 
 
-class BlockRAMFIFO(fifo.FIFOInterface, Elaboratable):
+class BlockRAMFIFO(_BlockRAMQueue):
     """:class:`~amaranth.lib.fifo.SyncFIFO` with its storage in block RAM.
 
     The same ports and the same behaviour on every cycle: ``r_data`` is the entry at the
@@ -129,23 +136,8 @@ class BlockRAMFIFO(fifo.FIFOInterface, Elaboratable):
     a multiplexer: about two logic cells per bit, where SyncFIFO's flip-flop storage and
     read multiplexer take ``depth`` and more.
 
-    Parameters
-    ----------
-    width : int
-    depth : int
-        At least 2.
-
-    Attributes
-    ----------
-    level : Signal(range(depth + 1))
+    Parameters and attributes: as :class:`_BlockRAMQueue`.
     """
-
-    def __init__(self, *, width, depth):
-        if not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"BlockRAMFIFO depth must be an integer of at least 2, "
-                             f"not {depth!r}")
-        super().__init__(width=width, depth=depth)
-        self.level = Signal(range(depth + 1))
 
     def elaborate(self, platform):
         m = Module()
