@@ -149,6 +149,15 @@ def _realignment(addr, length, beats, config):
     return flush, holds
 
 
+#: A matrix per property of every read command of one operand (see :func:`traffic`).
+_Reads = collections.namedtuple("_Reads", "cycles bursts flush holds bubble")
+
+
+def _cumulative(x):
+    """Sums of ``x[:g]`` along axis 0 for every g, from 0 to len(x)."""
+    return np.concatenate([np.zeros((1,) + x.shape[1:], np.int64), np.cumsum(x, axis=0)])
+
+
 def _segment_starts(config, p, k):
     """First k of every A segment of every K chunk, in load order."""
     seg = a_segment_bytes(config)
@@ -243,27 +252,15 @@ def traffic(config, job):
         "sram_c_write_bytes": row_tiles * n_j * rows * cols * ob,
         # For the timing model (not counters):
         "_n_s": n_s, "_n_j": n_j,
+        # Every read command, for the timing model: its R-channel cycles and bursts, and
+        # how the DMA realigns it; A as (segment, row of M), B as (k, column tile).
+        "_a_reads": _Reads(a_cycles, a_bursts.reshape(-1, job.m), a_flush, a_holds, a_bubble),
+        "_b_reads": _Reads(b_cycles, b_bursts.reshape(job.k, n_j), b_flush, b_holds, b_bubble),
         "_segment_starts": _segment_starts(config, p, job.k),
-        "_a_realign": (a_flush, a_holds, a_bubble),
-        "_b_realign": (b_flush, b_holds, b_bubble),
-        # R-channel cycles and bursts of every read command: A (segments, rows of M),
-        # B (k, column tiles).
-        "_a_commands": (a_cycles, a_bursts.reshape(-1, job.m)),
-        "_b_commands": (b_cycles, b_bursts.reshape(job.k, n_j)),
         # Bus beats of each C row command (rows of C by column tiles), and how many of
         # them carry input beats (the rest spill over from a misaligned address).
         "_c_beats": c_beats.reshape(job.m, n_j),
         "_c_in_beats": _ceil_div(c_len, config.bus_bytes)[0],
-        # R-channel cycles of each K segment (the tiler's A segments, K chunks split
-        # alike): A per row tile, B per column tile.
-        "_a_seg_beats": np.add.reduceat(a_cycles,
-                                        np.arange(0, job.m, rows), axis=1),
-        "_b_seg_beats": np.add.reduceat(b_cycles,
-                                        _segment_starts(config, p, job.k), axis=0),
-        "_a_seg_bursts": np.add.reduceat(a_bursts.reshape(-1, job.m),
-                                         np.arange(0, job.m, rows), axis=1),
-        "_b_seg_bursts": np.add.reduceat(b_bursts.reshape(job.k, n_j),
-                                         _segment_starts(config, p, job.k), axis=0),
     }
 
 
@@ -335,7 +332,7 @@ def _timing(config, job, memory, t):
     The loaders issue sub-pieces: a piece (A: one row tile of one block; B: one block)
     split along K into groups of the tiler's A segments (up to ``_GROUPS`` per chunk),
     each with its commands, bursts and R-channel cycles counted exactly from its commands
-    (:func:`_read_cycles`). Each loader stays at most two blocks ahead of the feeder and
+    (the ``_a_reads`` and ``_b_reads`` of :func:`traffic`). Each loader stays at most two blocks ahead of the feeder and
     issues its sub-pieces in order, one command per cycle through the one command port,
     with a set-up cycle between blocks. At each issue the arbiter's order holds: the
     sub-pieces of the tile the feeder is on first (A and B interleaved in k); else
@@ -366,18 +363,16 @@ def _timing(config, job, memory, t):
         repeat = 0
     rows, cols = config.rows, config.cols
     rate = memory.beats_per_cycle
-    # Beats of segments [0, g) for every g (prefix sums over the segment axis).
-    a_cum = np.concatenate([np.zeros((1,) + t["_a_seg_beats"].shape[1:], np.int64),
-                            np.cumsum(t["_a_seg_beats"], axis=0)])
-    b_cum = np.concatenate([np.zeros((1,) + t["_b_seg_beats"].shape[1:], np.int64),
-                            np.cumsum(t["_b_seg_beats"], axis=0)])
-    a_cum_bursts = np.concatenate([np.zeros((1,) + t["_a_seg_bursts"].shape[1:], np.int64),
-                                   np.cumsum(t["_a_seg_bursts"], axis=0)])
-    b_cum_bursts = np.concatenate([np.zeros((1,) + t["_b_seg_bursts"].shape[1:], np.int64),
-                                   np.cumsum(t["_b_seg_bursts"], axis=0)])
-    c_beats, c_in_beats = t["_c_beats"], t["_c_in_beats"]
-    (a_flush, a_holds, a_bubble), (b_flush, b_holds, b_bubble) = t["_a_realign"], t["_b_realign"]
+    # R-channel cycles and bursts of segments [0, g) for every g: A per row tile, B per
+    # column tile.
+    a_reads, b_reads = t["_a_reads"], t["_b_reads"]
     seg_starts = t["_segment_starts"]
+    a_tiles = np.arange(0, job.m, rows)
+    a_cum, a_cum_bursts = (_cumulative(np.add.reduceat(x, a_tiles, axis=1))
+                           for x in (a_reads.cycles, a_reads.bursts))
+    b_cum, b_cum_bursts = (_cumulative(np.add.reduceat(x, seg_starts, axis=0))
+                           for x in (b_reads.cycles, b_reads.bursts))
+    c_beats, c_in_beats = t["_c_beats"], t["_c_in_beats"]
     spacing = rows + cols
 
     # Likewise along N: with more than six column tiles, the model runs the first four and
@@ -400,7 +395,9 @@ def _timing(config, job, memory, t):
         per = _ceil_div(n_seg, _GROUPS)
         return [(min(per * seg, length - g * seg), g, min(g + per, n_seg))
                 for g in range(0, n_seg, per)]
-    # Sub-pieces in load order per operand: (piece key, segment) -> (block, beats).
+    # Sub-pieces in load order per operand: (piece key, segment) -> (block, R-channel
+    # cycles, commands, bursts, whether its first command's first beat is only held,
+    # whether its last command ends with a flush).
     a_pieces, b_pieces = {}, {}
     a_blocks, b_blocks = {}, {}
     need = {}                   # sub-piece -> (first tile that needs it, segment)
@@ -414,13 +411,14 @@ def _timing(config, job, memory, t):
                 last = (g0 + h - 1, r0 + kept - 1)
                 a_pieces[(a_piece, si)] = (a_blocks[a_block],
                                            int(a_cum[g0 + h, row_tile] - a_cum[g0 + g, row_tile]
-                                               - a_bubble[last]),
+                                               - a_reads.bubble[last]),
                                            kept * (h - g),
                                            int(a_cum_bursts[g0 + h, row_tile]
                                                - a_cum_bursts[g0 + g, row_tile]),
-                                           bool(a_holds[g0 + g, r0]), bool(a_flush[last]))
+                                           bool(a_reads.holds[g0 + g, r0]),
+                                           bool(a_reads.flush[last]))
                 need[(a_piece, si)] = (index, si)
-                spans[(a_piece, si)] = ("A", slice(g0 + g, g0 + h), slice(r0, r0 + kept))
+                spans[(a_piece, si)] = (a_reads, slice(g0 + g, g0 + h), slice(r0, r0 + kept))
         if (("B", b_block), 0) not in b_pieces:
             b_blocks[b_block] = len(b_blocks)
             for si, (n, g, h) in enumerate(segments(length)):
@@ -428,22 +426,21 @@ def _timing(config, job, memory, t):
                 last = (k0 + n - 1, j)
                 b_pieces[(("B", b_block), si)] = (b_blocks[b_block],
                                                   int(b_cum[g0 + h, j] - b_cum[g0 + g, j]
-                                                      - b_bubble[last]), n,
+                                                      - b_reads.bubble[last]), n,
                                                   int(b_cum_bursts[g0 + h, j]
                                                       - b_cum_bursts[g0 + g, j]),
-                                                  bool(b_holds[k0, j]), bool(b_flush[last]))
+                                                  bool(b_reads.holds[k0, j]),
+                                                  bool(b_reads.flush[last]))
                 need[(("B", b_block), si)] = (index, si)
-                spans[(("B", b_block), si)] = ("B", slice(k0, k0 + n), j)
+                spans[(("B", b_block), si)] = (b_reads, slice(k0, k0 + n), j)
     a_order, b_order = list(a_pieces), list(b_pieces)
 
     def commands(key):
         """Cumulative R-channel cycles and bursts of a sub-piece's commands, in issue
         order (A: segment by segment, the rows of the tile in each)."""
-        kind, first, second = spans[key]
-        cycles, bursts = t["_a_commands"] if kind == "A" else t["_b_commands"]
-        cycles, bursts = cycles[first, second].ravel(), bursts[first, second].ravel()
-        return (np.concatenate([[0], np.cumsum(cycles)]),
-                np.concatenate([[0], np.cumsum(bursts)]))
+        reads, first, second = spans[key]
+        return (_cumulative(reads.cycles[first, second].ravel()),
+                _cumulative(reads.bursts[first, second].ravel()))
     last_use_a, last_use_b = {}, {}
     for i, (_, a_block, _, b_block, _, _) in enumerate(tiles):
         last_use_a[a_blocks[a_block]] = i
@@ -475,8 +472,6 @@ def _timing(config, job, memory, t):
         lengths = segments(length)
         if (a_piece, len(lengths) - 1) in sched and \
                 (("B", b_block), len(lengths) - 1) in sched:
-            # The feeder runs segment by segment: a segment starts once all of its A rows
-            # and the first of its B rows are in, and B rows stream in k order.
             # The feeder reads one k-step per cycle: a segment's first read waits for
             # its A rows (the cycle after their last beat) and for its first B row (the
             # cycle after that beat), and its last read for its last B row. A read reaches
@@ -534,10 +529,8 @@ def _timing(config, job, memory, t):
                 period_end = end
             i += 1
             continue
-        # Schedule the next sub-piece on the bus, as the tiler arbitrates: first the loader
-        # whose head can go first; then the heads the feeder waits for (its tile's, once
-        # the previous tile is done), interleaved in k with A before B; then prefetches,
-        # needed-soonest first: A of the feeder's block (its next row tile), B, other A.
+        # Issue the next sub-piece (or the first commands of it) through the command port:
+        # at the earliest time a loader's head can go, the one the arbiter prefers then.
         options = []
         for which, order, index, pieces, released in (("A", a_order, ia, a_pieces, release_a),
                                                       ("B", b_order, ib, b_pieces, release_b)):
@@ -552,12 +545,12 @@ def _timing(config, job, memory, t):
             # only while fewer than prefetch_beats are in flight.
             urgent_at = max(avail, feed_at + _ISSUE - 1) if tile == i else float("inf")
             prefetch_at = max(avail, bus_free - prefetch_beats / rate)
-            options.append((min(urgent_at, prefetch_at), urgent_at, tile, si, which, avail))
+            options.append((min(urgent_at, prefetch_at), urgent_at, tile, si, which))
         now = max(port_free, min(o[0] for o in options))
 
         def priority(option, at):
             """The arbiter's order at time ``at`` (lower first)."""
-            _, urgent_at, tile, si, which, _ = option
+            _, urgent_at, tile, si, which = option
             if urgent_at <= at:
                 return (0, si, which)
             current = i if at >= feed_at + _ISSUE - 1 else i - 1
@@ -565,7 +558,7 @@ def _timing(config, job, memory, t):
                 a_pieces[a_order[ia]][0] == a_blocks[tiles[current][1]]
             return (1, 0 if near else 1 if which == "B" else 2, tile)
         option = min((o for o in options if o[0] <= now), key=lambda o: priority(o, now))
-        rank, which, issue = priority(option, now), option[4], now
+        which, issue = option[4], now
         pieces = a_pieces if which == "A" else b_pieces
         key = a_order[ia] if which == "A" else b_order[ib]
         blk, beats, n_cmds, bursts, held, flushes = pieces[key]
