@@ -45,7 +45,7 @@ from .axi import RESP_OKAY, RESP_SLVERR, AXI4LiteSignature
 from .blockram import NO_COLLISION, RegisteredReadPort
 
 __all__ = ["Access", "R", "RW", "W1C", "W", "Field", "Register", "Counter", "RegisterMap",
-           "CSRBank", "REGISTER_WIDTH"]
+           "FetchSignature", "CSRBank", "REGISTER_WIDTH"]
 
 #: Every register is one 32-bit AXI4-Lite word.
 REGISTER_WIDTH = 32
@@ -383,6 +383,17 @@ class Counter:
         return f"<Counter {self.name}, {self.width} bits>"
 
 
+def FetchSignature(count):
+    """The hardware's read port onto a :class:`CSRBank`'s fetched registers, from the
+    fetcher's side: ``index`` (which of ``count`` registers) and ``en`` out, the word
+    (``data``, the cycle after ``en``) and ``free`` (the port may be used) in, and
+    ``hold`` out (the bank takes no bus request while it is high)."""
+    return wiring.Signature({
+        "index": Out(range(count)), "en": Out(1), "hold": Out(1),
+        "data": In(REGISTER_WIDTH), "free": In(1),
+    })
+
+
 def _hex(value):
     return f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) \
         else repr(value)
@@ -585,31 +596,64 @@ class CSRBank(wiring.Component):
     written along with the field registers (a read multiplexer over every such register
     would cost a few logic cells per bit); the others are read from their ports.
 
+    The registers named in ``fetched`` (made only of RW fields) have no flip-flops and no
+    port group at all: their values live only in the copy, and the hardware reads them one
+    word per cycle through the ``fetch`` port (:data:`FetchSignature`, seen from the bank):
+    ``fetch.index`` names the ``fetched`` register, by position, on a cycle with
+    ``fetch.en`` high, and ``fetch.data`` holds its value from the next cycle until the
+    next fetch. The copy has one read port, shared with the bus: ``fetch.free`` is low
+    while it holds the answer to a bus read that has not been taken, and the fetcher must
+    wait for it. While ``fetch.hold`` is high the bank accepts no read and performs no
+    write (they wait), so the words fetched meanwhile are one consistent set: those of
+    the writes performed before ``hold`` rose.
+
     Parameters
     ----------
     regmap : RegisterMap
         Frozen by the bank.
     counter_port : bool
         Read the counters through ``counter_index`` / ``counter_value``.
+    fetched : sequence of str
+        Names of registers made only of RW fields, read by the hardware through ``fetch``.
 
     Attributes
     ----------
     axi : Out(AXI4LiteSignature(addr_width=regmap.addr_width, data_width=32))
         The subordinate side (the signature is written from the subordinate's view).
+    fetch : In(FetchSignature(len(fetched)))
+        Only with ``fetched``.
     regmap : RegisterMap
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a map that is not a RegisterMap, or a ``fetched`` name that is not a register
+        of RW fields in the map.
     """
 
-    def __init__(self, regmap, *, counter_port=False):
+    def __init__(self, regmap, *, counter_port=False, fetched=()):
         if not isinstance(regmap, RegisterMap):
             raise TypeError(f"CSRBank needs a RegisterMap, not {regmap!r}")
         self._regmap = regmap.freeze()
         self._counter_port = bool(counter_port) and bool(regmap.counters)
+        if isinstance(fetched, str):
+            raise TypeError(f"fetched must be a sequence of register names, not {fetched!r}")
+        self._fetched = []
+        for name in fetched:
+            register = regmap[name] if name in regmap else None
+            if register is None or register.counter is not None or not register.fields \
+                    or any(field.access is not RW for field in register.fields.values()):
+                raise ValueError(f"Fetched register {name!r} must be a register of RW "
+                                 f"fields in the map")
+            if register in self._fetched:
+                raise ValueError(f"Fetched register {name!r} is named twice")
+            self._fetched.append(register)
         # AXI4LiteSignature is written from the subordinate's side, so the bank's port is
         # Out of it (a manager, e.g. a host bridge, holds In of it and connects to this).
         members = {"axi": Out(AXI4LiteSignature(addr_width=regmap.addr_width,
                                                data_width=REGISTER_WIDTH))}
         for register in regmap.registers:
-            if register.counter is not None:
+            if register.counter is not None or register in self._fetched:
                 continue
             ports = {}
             for field in register.fields.values():
@@ -630,6 +674,8 @@ class CSRBank(wiring.Component):
         else:
             for counter in regmap.counters:
                 members[counter.name] = In(counter.width)
+        if self._fetched:
+            members["fetch"] = In(FetchSignature(len(self._fetched)))
         super().__init__(members)
 
     @property
@@ -687,8 +733,9 @@ class CSRBank(wiring.Component):
         with m.If(axi.wvalid & axi.wready):
             m.d.sync += [w_held.eq(1), w_data.eq(axi.wdata), w_strb.eq(axi.wstrb)]
 
+        hold = self.fetch.hold if self._fetched else Const(0)
         perform = Signal()
-        m.d.comb += perform.eq(aw_held & w_held)
+        m.d.comb += perform.eq(aw_held & w_held & ~hold)
         lane_mask = Cat(*(w_strb[lane].replicate(8) for lane in range(REGISTER_WIDTH // 8)))
         written = Signal(REGISTER_WIDTH)
         m.d.comb += written.eq(w_data & lane_mask)
@@ -708,7 +755,7 @@ class CSRBank(wiring.Component):
             m.d.sync += axi.bvalid.eq(0)
 
         for register in regmap.registers:
-            if register.counter is not None:
+            if register.counter is not None or register in self._fetched:
                 continue
             hit = Signal(name=f"{register.port_name}_write")
             m.d.comb += hit.eq(perform & (aw_word == register.address >> 2))
@@ -763,6 +810,17 @@ class CSRBank(wiring.Component):
                 copy_read.en.eq(axi.arvalid & axi.arready),
                 axi.rdata.eq(Mux(from_copy, copy_read.data, rdata)),
             ]
+            if self._fetched:
+                # The fetch port borrows the read port (no bus read is accepted meanwhile).
+                fetch = self.fetch
+                with m.If(fetch.en):
+                    with m.Switch(fetch.index):
+                        for index, register in enumerate(self._fetched):
+                            with m.Case(index):
+                                m.d.comb += copy_read.addr.eq(register.address >> 2)
+                    m.d.comb += copy_read.en.eq(1)
+                m.d.comb += [fetch.data.eq(copy_read.data),
+                             fetch.free.eq(~(axi.rvalid & from_copy))]
         else:
             m.d.comb += axi.rdata.eq(rdata)
 
@@ -771,7 +829,7 @@ class CSRBank(wiring.Component):
             # A counter's low half comes from the counter port one cycle later.
             fetching = Signal()
             fetched = Signal(range(len(regmap.counters)))
-            m.d.comb += axi.arready.eq(~axi.rvalid & ~fetching & ~perform)
+            m.d.comb += axi.arready.eq(~axi.rvalid & ~fetching & ~perform & ~hold)
             with m.If(fetching):
                 value = self.counter_value
                 m.d.sync += [fetching.eq(0), axi.rvalid.eq(1), rdata.eq(value[:32]),
@@ -783,7 +841,7 @@ class CSRBank(wiring.Component):
                                 m.d.sync += shadows[counter.name].eq(
                                     value[32:counter.width])
         else:
-            m.d.comb += axi.arready.eq(~axi.rvalid & ~perform)
+            m.d.comb += axi.arready.eq(~axi.rvalid & ~perform & ~hold)
         with m.If(axi.arvalid & axi.arready):
             m.d.sync += [axi.rvalid.eq(1), from_copy.eq(0)]
             with m.Switch(axi.araddr[2:]):

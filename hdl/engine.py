@@ -8,8 +8,9 @@ from .array import SystolicArray
 from .axi import AXI4Signature
 from .counters import COUNTERS, CounterMemory
 from .dma import DmaReader, DmaWriter, connect_axi4
-from .job import JobChecker, JobDescriptor
-from .registers import ErrorCode
+from .csr import FetchSignature
+from .job import JobChecker
+from .registers import DESCRIPTOR_REGISTERS, ErrorCode
 from .tiler import TileScheduler, max_read_length
 from .writer import ResultWriter
 
@@ -19,10 +20,10 @@ __all__ = ["GemmEngine"]
 class GemmEngine(wiring.Component):
     """Checks and runs one job at a time and counts where its cycles and bytes go.
 
-    At ``start`` the counters clear and :class:`JobChecker` latches and checks the
-    descriptor (:func:`~systole.hdl.job.check_cycles` cycles, counted as overhead). A
-    rejected job ends there, with its error code and no memory access; an accepted one
-    runs from the checker's latched copy.
+    At ``start`` the counters clear and :class:`JobChecker` fetches the descriptor from
+    the CSR bank and checks it (:func:`~systole.hdl.job.check_cycles` cycles, counted as
+    overhead). A rejected job ends there, with its error code and no memory access; an
+    accepted one runs from the checker's latched copy.
 
     Parameters
     ----------
@@ -30,8 +31,9 @@ class GemmEngine(wiring.Component):
 
     Attributes
     ----------
-    job : In(JobDescriptor)
-        Latched at ``start``.
+    descriptor : Out(FetchSignature(13))
+        To the CSR bank's fetched descriptor registers
+        (:data:`~systole.hdl.registers.DESCRIPTOR_REGISTERS`).
     start : In(1)
         Pulse, while not ``busy``.
     busy : Out(1)
@@ -50,7 +52,7 @@ class GemmEngine(wiring.Component):
     def __init__(self, config):
         self._config = config
         super().__init__({
-            "job": In(JobDescriptor),
+            "descriptor": Out(FetchSignature(len(DESCRIPTOR_REGISTERS))),
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
@@ -76,6 +78,7 @@ class GemmEngine(wiring.Component):
         m.submodules.writer_dma = writer_dma = DmaWriter(config, max_length=4 * config.cols)
         connect_axi4(m, self.mem, reader=reader, writer=writer_dma)
 
+        connect(m, wiring.flipped(self.descriptor), checker.fetch)
         connect(m, tiler.read_cmd, reader.cmd)
         connect(m, reader.data, tiler.read_data)
         connect(m, tiler.operands, array.operands)
@@ -84,7 +87,6 @@ class GemmEngine(wiring.Component):
         connect(m, writer.write_cmd, writer_dma.cmd)
         connect(m, writer.write_data, writer_dma.data)
         m.d.comb += [
-            checker.job.eq(self.job),
             tiler.job.eq(job), writer.job.eq(job),
             array.job.a_format.eq(job.a_format), array.job.b_format.eq(job.b_format),
             array.job.out_format.eq(job.out_format), array.job.saturate.eq(job.saturate),

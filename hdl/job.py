@@ -6,8 +6,9 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import above_constant
 from .fp8 import Fp8Format, OutFormat
+from .csr import FetchSignature
 from .normalizer import SCALE_SHAPE
-from .registers import ErrorCode
+from .registers import DESCRIPTOR_REGISTERS, ErrorCode, Format
 
 __all__ = ["JobDescriptor", "JobChecker", "check_cycles", "output_bytes"]
 
@@ -31,11 +32,6 @@ def output_bytes(out_format):
     return Mux(out_format == OutFormat.FP32, 4, Mux(out_format == OutFormat.BF16, 2, 1))
 
 
-def _row_bytes(n, out_format):
-    """``n * output_bytes(out_format)`` as shifts (no multiplier)."""
-    return Mux(out_format == OutFormat.FP32, n << 2, Mux(out_format == OutFormat.BF16, n << 1, n))
-
-
 def _bits_per_cycle(config):
     """Bits of the row count the checker's shift-and-add takes per cycle: one for address
     spaces of at most 16 MiB (small boards, where its adders are a noticeable part of the
@@ -43,9 +39,21 @@ def _bits_per_cycle(config):
     return 1 if config.addr_width <= 24 else 2
 
 
+#: The descriptor words in the order the checker fetches them: each word's rules need
+#: only the words before it (the output format, then N and K, then the strides).
+_FETCH_ORDER = ("FORMAT", "N", "K", "M", "B_STRIDE", "A_STRIDE", "C_STRIDE",
+                "A_ADDR_LO", "A_ADDR_HI", "B_ADDR_LO", "B_ADDR_HI", "C_ADDR_LO", "C_ADDR_HI")
+assert sorted(_FETCH_ORDER) == sorted(DESCRIPTOR_REGISTERS)
+
+#: Cycles from ``start`` to the range computation: one fetch per word, the last word's
+#: arrival, and a cycle to set the computation up from the latched words.
+_FETCH_CYCLES = len(_FETCH_ORDER) + 1
+
+
 def check_cycles(config, m, k):
     """Cycles from :class:`JobChecker`'s ``start`` to ``done`` for a descriptor with these
-    M and K: one to latch, then one per bit (``addr_width`` <= 24) or per two bits (wider
+    M and K, when the CSR bank's read port is free: 14 to fetch the 13 descriptor words,
+    one to set up, then one per bit (``addr_width`` <= 24) or per two bits (wider
     addresses) of the longer of M - 1 and K - 1, at least one. (As the checker holds them:
     M in dim_width bits and K in k_width bits, each minus one in one bit more, at most
     min(32, addr_width) bits; only a rejected descriptor with M or K zero sees the
@@ -55,23 +63,28 @@ def check_cycles(config, m, k):
     bits = max(minus_one(m, config.dim_width).bit_length(),
                minus_one(k, config.k_width).bit_length())
     step = _bits_per_cycle(config)
-    return 1 + max(1, -(-bits // step))
+    return _FETCH_CYCLES + 1 + max(1, -(-bits // step))
 
 
 class JobChecker(wiring.Component):
-    """Checks a descriptor against the configuration, and holds it for the datapath.
+    """Fetches the descriptor from the CSR bank, checks it against the configuration, and
+    holds it for the datapath.
 
-    At ``start`` the checker latches the descriptor, keeping only the bits an accepted job
-    can use (M and N in ``config.dim_width`` bits, K in ``config.k_width``, addresses and
-    strides in ``config.addr_width``; the other bits of ``checked`` are constant zero, so
-    synthesis drops them). The cheap rules are decided on the spot; the address ranges
-    ``base + (rows - 1) * stride + row_bytes`` are computed by shift-and-add, one or two
-    bits of the row count per cycle (one for address spaces of at most 16 MiB) for all
-    three operands at once (no multipliers), stopping when no bit is left:
-    :func:`check_cycles` cycles after ``start`` (a few for usual shapes),
-    ``done`` pulses with ``error``: the first
-    failing rule in the order of :class:`ErrorCode`, or NONE. A job with any error never
-    starts, so it makes no memory access at all.
+    From ``start`` the checker reads the 13 descriptor words, one per cycle, from the CSR
+    bank's block-RAM copy (the bank keeps them nowhere else, see
+    :class:`~systole.hdl.csr.CSRBank`'s ``fetched`` registers), keeping only the bits an
+    accepted job can use (M and N in ``config.dim_width`` bits, K in ``config.k_width``,
+    addresses and strides in ``config.addr_width``; the other bits of ``checked`` are
+    constant zero, so synthesis drops them) and deciding the cheap rules word by word
+    into a few flags, with one 32-bit comparator for the strides. ``fetch.hold`` keeps
+    the bus off the bank meanwhile, so the words are those written before START. Then
+    the address ranges ``base + (rows - 1) * stride + row_bytes`` are computed by
+    shift-and-add, one or two bits of the row count per cycle (one for address spaces of
+    at most 16 MiB) for all three operands at once (no multipliers), stopping when no bit
+    is left: :func:`check_cycles` cycles after ``start`` (more if the bank's read port
+    was busy with a bus read), ``done`` pulses with ``error``: the first failing rule in
+    the order of :class:`ErrorCode`, or NONE. A job with any error never starts, so it
+    makes no memory access at all.
 
     Parameters
     ----------
@@ -79,14 +92,15 @@ class JobChecker(wiring.Component):
 
     Attributes
     ----------
-    job : In(JobDescriptor)
-        The descriptor registers, sampled at ``start``.
+    fetch : Out(FetchSignature(13))
+        To the CSR bank's ``fetch`` port; ``index`` is a position in
+        :data:`~systole.hdl.registers.DESCRIPTOR_REGISTERS`.
     start : In(1)
-        Pulse: latch ``job`` and check it.
+        Pulse: fetch and check the descriptor.
     checked : Out(JobDescriptor)
         The latched descriptor, held until the next ``start``.
     busy : Out(1)
-        A check is in progress.
+        A check is in progress (from the cycle after ``start``).
     done : Out(1)
         Pulse, with ``error`` valid.
     error : Out(ErrorCode)
@@ -95,7 +109,7 @@ class JobChecker(wiring.Component):
     def __init__(self, config):
         self._config = config
         super().__init__({
-            "job": In(JobDescriptor),
+            "fetch": Out(FetchSignature(len(DESCRIPTOR_REGISTERS))),
             "start": In(1),
             "checked": Out(JobDescriptor),
             "busy": Out(1),
@@ -106,110 +120,161 @@ class JobChecker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config = self._config
-        aw = config.addr_width
+        aw, dw, kw = config.addr_width, config.dim_width, config.k_width
         limit = 1 << aw
-        kw = config.k_width
-        job, held = self.job, self.checked
+        held, fetch = self.checked, self.fetch
 
-        # -- the latch: only the bits a job that passes the checks can need -----------------
+        # -- the fetch: one word per cycle while the bank's read port is free ---------------
+        step = Signal(range(len(_FETCH_ORDER)))     # position of the next word to fetch
+        fetching = Signal()
+        arriving = Signal()                         # fetch.data holds a new word
+        arrived = Signal(range(len(_FETCH_ORDER)))  # its position
+        m.d.comb += fetch.hold.eq(self.start | fetching)
+        m.d.sync += arriving.eq(0)
         with m.If(self.start):
-            m.d.sync += [
-                held.m.eq(job.m[:config.dim_width]), held.n.eq(job.n[:config.dim_width]),
-                held.k.eq(job.k[:config.k_width]),
-                held.a_format.eq(job.a_format), held.b_format.eq(job.b_format),
-                held.out_format.eq(job.out_format), held.saturate.eq(job.saturate),
-                held.scale_exp.eq(job.scale_exp),
-            ]
-            for name in ("a_addr", "b_addr", "c_addr", "a_stride", "b_stride", "c_stride"):
-                m.d.sync += getattr(held, name).eq(getattr(job, name)[:aw])
+            m.d.sync += fetching.eq(1)
+        with m.If(fetch.hold & fetch.free):
+            m.d.comb += fetch.en.eq(1)
+            with m.Switch(step):
+                for position, name in enumerate(_FETCH_ORDER):
+                    with m.Case(position):
+                        m.d.comb += fetch.index.eq(DESCRIPTOR_REGISTERS.index(name))
+            m.d.sync += [arriving.eq(1), arrived.eq(step), step.eq(step + 1)]
+            with m.If(step == len(_FETCH_ORDER) - 1):
+                m.d.sync += [step.eq(0), fetching.eq(0)]
 
-        # -- the rules decided at start, on the descriptor registers ------------------------
-        out_bytes = output_bytes(job.out_format)
-        c_row_bytes = _row_bytes(job.n, job.out_format)
+        # -- each word: latch the bits a job can use, and decide the cheap rules ------------
+        word = fetch.data
+        zero_dim = Signal()         # M, N or K is zero
+        k_big = Signal()            # K > max_k
+        bad_stride = Signal()
+        misaligned = Signal()
+        wide = Signal()             # an address range is out of reach at a glance
+        bad_format = Signal()
+        m_many = Signal()           # M > 1 (then the A and C strides matter)
+        k_many = Signal()           # K > 1 (then the B stride matters)
+        n_high = Signal(32 - dw)    # N's bits above dim_width, for the stride rules
+        flags = [zero_dim, k_big, bad_stride, misaligned, wide, bad_format]
+        with m.If(self.start):
+            m.d.sync += [flag.eq(0) for flag in flags]
 
         def above(value, bits):
             """``value >= 2**bits`` for an unsigned value."""
             value = Value.cast(value)
             return value[bits:].any() if len(value) > bits else Const(0)
 
-        def out_of_range(base, rows, stride, row_bytes):
-            # Cases the shift-and-add below need not see: then it runs on bits in range.
-            # (Every stride is >= 1 whenever the earlier rules pass.)
-            return (above(base, aw) | above_constant(rows, limit)
-                    | above_constant(row_bytes, limit)
-                    | (above(stride, aw) & above_constant(rows, 1)))
+        def is_(name):
+            return arrived == _FETCH_ORDER.index(name)
 
+        fmt = Format().fields
+        field = lambda name: word[fmt[name].offset:fmt[name].offset + fmt[name].width]
         enabled = [Fp8Format.from_name(name) for name in config.formats]
-        format_ok = lambda fmt: Mux(fmt == enabled[0], 1, fmt == enabled[-1])
-        aligned = Mux(out_bytes == 4, (job.c_addr[:2] == 0) & (job.c_stride[:2] == 0),
-                      Mux(out_bytes == 2, (job.c_addr[0] == 0) & (job.c_stride[0] == 0), 1))
-        early = [           # the rules before ADDRESS_OVERFLOW, in order
-            (ErrorCode.BAD_DIMENSION, (job.m == 0) | (job.n == 0) | (job.k == 0)),
-            (ErrorCode.K_TOO_LARGE, above_constant(job.k, config.max_k)),
-            # (K < 2**k_width once the rule above passes.)
-            (ErrorCode.BAD_STRIDE, (~above(job.a_stride, kw)
-                                    & (job.a_stride[:kw] < job.k[:kw]))
-                                   | (job.b_stride < job.n) | (job.c_stride < c_row_bytes)),
-            (ErrorCode.MISALIGNED_OUTPUT, ~aligned),
-        ]
-        early_error = Signal(ErrorCode)
-        wide = Signal()                 # an address range is out of reach at a glance
-        bad_format = Signal()
-        early_code = ErrorCode.NONE
-        for code, failed in reversed(early):
-            early_code = Mux(failed, code, early_code)
-        with m.If(self.start):
-            m.d.sync += [
-                early_error.eq(early_code),
-                wide.eq(out_of_range(job.a_addr, job.m, job.a_stride, job.k)
-                        | out_of_range(job.b_addr, job.k, job.b_stride, job.n)
-                        | out_of_range(job.c_addr, job.m, job.c_stride, c_row_bytes)),
-                bad_format.eq(~format_ok(job.a_format) | ~format_ok(job.b_format)),
-            ]
+        format_ok = lambda value: Mux(value == enabled[0], 1, value == enabled[-1])
+        out_format = held.out_format
+        shift = Mux(out_format == OutFormat.FP32, 2, Mux(out_format == OutFormat.BF16, 1, 0))
+        unaligned = Mux(out_format == OutFormat.FP32, word[:2].any(),
+                        Mux(out_format == OutFormat.BF16, word[0], 0))
+        # The stride rules, with one comparator: B_STRIDE < N, C_STRIDE < N * bytes(out)
+        # as C_STRIDE >> log2(bytes) < N, and A_STRIDE < K (K < 2**k_width unless the rule
+        # before, K_TOO_LARGE, fails).
+        n_full = Cat(held.n[:dw], n_high)
+        stride_less = Signal()
+        m.d.comb += stride_less.eq(Mux(is_("C_STRIDE"), word >> shift, word)
+                                   < Mux(is_("A_STRIDE"), held.k, n_full))
+        with m.If(arriving):
+            with m.Switch(arrived):
+                with m.Case(_FETCH_ORDER.index("FORMAT")):
+                    m.d.sync += [held.a_format.eq(field("a_format")),
+                                 held.b_format.eq(field("b_format")),
+                                 held.out_format.eq(field("out_format")),
+                                 held.saturate.eq(field("saturate")),
+                                 held.scale_exp.eq(field("scale_exp")),
+                                 bad_format.eq(~format_ok(field("a_format"))
+                                               | ~format_ok(field("b_format")))]
+                with m.Case(_FETCH_ORDER.index("N")):
+                    # B's rows are N bytes, C's N * bytes(out_format).
+                    c_row_wide = Mux(out_format == OutFormat.FP32, above_constant(word, limit >> 2),
+                                     Mux(out_format == OutFormat.BF16,
+                                         above_constant(word, limit >> 1),
+                                         above_constant(word, limit)))
+                    m.d.sync += [held.n.eq(word[:dw]), n_high.eq(word[dw:]),
+                                 zero_dim.eq(zero_dim | (word == 0)),
+                                 wide.eq(wide | above_constant(word, limit) | c_row_wide)]
+                with m.Case(_FETCH_ORDER.index("K")):
+                    # A's rows are K bytes, and B has K rows.
+                    m.d.sync += [held.k.eq(word[:kw]), k_many.eq(above_constant(word, 1)),
+                                 zero_dim.eq(zero_dim | (word == 0)),
+                                 k_big.eq(above_constant(word, config.max_k)),
+                                 wide.eq(wide | above_constant(word, limit))]
+                with m.Case(_FETCH_ORDER.index("M")):
+                    m.d.sync += [held.m.eq(word[:dw]), m_many.eq(above_constant(word, 1)),
+                                 zero_dim.eq(zero_dim | (word == 0)),
+                                 wide.eq(wide | above_constant(word, limit))]
+                for name, many in (("A_STRIDE", m_many), ("B_STRIDE", k_many),
+                                   ("C_STRIDE", m_many)):
+                    with m.Case(_FETCH_ORDER.index(name)):
+                        m.d.sync += [getattr(held, name.lower()).eq(word[:aw]),
+                                     bad_stride.eq(bad_stride | stride_less),
+                                     wide.eq(wide | (above(word, aw) & many))]
+                        if name == "C_STRIDE":
+                            m.d.sync += misaligned.eq(misaligned | unaligned)
+                for operand in "abc":
+                    address = getattr(held, f"{operand}_addr")
+                    with m.Case(_FETCH_ORDER.index(f"{operand.upper()}_ADDR_LO")):
+                        m.d.sync += [address[:min(32, aw)].eq(word),
+                                     wide.eq(wide | above(word, aw))]
+                        if operand == "c":
+                            m.d.sync += misaligned.eq(misaligned | unaligned)
+                    with m.Case(_FETCH_ORDER.index(f"{operand.upper()}_ADDR_HI")):
+                        if aw > 32:
+                            m.d.sync += address[32:aw].eq(word)
+                        m.d.sync += wide.eq(wide | above(word, max(0, aw - 32)))
 
         # -- the end of each range, base + row_bytes - 1 + (rows - 1) * stride, by
         # shift-and-add, one or two bits of rows - 1 per cycle (_bits_per_cycle), least
         # significant first, stopping once no bit is left (check_cycles) -------------------
         # The sum starts at base + row_bytes - 1 and saturates once it reaches 2**aw: the
         # range then overflows whatever else is added. (Out-of-range bases, row counts and
-        # row lengths were caught at start, so each fits in aw bits here.)
-        step = _bits_per_cycle(config)
+        # row lengths set ``wide``, so each fits in aw bits here.)
+        begin = Signal()            # the words are latched: set the computation up
+        m.d.sync += begin.eq(arriving & is_(_FETCH_ORDER[-1]))
+        step_bits = _bits_per_cycle(config)
         running = Signal()
         finished = Signal()
         w = min(32, aw)
-        m_minus_1 = (job.m[:config.dim_width] - 1)[:w]
-        k_minus_1 = (job.k[:config.k_width] - 1)[:w]
-        n_minus_1 = (job.n[:config.dim_width] - 1)[:w]
+        m_minus_1 = (held.m[:dw] - 1)[:w]
+        k_minus_1 = (held.k[:kw] - 1)[:w]
+        n_minus_1 = (held.n[:dw] - 1)[:w]
         # n * bytes(out_format) - 1, as the low bits of (n - 1) * bytes(out_format) set
-        c_row_minus_1 = Mux(job.out_format == OutFormat.FP32, Cat(Const(3, 2), n_minus_1),
-                            Mux(job.out_format == OutFormat.BF16, Cat(Const(1, 1), n_minus_1),
+        c_row_minus_1 = Mux(out_format == OutFormat.FP32, Cat(Const(3, 2), n_minus_1),
+                            Mux(out_format == OutFormat.BF16, Cat(Const(1, 1), n_minus_1),
                                 n_minus_1))
         # The bits of M - 1 and K - 1 not yet used (A and C share M - 1).
         rests = {"m": Signal(w, name="rest_m"), "k": Signal(w, name="rest_k")}
-        with m.If(self.start):
+        with m.If(begin):
             m.d.sync += [rests["m"].eq(m_minus_1), rests["k"].eq(k_minus_1)]
         with m.Elif(running):
-            m.d.sync += [rest.eq(rest >> step) for rest in rests.values()]
+            m.d.sync += [rest.eq(rest >> step_bits) for rest in rests.values()]
         operands = [      # (rows - 1, stride, base, row_bytes - 1) of A, B and C
-            (rests["m"], job.a_stride, job.a_addr, k_minus_1),
-            (rests["k"], job.b_stride, job.b_addr, n_minus_1),
-            (rests["m"], job.c_stride, job.c_addr, c_row_minus_1),
+            (rests["m"], held.a_stride, held.a_addr, k_minus_1),
+            (rests["k"], held.b_stride, held.b_addr, n_minus_1),
+            (rests["m"], held.c_stride, held.c_addr, c_row_minus_1),
         ]
         overflow = []
         for index, (rest, stride, base, row_bytes_minus_1) in enumerate(operands):
-            shifted = Signal(aw + step, name=f"shifted_{index}")   # stride << (bits used)
-            total = Signal(aw + step, name=f"total_{index}")       # the end address - 1, so far
+            shifted = Signal(aw + step_bits, name=f"shifted_{index}")   # stride << (bits used)
+            total = Signal(aw + step_bits, name=f"total_{index}")       # the end address - 1, so far
             saturated = Signal(name=f"saturated_{index}")
             first = Value.cast(base)[:aw] + Value.cast(row_bytes_minus_1)[:aw]
             big = shifted[aw:].any()
             following = total
-            for bit in range(step):
+            for bit in range(step_bits):
                 following = following + Mux(rest[bit], shifted << bit, 0)
-            with m.If(self.start):
+            with m.If(begin):
                 m.d.sync += [shifted.eq(Value.cast(stride)[:aw]),
                              total.eq(first), saturated.eq(above(first, aw))]
             with m.Elif(running):
-                m.d.sync += shifted.eq(Mux(big, shifted, shifted << step))
+                m.d.sync += shifted.eq(Mux(big, shifted, shifted << step_bits))
                 with m.If(~saturated):
                     with m.If(big & (rest != 0)):
                         m.d.sync += saturated.eq(1)
@@ -218,8 +283,8 @@ class JobChecker(wiring.Component):
                         with m.If(above(following, aw)):
                             m.d.sync += saturated.eq(1)
             overflow.append(saturated)
-        left = [rest[step:].any() for rest in rests.values()]
-        with m.If(self.start):
+        left = [rest[step_bits:].any() for rest in rests.values()]
+        with m.If(begin):
             m.d.sync += [running.eq(1), finished.eq(0)]
         with m.Elif(running):
             with m.If(~Cat(*left).any()):
@@ -227,9 +292,17 @@ class JobChecker(wiring.Component):
         with m.Elif(finished):
             m.d.sync += finished.eq(0)
 
-        m.d.comb += [self.busy.eq(running | finished), self.done.eq(finished)]
-        with m.If(early_error != ErrorCode.NONE):
-            m.d.comb += self.error.eq(early_error)
+        m.d.comb += [self.busy.eq(fetching | arriving | begin | running | finished),
+                     self.done.eq(finished)]
+        # The first failing rule, in the order of ErrorCode.
+        with m.If(zero_dim):
+            m.d.comb += self.error.eq(ErrorCode.BAD_DIMENSION)
+        with m.Elif(k_big):
+            m.d.comb += self.error.eq(ErrorCode.K_TOO_LARGE)
+        with m.Elif(bad_stride):
+            m.d.comb += self.error.eq(ErrorCode.BAD_STRIDE)
+        with m.Elif(misaligned):
+            m.d.comb += self.error.eq(ErrorCode.MISALIGNED_OUTPUT)
         with m.Elif(wide | overflow[0] | overflow[1] | overflow[2]):
             m.d.comb += self.error.eq(ErrorCode.ADDRESS_OVERFLOW)
         with m.Elif(bad_format):

@@ -27,7 +27,8 @@ from .fp8 import Fp8Format, OutFormat
 from .normalizer import SCALE_SHAPE
 
 __all__ = ["ErrorCode", "ERROR_CODES", "COUNTER_NAMES", "COUNTER_DESCRIPTIONS", "ID_MAGIC",
-           "VERSION", "REGISTER_ADDR_WIDTH", "systole_register_map"]
+           "VERSION", "REGISTER_ADDR_WIDTH", "DESCRIPTOR_REGISTERS", "Format",
+           "systole_register_map"]
 
 #: "SYST" in ASCII: what the ID register reads.
 ID_MAGIC = 0x53595354
@@ -83,6 +84,12 @@ COUNTER_DESCRIPTIONS = COUNTERS
 COUNTER_NAMES = tuple(COUNTERS)
 
 _FORMAT_BITS = {"e4m3": 0, "e5m2": 1}
+
+#: The job descriptor registers, in address order from 0x040. They are plain storage: the
+#: CSR bank keeps them only in its block-RAM copy, and the job checker fetches them at
+#: START (:class:`~systole.hdl.job.JobChecker`).
+DESCRIPTOR_REGISTERS = ("M", "N", "K", "A_ADDR_LO", "A_ADDR_HI", "B_ADDR_LO", "B_ADDR_HI",
+                        "C_ADDR_LO", "C_ADDR_HI", "A_STRIDE", "B_STRIDE", "C_STRIDE", "FORMAT")
 
 
 # -- registers whose fields do not depend on the configuration ----------------------------
@@ -174,18 +181,22 @@ def systole_register_map(config):
     regmap.add("IRQ_ENABLE", IrqEnable())
     regmap.add("ERROR_CODE", ErrorCodeRegister())
 
-    # Job descriptor: plain storage, checked and copied by the controller at START.
-    regmap.add("M", _value("Job: rows of A and C"), address=0x040)
-    regmap.add("N", _value("Job: columns of B and C"))
-    regmap.add("K", _value("Job: columns of A, rows of B (the reduction length)"))
+    # Job descriptor: plain storage, fetched and checked by the controller at START.
+    descriptor = {
+        "M": _value("Job: rows of A and C"),
+        "N": _value("Job: columns of B and C"),
+        "K": _value("Job: columns of A, rows of B (the reduction length)"),
+        "A_STRIDE": _value("Job: bytes from one row of A to the next"),
+        "B_STRIDE": _value("Job: bytes from one row of B to the next"),
+        "C_STRIDE": _value("Job: bytes from one row of C to the next"),
+        "FORMAT": Format(),
+    }
     for operand, what in (("A", "A (M x K, fp8)"), ("B", "B (K x N, fp8)"),
                           ("C", "C (M x N, out_format)")):
-        regmap.add(f"{operand}_ADDR_LO", _value(f"Job: byte address of {what}, bits 31:0"))
-        regmap.add(f"{operand}_ADDR_HI", _value(f"Job: byte address of {what}, bits 63:32"))
-    regmap.add("A_STRIDE", _value("Job: bytes from one row of A to the next"))
-    regmap.add("B_STRIDE", _value("Job: bytes from one row of B to the next"))
-    regmap.add("C_STRIDE", _value("Job: bytes from one row of C to the next"))
-    regmap.add("FORMAT", Format())
+        descriptor[f"{operand}_ADDR_LO"] = _value(f"Job: byte address of {what}, bits 31:0")
+        descriptor[f"{operand}_ADDR_HI"] = _value(f"Job: byte address of {what}, bits 63:32")
+    for index, name in enumerate(DESCRIPTOR_REGISTERS):
+        regmap.add(name, descriptor[name], address=0x040 if index == 0 else None)
 
     # Counters (DESIGN.md section 4): cleared at START, live while busy, frozen at done.
     first = True

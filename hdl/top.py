@@ -1,6 +1,6 @@
 """The accelerator top level: CSRs over AXI4-Lite, the GEMM engine over AXI4."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out, flipped
 
@@ -8,8 +8,7 @@ from .counters import COUNTERS
 from .csr import CSRBank
 from .dma import axi4_signature
 from .engine import GemmEngine
-from .job import JobDescriptor
-from .registers import ErrorCode, systole_register_map
+from .registers import DESCRIPTOR_REGISTERS, ErrorCode, systole_register_map
 
 __all__ = ["Accelerator"]
 
@@ -37,7 +36,8 @@ class Accelerator(wiring.Component):
 
     def __init__(self, config):
         self._config = config
-        self._bank = CSRBank(systole_register_map(config), counter_port=True)
+        self._bank = CSRBank(systole_register_map(config), counter_port=True,
+                             fetched=DESCRIPTOR_REGISTERS)
         super().__init__({
             "csr": Out(self._bank.axi.signature),
             "mem": Out(axi4_signature(config)),
@@ -52,22 +52,8 @@ class Accelerator(wiring.Component):
         wiring.connect(m, flipped(self.csr), bank.axi)
         wiring.connect(m, flipped(self.mem), engine.mem)
 
-        job = Signal(JobDescriptor)
-        m.d.comb += [
-            job.m.eq(bank.m.value), job.n.eq(bank.n.value), job.k.eq(bank.k.value),
-            job.a_addr.eq(Cat(bank.a_addr_lo.value, bank.a_addr_hi.value)),
-            job.b_addr.eq(Cat(bank.b_addr_lo.value, bank.b_addr_hi.value)),
-            job.c_addr.eq(Cat(bank.c_addr_lo.value, bank.c_addr_hi.value)),
-            job.a_stride.eq(bank.a_stride.value),
-            job.b_stride.eq(bank.b_stride.value),
-            job.c_stride.eq(bank.c_stride.value),
-            job.a_format.eq(bank.format.a_format),
-            job.b_format.eq(bank.format.b_format),
-            job.out_format.eq(bank.format.out_format),
-            job.saturate.eq(bank.format.saturate),
-            job.scale_exp.eq(bank.format.scale_exp),
-            engine.job.eq(job),
-        ]
+        # The descriptor lives only in the bank's block RAM; the engine fetches it at START.
+        wiring.connect(m, engine.descriptor, bank.fetch)
 
         error_code = Signal(ErrorCode)
         start = bank.ctrl.start

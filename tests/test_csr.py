@@ -22,8 +22,8 @@ from systole.cli import main as cli_main
 from systole.hdl.axi import RESP_OKAY, RESP_SLVERR
 from systole.hdl.csr import R, RW, W, W1C, CSRBank, Field, Register, RegisterMap
 from systole.hdl.fp8 import Fp8Format, OutFormat
-from systole.hdl.registers import (COUNTER_NAMES, ERROR_CODES, ID_MAGIC, ErrorCode,
-                                   systole_register_map)
+from systole.hdl.registers import (COUNTER_NAMES, DESCRIPTOR_REGISTERS, ERROR_CODES, ID_MAGIC,
+                                   ErrorCode, systole_register_map)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -493,13 +493,15 @@ def counter_port_responder(dut, value_of):
     return respond
 
 
-@pytest.mark.parametrize("counter_port", [False, True], ids=["counter-inputs", "counter-port"])
-def test_systole_map_random_traffic(counter_port):
+@pytest.mark.parametrize("counter_port, fetched", [(False, ()), (True, ()),
+                                                   (True, DESCRIPTOR_REGISTERS)],
+                         ids=["counter-inputs", "counter-port", "fetched-descriptor"])
+def test_systole_map_random_traffic(counter_port, fetched):
     seed = _seed()
     print(f"seed={seed} (rerun with SYSTOLE_SEED={seed})")
     rng = random.Random(seed)
     config = SystoleConfig()
-    dut = CSRBank(systole_register_map(config), counter_port=counter_port)
+    dut = CSRBank(systole_register_map(config), counter_port=counter_port, fetched=fetched)
     regmap = dut.regmap
     hardware = {("STATUS", "busy"): 1, ("ERROR_CODE", "code"): ErrorCode.BAD_STRIDE.value}
     counters = {name: rng.getrandbits(config.counter_width) for name in COUNTER_NAMES}
@@ -542,6 +544,9 @@ def test_systole_map_random_traffic(counter_port):
                 want = model.read(address)
                 assert got == want, f"{where}: read {address:#x}: {got} != {want}"
         for register in regmap.registers:
+            if register.name in fetched:
+                assert not hasattr(dut, register.port_name)
+                continue
             for field in register.fields.values():
                 if field.access is RW:
                     port = getattr(getattr(dut, register.port_name), field.name)
@@ -556,6 +561,74 @@ def test_systole_map_random_traffic(counter_port):
             dut, lambda index: counters[COUNTER_NAMES[index]]))
     simulate(dut, bench, *monitors)
     assert start_log.count(1) == len(model.pulses), f"seed={seed}"
+
+
+async def fetch_word(ctx, dut, index):
+    """Fetch register ``index`` of the bank's fetched registers (hold already high)."""
+    ctx.set(dut.fetch.index, index)
+    ctx.set(dut.fetch.en, 1)
+    await ctx.tick()
+    ctx.set(dut.fetch.en, 0)
+    return ctx.get(dut.fetch.data)
+
+
+def test_fetched_registers():
+    """The descriptor kept only in the block-RAM copy: the fetch port reads what the bus
+    wrote (byte strobes included); while ``hold`` is high a write waits and a fetch still
+    sees the old word; ``free`` is low while a bus read of the copy waits to be taken."""
+    regmap = systole_register_map(SystoleConfig())
+    dut = CSRBank(regmap, fetched=DESCRIPTOR_REGISTERS)
+    axi = dut.axi
+    values = {name: (0x01020304 * (index + 1)) & 0xFFFFFFFF
+              for index, name in enumerate(DESCRIPTOR_REGISTERS)}
+    values["FORMAT"] &= sum(field.mask for field in regmap["FORMAT"].fields.values())
+
+    async def bench(ctx):
+        for name, value in values.items():
+            assert await axil_write(ctx, axi, addr(dut, name), value) == RESP_OKAY
+        # Byte lanes: only lane 2 of K changes.
+        assert await axil_write(ctx, axi, addr(dut, "K"), 0xAAAAAAAA, strb=0b0100) == RESP_OKAY
+        values["K"] = (values["K"] & ~0x00FF0000) | 0x00AA0000
+        ctx.set(dut.fetch.hold, 1)
+        for index, name in enumerate(DESCRIPTOR_REGISTERS):
+            assert await fetch_word(ctx, dut, index) == values[name], name
+        # A write offered while hold is high waits; the fetch sees the old value.
+        m_index = DESCRIPTOR_REGISTERS.index("M")
+        ctx.set(axi.awaddr, addr(dut, "M"))
+        ctx.set(axi.wdata, 0x5555)
+        ctx.set(axi.wstrb, 0xF)
+        ctx.set(axi.awvalid, 1)
+        ctx.set(axi.wvalid, 1)
+        ctx.set(axi.bready, 1)
+        for _ in range(4):
+            await ctx.tick()
+            ctx.set(axi.awvalid, 0)
+            ctx.set(axi.wvalid, 0)
+            assert not ctx.get(axi.bvalid)
+        assert await fetch_word(ctx, dut, m_index) == values["M"]
+        ctx.set(axi.araddr, addr(dut, "N"))
+        ctx.set(axi.arvalid, 1)
+        assert not ctx.get(axi.arready)
+        ctx.set(dut.fetch.hold, 0)
+        await ctx.tick()                # the write is performed
+        assert ctx.get(axi.bvalid)
+        # The read of N is taken now and is not taken back: the port is not free.
+        ctx.set(axi.rready, 0)
+        while not ctx.get(axi.arready):
+            await ctx.tick()
+        await ctx.tick()
+        ctx.set(axi.arvalid, 0)
+        assert ctx.get(axi.rvalid) and not ctx.get(dut.fetch.free)
+        ctx.set(dut.fetch.hold, 1)
+        await ctx.tick()
+        assert ctx.get(axi.rdata) == values["N"] and not ctx.get(dut.fetch.free)
+        ctx.set(axi.rready, 1)
+        await ctx.tick()
+        ctx.set(axi.rready, 0)
+        assert ctx.get(dut.fetch.free)
+        assert await fetch_word(ctx, dut, m_index) == 0x5555
+
+    simulate(dut, bench)
 
 
 # -- the Systole map ------------------------------------------------------------------------
