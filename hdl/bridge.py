@@ -188,6 +188,7 @@ class HostBridge(wiring.Component):
         # stored back to front and read the same way. The read port reads that address on
         # every cycle; ``fetched`` says its data is current (``count`` did not move in the
         # cycle before, and the cycles that write never move a byte to be read next).
+        # ``count`` also numbers the header bytes of a request and of a reply, from 7 down.
         buffer = memory.Memory(shape=8, depth=max_payload, init=[], attrs=NO_COLLISION)
         m.submodules.buffer = buffer
         wr = buffer.write_port()
@@ -215,7 +216,8 @@ class HostBridge(wiring.Component):
         status = Signal(Status)
         word = Signal(32)                   # a CSR value being scattered or gathered
         crc = Signal(16)
-        aw_done = Signal()
+        crc_high = Signal()                 # the CRC's high byte is through
+        aw_done = Signal()                  # also the AR of a read
         w_done = Signal()
         last_seq = Signal(8)
         last_valid = Signal()
@@ -229,9 +231,13 @@ class HostBridge(wiring.Component):
         expired = timer[-1]
 
         # One CRC unit: it takes the received byte, or in the reply states the sent one.
-        crc_byte = Signal(8)
-        crc_next = Signal(16)
-        m.d.comb += [crc_byte.eq(rx_byte), crc_next.eq(_crc16_step(crc, crc_byte))]
+        replying = Signal()
+        crc_init = Signal()
+        crc_byte = Mux(replying, tx.payload, rx_byte)
+        with m.If(crc_init):
+            m.d.sync += crc.eq(_CRC_INIT)
+        with m.Elif(Mux(replying, tx.valid & tx.ready, rx.valid)):
+            m.d.sync += crc.eq(_crc16_step(crc, crc_byte))
 
         known = ~unknown
         is_ping = known & (command == Command.PING)
@@ -258,34 +264,22 @@ class HostBridge(wiring.Component):
             csr.rready.eq(1), mem.rready.eq(1), csr.bready.eq(1), mem.bready.eq(1),
         ]
 
-        def reply(new_status, with_payload=False):
-            m.d.sync += status.eq(new_status)
-            if not with_payload:
-                m.d.sync += length.eq(0)
-            m.next = "REPLY_SYNC"
-
-        def finish(new_status, with_payload=False):
-            """End of an executed frame: remember it for duplicate detection, then reply."""
-            m.d.sync += [last_seq.eq(seq), last_valid.eq(1), last_status.eq(new_status)]
-            reply(new_status, with_payload)
-
-        def send(payload, next_state):
-            m.d.comb += [tx.valid.eq(1), tx.payload.eq(payload), crc_byte.eq(payload)]
-            with m.If(tx.ready):
-                m.d.sync += crc.eq(crc_next)
-                m.next = next_state
-
         with m.FSM():
             with m.State("HUNT"):
-                m.d.sync += [crc.eq(_CRC_INIT), count.eq(7), seq.eq(0)]
+                # A frame that stops before its end is NAK'd TIMEOUT, unless found damaged.
+                m.d.comb += crc_init.eq(1)
+                m.d.sync += [count.eq(7), seq.eq(0), status.eq(Status.TIMEOUT),
+                             crc_high.eq(0)]
                 with m.If(rx.valid & (rx_byte == REQUEST_SYNC)):
                     m.next = "HEADER"
 
             # -- receive: header, payload, CRC; an inter-byte gap abandons the frame ------
             with m.State("HEADER"):
                 # ``count`` runs from 7 (CMD) to 0 (the high byte of LEN).
-                with m.If(rx.valid):
-                    m.d.sync += [crc.eq(crc_next), count.eq(last)]
+                with m.If(expired):
+                    m.next = "REPLY"
+                with m.Elif(rx.valid):
+                    step()
                     with m.Switch(count[:3]):
                         with m.Case(7):
                             m.d.sync += [command.eq(rx_byte),
@@ -300,7 +294,8 @@ class HostBridge(wiring.Component):
                                     m.d.sync += target[low:low + inside].eq(rx_byte)
                                 if inside < 8:
                                     beyond = rx_byte[inside:].any()
-                                    m.d.sync += far.eq(beyond if byte == reach // 8 else far | beyond)
+                                    m.d.sync += far.eq(beyond if byte == reach // 8
+                                                       else far | beyond)
                         with m.Case(1):
                             m.d.sync += length[:8].eq(rx_byte)
                         with m.Case(0):
@@ -311,161 +306,147 @@ class HostBridge(wiring.Component):
                                 m.next = "DISCARD"
                             with m.Else():
                                 m.next = "LENGTH"
-                with m.If(expired):
-                    reply(Status.TIMEOUT)
             with m.State("LENGTH"):
                 m.d.sync += [count.eq(length), fetched.eq(0)]
-                m.next = "PAYLOAD"
-            with m.State("PAYLOAD"):
-                with m.If(~is_write | (count == 0)):
-                    m.next = "CRC_HIGH"
+                m.next = "BODY"
+            with m.State("BODY"):
+                # A write's payload into the buffer, then the two CRC bytes; ``count`` is
+                # LEN again for the execution.
+                with m.If(expired):
+                    m.next = "REPLY"
                 with m.Elif(rx.valid):
-                    m.d.sync += crc.eq(crc_next)
-                    m.d.comb += [wr.data.eq(rx_byte), wr.en.eq(1)]
-                    step()
-                with m.If(expired):
-                    reply(Status.TIMEOUT)
-            with m.State("CRC_HIGH"):
-                # ``count`` is LEN again for the execution.
-                m.d.sync += [count.eq(length), fetched.eq(0)]
-                with m.If(rx.valid):
-                    m.d.sync += crc.eq(crc_next)
-                    m.next = "CRC_LOW"
-                with m.If(expired):
-                    reply(Status.TIMEOUT)
-            with m.State("CRC_LOW"):
-                with m.If(rx.valid):
-                    with m.If(crc_next == 0):
-                        m.next = "EXECUTE"
+                    with m.If(crc_high):
+                        with m.If(_crc16_step(crc, rx_byte) == 0):
+                            m.next = "EXECUTE"
+                        with m.Else():
+                            m.d.sync += status.eq(Status.CRC_ERROR)
+                            m.next = "DISCARD"
+                    with m.Elif(is_write & (count != 0)):
+                        m.d.comb += [wr.data.eq(rx_byte), wr.en.eq(1)]
+                        step()
                     with m.Else():
-                        m.d.sync += status.eq(Status.CRC_ERROR)
-                        m.next = "DISCARD"
-                with m.If(expired):
-                    reply(Status.TIMEOUT)
-
+                        m.d.sync += [crc_high.eq(1), count.eq(length), fetched.eq(0)]
             with m.State("DISCARD"):
                 # Let the rest of a damaged frame pass, so the NAK meets a quiet line.
                 with m.If(expired):
-                    reply(status)
+                    m.next = "REPLY"
 
             # -- execute -----------------------------------------------------------------
             with m.State("EXECUTE"):
                 csr_ok = (target[:2] == 0) & ~far & ~_sum_above(target, length,
                                                                   1 << self._csr_addr_width)
                 mem_ok = ~far & ~_sum_above(target, length, self._memory_bytes)
+                m.next = "REPLY"
                 with m.If(is_write & last_valid & (seq == last_seq)):
-                    reply(last_status)          # a retry of the write executed last
+                    m.d.sync += status.eq(last_status)  # a retry of the write executed last
                 with m.Elif(unknown):
-                    finish(Status.BAD_COMMAND)
-                with m.Elif(is_ping):
-                    with m.If(count != 0):
-                        finish(Status.BAD_LENGTH)
-                    with m.Else():
-                        m.d.sync += length.eq(_PING_BYTES)
-                        finish(Status.OK, with_payload=True)
-                with m.Elif((count == 0) | is_reg & (count[:2] != 0)):
-                    finish(Status.BAD_LENGTH)
-                with m.Elif(~Mux(is_reg, csr_ok, mem_ok)):
-                    finish(Status.BAD_ADDRESS)
+                    m.d.sync += status.eq(Status.BAD_COMMAND)
+                with m.Elif(is_ping ^ (count == 0) | is_reg & (count[:2] != 0)):
+                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                with m.Elif(~is_ping & ~Mux(is_reg, csr_ok, mem_ok)):
+                    m.d.sync += status.eq(Status.BAD_ADDRESS)
                 with m.Else():
-                    m.next = "NEXT"
+                    m.d.sync += status.eq(Status.OK)
+                    with m.If(~is_ping):
+                        m.next = "NEXT"
 
             with m.State("NEXT"):
                 m.d.sync += [aw_done.eq(0), w_done.eq(0)]
                 with m.If(count == 0):
-                    with m.If(~is_read):
-                        m.d.sync += length.eq(0)
-                    finish(Status.OK, with_payload=True)
+                    m.next = "REPLY"
                 with m.Elif(is_read):
-                    m.next = "READ_ADDRESS"
+                    m.next = "READ"
                 with m.Elif(is_reg):
-                    m.next = "GATHER"
+                    m.next = "SHIFT"
                 with m.Else():
-                    m.next = "WRITE_ADDRESS"    # the byte is rd.data
+                    m.next = "WRITE"        # the byte is rd.data
 
             # Reads: a CSR word into ``word``, or a memory byte into the buffer.
-            with m.State("READ_ADDRESS"):
-                m.d.comb += [csr.arvalid.eq(is_reg), mem.arvalid.eq(~is_reg)]
+            with m.State("READ"):
+                m.d.comb += [csr.arvalid.eq(is_reg & ~aw_done), mem.arvalid.eq(~is_reg & ~aw_done)]
                 with m.If(Mux(is_reg, csr.arready, mem.arready)):
-                    m.next = "READ_DATA"
-            with m.State("READ_DATA"):
+                    m.d.sync += aw_done.eq(1)
                 with m.If(Mux(is_reg, csr.rvalid, mem.rvalid)):
                     m.d.sync += advance
                     with m.If(Mux(is_reg, csr.rresp, mem.rresp) != RESP_OKAY):
-                        finish(Status.BUS_ERROR)
+                        m.d.sync += status.eq(Status.BUS_ERROR)
+                        m.next = "REPLY"
                     with m.Elif(is_reg):
                         m.d.sync += word.eq(csr.rdata)
-                        m.next = "SCATTER"
+                        m.next = "SHIFT"
                     with m.Else():
                         lane_data = (mem.rdata.word_select(target[:lane_bits], 8) if lane_bits
                                      else mem.rdata)
                         m.d.comb += [wr.en.eq(1), wr.data.eq(lane_data)]
                         step()
                         m.next = "NEXT"
-            with m.State("SCATTER"):
-                m.d.comb += [wr.en.eq(1), wr.data.eq(word[:8])]
-                m.d.sync += word.eq(Cat(word[8:], rd.data))
-                step()
-                with m.If(last[:2] == 0):
-                    m.next = "NEXT"
-
-            # Writes: a CSR word gathered from the buffer, or one buffer byte.
-            with m.State("GATHER"):
+            # A CSR word out of ``word`` into the buffer, or into ``word`` out of it.
+            with m.State("SHIFT"):
                 with m.If(fetched):
+                    m.d.comb += [wr.en.eq(is_read), wr.data.eq(word[:8])]
                     m.d.sync += word.eq(Cat(word[8:], rd.data))
                     step()
                     with m.If(last[:2] == 0):
-                        m.next = "WRITE_ADDRESS"
-            with m.State("WRITE_ADDRESS"):
-                # AW and W in either order.
-                awready = Mux(is_reg, csr.awready, mem.awready)
-                wready = Mux(is_reg, csr.wready, mem.wready)
+                        with m.If(is_read):
+                            m.next = "NEXT"
+                        with m.Else():
+                            m.next = "WRITE"
+            # Writes: a CSR word, or one buffer byte; AW and W in either order.
+            with m.State("WRITE"):
                 m.d.comb += [csr.awvalid.eq(is_reg & ~aw_done), csr.wvalid.eq(is_reg & ~w_done),
                              mem.awvalid.eq(~is_reg & ~aw_done), mem.wvalid.eq(~is_reg & ~w_done)]
-                with m.If(awready):
+                with m.If(Mux(is_reg, csr.awready, mem.awready)):
                     m.d.sync += aw_done.eq(1)
-                with m.If(wready):
+                with m.If(Mux(is_reg, csr.wready, mem.wready)):
                     m.d.sync += w_done.eq(1)
-                with m.If((aw_done | awready) & (w_done | wready)):
-                    m.next = "WRITE_RESPONSE"
-            with m.State("WRITE_RESPONSE"):
                 with m.If(Mux(is_reg, csr.bvalid, mem.bvalid)):
                     m.d.sync += advance
                     with m.If(Mux(is_reg, csr.bresp, mem.bresp) != RESP_OKAY):
-                        finish(Status.BUS_ERROR)
+                        m.d.sync += status.eq(Status.BUS_ERROR)
+                        m.next = "REPLY"
                     with m.Else():
                         with m.If(~is_reg):
                             step()
                         m.next = "NEXT"
 
             # -- reply: header, payload from the buffer, CRC (most significant byte first)
-            with m.State("REPLY_SYNC"):
-                m.d.sync += crc.eq(_CRC_INIT)
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(REPLY_SYNC)]
+            with m.State("REPLY"):
+                # An executed frame is remembered for duplicate detection (a repeated write
+                # is remembered again, unchanged). Only an ACK of a read has a payload.
+                ok = status == Status.OK
+                with m.If(~((status == Status.CRC_ERROR) | (status == Status.TIMEOUT)
+                            | (status == Status.TOO_LONG))):
+                    m.d.sync += [last_seq.eq(seq), last_valid.eq(1), last_status.eq(status)]
+                with m.If(~(ok & is_read)):
+                    m.d.sync += length.eq(Mux(ok & is_ping, _PING_BYTES, 0))
+                m.d.sync += count.eq(7)
+                m.next = "REPLY_HEADER"
+            with m.State("REPLY_HEADER"):
+                m.d.comb += replying.eq(1)
+                header = Cat(Const(0, 24), length[8:], Const(0, 16 - len(length)), length[:8],
+                             seq, status, Const(REPLY_SYNC, 8))
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(header.word_select(count[:3], 8)),
+                             crc_init.eq(count[:3] == 7)]
                 with m.If(tx.ready):
-                    m.next = "REPLY_STATUS"
-            with m.State("REPLY_STATUS"):
-                send(status, "REPLY_SEQ")
-            with m.State("REPLY_SEQ"):
-                send(seq, "REPLY_LENGTH_LOW")
-            with m.State("REPLY_LENGTH_LOW"):
-                send(length[:8], "REPLY_LENGTH_HIGH")
-            with m.State("REPLY_LENGTH_HIGH"):
-                m.d.sync += [count.eq(length), fetched.eq(0)]
-                send(length[8:], "REPLY_PAYLOAD")
-            with m.State("REPLY_PAYLOAD"):
-                with m.If(count == 0):
-                    m.next = "REPLY_CRC_HIGH"
-                with m.Elif(fetched):
-                    send(Mux(is_ping, ping_byte.word_select(last[:3], 8), rd.data),
-                         "REPLY_PAYLOAD")
-                    with m.If(tx.ready):
+                    step()
+                    with m.If(count[:3] == 3):
+                        m.d.sync += [count.eq(length), crc_high.eq(0)]
+                        m.next = "REPLY_BODY"
+            with m.State("REPLY_BODY"):
+                m.d.comb += replying.eq(1)
+                # Sending the high CRC byte through the CRC unit shifts the low one up.
+                with m.If(count != 0):
+                    m.d.comb += [tx.valid.eq(fetched),
+                                 tx.payload.eq(Mux(is_ping, ping_byte.word_select(last[:3], 8),
+                                                   rd.data))]
+                    with m.If(tx.valid & tx.ready):
                         step()
-            # Sending the high CRC byte through the CRC unit shifts the low one up.
-            with m.State("REPLY_CRC_HIGH"):
-                send(crc[8:], "REPLY_CRC_LOW")
-            with m.State("REPLY_CRC_LOW"):
-                send(crc[8:], "HUNT")
+                with m.Else():
+                    m.d.comb += [tx.valid.eq(1), tx.payload.eq(crc[8:])]
+                    with m.If(tx.ready):
+                        m.d.sync += crc_high.eq(1)
+                        with m.If(crc_high):
+                            m.next = "HUNT"
         return m
 
 
