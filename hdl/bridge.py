@@ -213,7 +213,11 @@ class HostBridge(wiring.Component):
         target = Signal(reach)
         far = Signal()
         length = Signal(range(max(max_payload, 0xFF) + 1))
-        status = Signal(Status)
+        # The reply's STATUS: ``damage`` for a damaged frame (its low bits; zero once the CRC
+        # has checked), otherwise ``outcome``, the status of the frame executed last, which
+        # is also the answer to a repeated write.
+        damage = Signal(2)
+        outcome = Signal(Status)
         word = Signal(32)                   # a CSR value being scattered or gathered
         crc = Signal(16)
         crc_high = Signal()                 # the CRC's high byte is through
@@ -221,14 +225,15 @@ class HostBridge(wiring.Component):
         w_done = Signal()
         last_seq = Signal(8)
         last_valid = Signal()
-        last_status = Signal(Status)
-        # Counts down from the timeout on every cycle without a byte; negative: expired.
-        timer = Signal(range(-1, self._timeout))
+        # Cycles since the last byte. It wraps around (the states that look at it leave on
+        # the first cycle it is expired).
+        timer = Signal(range(self._timeout + 1))
         with m.If(rx.valid):
-            m.d.sync += timer.eq(self._timeout - 1)
+            m.d.sync += timer.eq(0)
         with m.Else():
-            m.d.sync += timer.eq(timer - 1)
-        expired = timer[-1]
+            m.d.sync += timer.eq(timer + 1)
+        expired = Signal()
+        m.d.sync += expired.eq(~rx.valid & above_constant(timer, self._timeout - 2))
 
         # One CRC unit: it takes the received byte, or in the reply states the sent one.
         replying = Signal()
@@ -268,7 +273,7 @@ class HostBridge(wiring.Component):
             with m.State("HUNT"):
                 # A frame that stops before its end is NAK'd TIMEOUT, unless found damaged.
                 m.d.comb += crc_init.eq(1)
-                m.d.sync += [count.eq(7), seq.eq(0), status.eq(Status.TIMEOUT),
+                m.d.sync += [count.eq(7), seq.eq(0), damage.eq(Status.TIMEOUT.value),
                              crc_high.eq(0)]
                 with m.If(rx.valid & (rx_byte == REQUEST_SYNC)):
                     m.next = "HEADER"
@@ -302,7 +307,7 @@ class HostBridge(wiring.Component):
                             if len(length) > 8:
                                 m.d.sync += length[8:].eq(rx_byte)
                             with m.If(above_constant(Cat(length[:8], rx_byte), max_payload)):
-                                m.d.sync += status.eq(Status.TOO_LONG)
+                                m.d.sync += damage.eq(Status.TOO_LONG.value)
                                 m.next = "DISCARD"
                             with m.Else():
                                 m.next = "LENGTH"
@@ -319,7 +324,7 @@ class HostBridge(wiring.Component):
                         with m.If(_crc16_step(crc, rx_byte) == 0):
                             m.next = "EXECUTE"
                         with m.Else():
-                            m.d.sync += status.eq(Status.CRC_ERROR)
+                            m.d.sync += damage.eq(Status.CRC_ERROR.value)
                             m.next = "DISCARD"
                     with m.Elif(is_write & (count != 0)):
                         m.d.comb += [wr.data.eq(rx_byte), wr.en.eq(1)]
@@ -336,17 +341,18 @@ class HostBridge(wiring.Component):
                 csr_ok = (target[:2] == 0) & ~far & ~_sum_above(target, length,
                                                                   1 << self._csr_addr_width)
                 mem_ok = ~far & ~_sum_above(target, length, self._memory_bytes)
+                m.d.sync += damage.eq(0)
                 m.next = "REPLY"
                 with m.If(is_write & last_valid & (seq == last_seq)):
-                    m.d.sync += status.eq(last_status)  # a retry of the write executed last
+                    pass                        # a retry of the write executed last
                 with m.Elif(unknown):
-                    m.d.sync += status.eq(Status.BAD_COMMAND)
+                    m.d.sync += outcome.eq(Status.BAD_COMMAND)
                 with m.Elif(is_ping ^ (count == 0) | is_reg & (count[:2] != 0)):
-                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                    m.d.sync += outcome.eq(Status.BAD_LENGTH)
                 with m.Elif(~is_ping & ~Mux(is_reg, csr_ok, mem_ok)):
-                    m.d.sync += status.eq(Status.BAD_ADDRESS)
+                    m.d.sync += outcome.eq(Status.BAD_ADDRESS)
                 with m.Else():
-                    m.d.sync += status.eq(Status.OK)
+                    m.d.sync += outcome.eq(Status.OK)
                     with m.If(~is_ping):
                         m.next = "NEXT"
 
@@ -369,7 +375,7 @@ class HostBridge(wiring.Component):
                 with m.If(Mux(is_reg, csr.rvalid, mem.rvalid)):
                     m.d.sync += advance
                     with m.If(Mux(is_reg, csr.rresp, mem.rresp) != RESP_OKAY):
-                        m.d.sync += status.eq(Status.BUS_ERROR)
+                        m.d.sync += outcome.eq(Status.BUS_ERROR)
                         m.next = "REPLY"
                     with m.Elif(is_reg):
                         m.d.sync += word.eq(csr.rdata)
@@ -402,7 +408,7 @@ class HostBridge(wiring.Component):
                 with m.If(Mux(is_reg, csr.bvalid, mem.bvalid)):
                     m.d.sync += advance
                     with m.If(Mux(is_reg, csr.bresp, mem.bresp) != RESP_OKAY):
-                        m.d.sync += status.eq(Status.BUS_ERROR)
+                        m.d.sync += outcome.eq(Status.BUS_ERROR)
                         m.next = "REPLY"
                     with m.Else():
                         with m.If(~is_reg):
@@ -413,10 +419,9 @@ class HostBridge(wiring.Component):
             with m.State("REPLY"):
                 # An executed frame is remembered for duplicate detection (a repeated write
                 # is remembered again, unchanged). Only an ACK of a read has a payload.
-                ok = status == Status.OK
-                with m.If(~((status == Status.CRC_ERROR) | (status == Status.TIMEOUT)
-                            | (status == Status.TOO_LONG))):
-                    m.d.sync += [last_seq.eq(seq), last_valid.eq(1), last_status.eq(status)]
+                ok = (damage == 0) & (outcome == Status.OK)
+                with m.If(damage == 0):
+                    m.d.sync += [last_seq.eq(seq), last_valid.eq(1)]
                 with m.If(~(ok & is_read)):
                     m.d.sync += length.eq(Mux(ok & is_ping, _PING_BYTES, 0))
                 m.d.sync += count.eq(7)
@@ -424,7 +429,7 @@ class HostBridge(wiring.Component):
             with m.State("REPLY_HEADER"):
                 m.d.comb += replying.eq(1)
                 header = Cat(Const(0, 24), length[8:], Const(0, 16 - len(length)), length[:8],
-                             seq, status, Const(REPLY_SYNC, 8))
+                             seq, Mux(damage != 0, damage, outcome), Const(REPLY_SYNC, 8))
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(header.word_select(count[:3], 8)),
                              crc_init.eq(count[:3] == 7)]
                 with m.If(tx.ready):
