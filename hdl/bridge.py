@@ -344,7 +344,7 @@ class HostBridge(wiring.Component):
                 m.d.sync += damage.eq(0)
                 m.next = "REPLY"
                 with m.If(is_write & last_valid & (seq == last_seq)):
-                    pass                        # a retry of the write executed last
+                    pass            # a retry of the write executed last: its outcome stands
                 with m.Elif(unknown):
                     m.d.sync += outcome.eq(Status.BAD_COMMAND)
                 with m.Elif(is_ping ^ (count == 0) | is_reg & (count[:2] != 0)):
