@@ -219,7 +219,9 @@ class HostBridge(wiring.Component):
         damage = Signal(2)
         outcome = Signal(Status)
         word = Signal(32)                   # a CSR value being scattered or gathered
-        crc = Signal(16)
+        # The complement of the CRC, so that its initial value (0xFFFF) is a reset.
+        crc_complement = Signal(16)
+        crc = ~crc_complement
         crc_high = Signal()                 # the CRC's high byte is through
         aw_done = Signal()                  # also the AR of a read
         w_done = Signal()
@@ -240,9 +242,9 @@ class HostBridge(wiring.Component):
         crc_init = Signal()
         crc_byte = Mux(replying, tx.payload, rx_byte)
         with m.If(crc_init):
-            m.d.sync += crc.eq(_CRC_INIT)
+            m.d.sync += crc_complement.eq(_CRC_INIT ^ 0xFFFF)
         with m.Elif(Mux(replying, tx.valid & tx.ready, rx.valid)):
-            m.d.sync += crc.eq(_crc16_step(crc, crc_byte))
+            m.d.sync += crc_complement.eq(~_crc16_step(crc, crc_byte))
 
         known = ~unknown
         is_ping = known & (command == Command.PING)
