@@ -96,6 +96,24 @@ def _xor(terms):
     return result
 
 
+def _sum_above(addr, length, bound):
+    """``addr + length > bound`` for a constant ``bound``, with an adder only as wide as
+    ``length``: above it, ``addr`` is compared with the constant (see
+    :func:`~.arith.above_constant`)."""
+    width = len(length)
+    if len(addr) <= width:
+        return above_constant(addr + length, bound)
+    low = addr[:width] + length         # width + 1 bits
+    high = addr[width:]
+    high_bound, low_bound = bound >> width, bound & ((1 << width) - 1)
+    # addr + length = high * 2**width + low, and low < 2**(width + 1).
+    above = above_constant(high, high_bound) | ((high == high_bound)
+                                                & above_constant(low, low_bound))
+    if high_bound:
+        above |= (high == high_bound - 1) & above_constant(low, low_bound + (1 << width))
+    return above
+
+
 class HostBridge(wiring.Component):
     """Framed host protocol (docs/host-protocol.md) onto AXI4-Lite CSRs and AXI4 memory.
 
@@ -163,50 +181,82 @@ class HostBridge(wiring.Component):
         lane_bits = (lanes - 1).bit_length()
         max_payload = self._max_payload
         rx, tx, csr, mem = self.rx, self.tx, self.csr, self.mem
+        rx_byte = rx.payload
 
-        # The frame buffer: a request's payload, then the reply's. It is read at the address
-        # it is written, but a byte read in a cycle that writes is never used (the states
-        # that use rd.data write nothing, and enter with ``fetched`` low).
+        # The frame buffer: a request's payload, then the reply's. Every loop counts
+        # ``count`` down and moves its byte at buffer address ``count - 1``, so a payload is
+        # stored back to front and read the same way. The read port reads that address on
+        # every cycle; ``fetched`` says its data is current (``count`` did not move in the
+        # cycle before, and the cycles that write never move a byte to be read next).
+        # ``count`` also numbers the header bytes of a request and of a reply, from 7 down.
         buffer = memory.Memory(shape=8, depth=max_payload, init=[], attrs=NO_COLLISION)
         m.submodules.buffer = buffer
         wr = buffer.write_port()
         rd = RegisteredReadPort(m, buffer, name="buffer_read")
+        count = Signal(range(max(max_payload, _PING_BYTES) + 1))
+        last = Signal.like(count)           # count - 1: the buffer address of the byte
+        fetched = Signal()
+        m.d.comb += [last.eq(count - 1), rd.addr.eq(last), rd.en.eq(1), wr.addr.eq(last),
+                     rx.ready.eq(1)]
+        m.d.sync += fetched.eq(1)
 
-        cmd = Signal(8)
+        def step():
+            m.d.sync += [count.eq(last), fetched.eq(0)]
+
+        # The request: CMD as its low three bits and a flag for any other value; the 32-bit
+        # ADDR in the bits the buses reach, ``target`` (then the address of each access),
+        # and a flag for any bit above them; LEN (then the reply's LEN).
+        reach = min(32, max((self._memory_bytes - 1).bit_length(), self._csr_addr_width))
+        command = Signal(3)
+        unknown = Signal()
         seq = Signal(8)
-        # The 32-bit address of a request is kept in the bits either bus can reach, and
-        # a flag for any bit above them (such a request is out of range on both buses).
-        reach = min(32, max(self._addr_width, self._csr_addr_width))
-        addr = Signal(reach)
-        addr_far = Signal()
-        # Lengths beyond max_payload are refused as the header's last byte arrives.
-        length = Signal(range(max_payload + 1))
-        index = Signal(range(max(max_payload, 8) + 1))  # byte of header, payload or reply
-        crc = Signal(16)
-        status = Signal(Status)
-        reply_len = Signal(range(max(max_payload, _PING_BYTES) + 1))
-        target = Signal(reach)      # bus address of the current access
-        word = Signal(32)           # a CSR value being gathered or scattered
-        fetched = Signal()          # rd.data holds buffer[index]
-        aw_done = Signal()
+        target = Signal(reach)
+        far = Signal()
+        length = Signal(range(max(max_payload, 0xFF) + 1))
+        # The reply's STATUS: ``damage`` for a damaged frame (its low bits; zero once the CRC
+        # has checked), otherwise ``outcome``, the status of the frame executed last, which
+        # is also the answer to a repeated write.
+        damage = Signal(2)
+        outcome = Signal(Status)
+        word = Signal(32)                   # a CSR value being scattered or gathered
+        # The complement of the CRC, so that its initial value (0xFFFF) is a reset.
+        crc_complement = Signal(16)
+        crc = ~crc_complement
+        crc_high = Signal()                 # the CRC's high byte is through
+        aw_done = Signal()                  # also the AR of a read
         w_done = Signal()
         last_seq = Signal(8)
         last_valid = Signal()
-        last_status = Signal(Status)
+        # Cycles since the last byte. It wraps around (the states that look at it leave on
+        # the first cycle it is expired).
         timer = Signal(range(self._timeout + 1))
+        with m.If(rx.valid):
+            m.d.sync += timer.eq(0)
+        with m.Else():
+            m.d.sync += timer.eq(timer + 1)
+        expired = Signal()
+        m.d.sync += expired.eq(~rx.valid & above_constant(timer, self._timeout - 2))
 
-        rx_byte = rx.payload
         # One CRC unit: it takes the received byte, or in the reply states the sent one.
-        crc_byte = Signal(8)
-        crc_in = Signal(16)
-        m.d.comb += [crc_byte.eq(rx_byte), crc_in.eq(_crc16_step(crc, crc_byte))]
-        m.d.comb += [rx.ready.eq(1), rd.addr.eq(index), rd.en.eq(1), wr.addr.eq(index)]
+        replying = Signal()
+        crc_init = Signal()
+        crc_byte = Mux(replying, tx.payload, rx_byte)
+        with m.If(crc_init):
+            m.d.sync += crc_complement.eq(_CRC_INIT ^ 0xFFFF)
+        with m.Elif(Mux(replying, tx.valid & tx.ready, rx.valid)):
+            m.d.sync += crc_complement.eq(~_crc16_step(crc, crc_byte))
 
-        is_write = (cmd == Command.REG_WRITE) | (cmd == Command.MEM_WRITE)
-        end = Signal(max(reach, len(length)) + 1)
-        m.d.comb += end.eq(addr + length)
+        known = ~unknown
+        is_ping = known & (command == Command.PING)
+        is_reg = known & ((command == Command.REG_READ) | (command == Command.REG_WRITE))
+        is_read = known & ((command == Command.REG_READ) | (command == Command.MEM_READ))
+        is_write = known & ((command == Command.REG_WRITE) | (command == Command.MEM_WRITE))
+        # Each bus access moves a 32-bit register or one byte.
+        advance = target.eq(target + Mux(is_reg, 4, 1))
+        # Reply payloads: the PING fields (read back to front, as the buffer is) or the buffer.
         ping_info = Cat(Const(PROTOCOL_VERSION, 8), Const(0, 8), Const(max_payload, 16),
                         Const(self._memory_bytes % (1 << 32), 32))
+        ping_byte = Cat(*reversed([ping_info[8 * i:8 * i + 8] for i in range(_PING_BYTES)]))
 
         # Constant AXI4 fields: single-beat INCR bursts of the full bus width.
         m.d.comb += [
@@ -214,250 +264,196 @@ class HostBridge(wiring.Component):
             mem.arid.eq(0), mem.araddr.eq(Cat(Const(0, lane_bits), target[lane_bits:])),
             mem.awlen.eq(0), mem.awsize.eq(lane_bits), mem.awburst.eq(BURST_INCR),
             mem.awid.eq(0), mem.awaddr.eq(Cat(Const(0, lane_bits), target[lane_bits:])),
-            mem.wdata.eq(word[:8].replicate(lanes)), mem.wlast.eq(1),
+            mem.wdata.eq(rd.data.replicate(lanes)), mem.wlast.eq(1),
             mem.wstrb.eq(Const(1, lanes) << target[:lane_bits] if lane_bits else 1),
             csr.araddr.eq(target), csr.awaddr.eq(target), csr.wdata.eq(word),
             csr.wstrb.eq(0xF), csr.arprot.eq(0), csr.awprot.eq(0),
+            csr.rready.eq(1), mem.rready.eq(1), csr.bready.eq(1), mem.bready.eq(1),
         ]
-
-        def reply(new_status, new_len=0):
-            m.d.sync += [status.eq(new_status), reply_len.eq(new_len), index.eq(0)]
-            m.next = "REPLY_HEADER"
-
-        def write_address_and_data(bus, next_state):
-            """AW and W of one write, in either order; then ``next_state`` waits for B."""
-            m.d.comb += [bus.awvalid.eq(~aw_done), bus.wvalid.eq(~w_done)]
-            with m.If(bus.awready):
-                m.d.sync += aw_done.eq(1)
-            with m.If(bus.wready):
-                m.d.sync += w_done.eq(1)
-            with m.If((aw_done | bus.awready) & (w_done | bus.wready)):
-                m.next = next_state
-
-        def finish(new_status, new_len=0):
-            """End of an executed frame: remember it for duplicate detection, then reply."""
-            m.d.sync += [last_seq.eq(seq), last_valid.eq(1), last_status.eq(new_status)]
-            reply(new_status, new_len)
 
         with m.FSM():
             with m.State("HUNT"):
+                # A frame that stops before its end is NAK'd TIMEOUT, unless found damaged.
+                m.d.comb += crc_init.eq(1)
+                m.d.sync += [count.eq(7), seq.eq(0), damage.eq(Status.TIMEOUT.value),
+                             crc_high.eq(0)]
                 with m.If(rx.valid & (rx_byte == REQUEST_SYNC)):
-                    m.d.sync += [crc.eq(_CRC_INIT), index.eq(0), timer.eq(0), seq.eq(0),
-                                 addr_far.eq(0)]
                     m.next = "HEADER"
 
             # -- receive: header, payload, CRC; an inter-byte gap abandons the frame ------
-            for state in ("HEADER", "PAYLOAD", "CRC"):
-                with m.State(state):
-                    with m.If(rx.valid):
-                        m.d.sync += [crc.eq(crc_in), index.eq(index + 1), timer.eq(0)]
-                        if state == "HEADER":
-                            fields = [cmd.eq(rx_byte), seq.eq(rx_byte)]
-                            for low in range(0, 32, 8):
-                                inside = max(0, min(8, reach - low))
-                                field = []
+            with m.State("HEADER"):
+                # ``count`` runs from 7 (CMD) to 0 (the high byte of LEN).
+                with m.If(expired):
+                    m.next = "REPLY"
+                with m.Elif(rx.valid):
+                    step()
+                    with m.Switch(count[:3]):
+                        with m.Case(7):
+                            m.d.sync += [command.eq(rx_byte),
+                                         unknown.eq(above_constant(rx_byte, 4))]
+                        with m.Case(6):
+                            m.d.sync += seq.eq(rx_byte)
+                        for byte in range(4):
+                            low = 8 * byte
+                            inside = max(0, min(8, reach - low))
+                            with m.Case(5 - byte):
                                 if inside:
-                                    field.append(addr[low:low + inside].eq(rx_byte[:inside]))
+                                    m.d.sync += target[low:low + inside].eq(rx_byte)
                                 if inside < 8:
-                                    field.append(addr_far.eq(addr_far | rx_byte[inside:].any()))
-                                fields.append(field)
-                            fields += [length[:8].eq(rx_byte), length[8:].eq(rx_byte)]
-                            with m.Switch(index):
-                                for i, field in enumerate(fields):
-                                    with m.Case(i):
-                                        m.d.sync += field
-                            with m.If(index == len(fields) - 1):
-                                m.d.sync += index.eq(0)
-                                new_length = Cat(length[:8], rx_byte)
-                                with m.If(above_constant(new_length, max_payload)):
-                                    m.d.sync += status.eq(Status.TOO_LONG)
-                                    m.next = "DISCARD"
-                                with m.Elif(is_write & (new_length != 0)):
-                                    m.next = "PAYLOAD"
-                                with m.Else():
-                                    m.next = "CRC"
-                        elif state == "PAYLOAD":
-                            m.d.comb += [wr.data.eq(rx_byte), wr.en.eq(1)]
-                            with m.If(index == length - 1):
-                                m.d.sync += index.eq(0)
-                                m.next = "CRC"
-                        else:
-                            with m.If(index == 1):
-                                with m.If(crc_in == 0):
-                                    m.next = "EXECUTE"
-                                with m.Else():
-                                    m.d.sync += [status.eq(Status.CRC_ERROR), timer.eq(0)]
-                                    m.next = "DISCARD"
+                                    beyond = rx_byte[inside:].any()
+                                    m.d.sync += far.eq(beyond if byte == reach // 8
+                                                       else far | beyond)
+                        with m.Case(1):
+                            m.d.sync += length[:8].eq(rx_byte)
+                        with m.Case(0):
+                            if len(length) > 8:
+                                m.d.sync += length[8:].eq(rx_byte)
+                            with m.If(above_constant(Cat(length[:8], rx_byte), max_payload)):
+                                m.d.sync += damage.eq(Status.TOO_LONG.value)
+                                m.next = "DISCARD"
+                            with m.Else():
+                                m.next = "LENGTH"
+            with m.State("LENGTH"):
+                m.d.sync += [count.eq(length), fetched.eq(0)]
+                m.next = "BODY"
+            with m.State("BODY"):
+                # A write's payload into the buffer, then the two CRC bytes; ``count`` is
+                # LEN again for the execution.
+                with m.If(expired):
+                    m.next = "REPLY"
+                with m.Elif(rx.valid):
+                    with m.If(crc_high):
+                        with m.If(_crc16_step(crc, rx_byte) == 0):
+                            m.next = "EXECUTE"
+                        with m.Else():
+                            m.d.sync += damage.eq(Status.CRC_ERROR.value)
+                            m.next = "DISCARD"
+                    with m.Elif(is_write & (count != 0)):
+                        m.d.comb += [wr.data.eq(rx_byte), wr.en.eq(1)]
+                        step()
                     with m.Else():
-                        m.d.sync += timer.eq(timer + 1)
-                        with m.If(timer == self._timeout - 1):
-                            reply(Status.TIMEOUT)
-
+                        m.d.sync += [crc_high.eq(1), count.eq(length), fetched.eq(0)]
             with m.State("DISCARD"):
                 # Let the rest of a damaged frame pass, so the NAK meets a quiet line.
-                with m.If(rx.valid):
-                    m.d.sync += timer.eq(0)
-                with m.Else():
-                    m.d.sync += timer.eq(timer + 1)
-                    with m.If(timer == self._timeout - 1):
-                        reply(status)
+                with m.If(expired):
+                    m.next = "REPLY"
 
             # -- execute -----------------------------------------------------------------
             with m.State("EXECUTE"):
-                m.d.sync += [target.eq(addr), index.eq(0), fetched.eq(0),
-                             aw_done.eq(0), w_done.eq(0)]
-                csr_ok = ((addr[:2] == 0) & ~addr_far
-                          & ~above_constant(end, 1 << self._csr_addr_width))
-                mem_ok = ~addr_far & ~above_constant(end, self._memory_bytes)
-                reg_len_ok = (length != 0) & (length[:2] == 0)
+                csr_ok = (target[:2] == 0) & ~far & ~_sum_above(target, length,
+                                                                  1 << self._csr_addr_width)
+                mem_ok = ~far & ~_sum_above(target, length, self._memory_bytes)
+                m.d.sync += damage.eq(0)
+                m.next = "REPLY"
                 with m.If(is_write & last_valid & (seq == last_seq)):
-                    reply(last_status)          # a retry of the write executed last
+                    pass            # a retry of the write executed last: its outcome stands
+                with m.Elif(unknown):
+                    m.d.sync += outcome.eq(Status.BAD_COMMAND)
+                with m.Elif(is_ping ^ (count == 0) | is_reg & (count[:2] != 0)):
+                    m.d.sync += outcome.eq(Status.BAD_LENGTH)
+                with m.Elif(~is_ping & ~Mux(is_reg, csr_ok, mem_ok)):
+                    m.d.sync += outcome.eq(Status.BAD_ADDRESS)
                 with m.Else():
-                    with m.Switch(cmd):
-                        with m.Case(Command.PING):
-                            with m.If(length != 0):
-                                finish(Status.BAD_LENGTH)
-                            with m.Else():
-                                m.next = "PING"
-                        with m.Case(Command.REG_READ, Command.REG_WRITE):
-                            with m.If(~reg_len_ok):
-                                finish(Status.BAD_LENGTH)
-                            with m.Elif(~csr_ok):
-                                finish(Status.BAD_ADDRESS)
-                            with m.Else():
-                                with m.If(cmd == Command.REG_READ):
-                                    m.next = "REG_READ_AR"
-                                with m.Else():
-                                    m.next = "REG_WRITE_LOAD"
-                        with m.Case(Command.MEM_READ, Command.MEM_WRITE):
-                            with m.If(length == 0):
-                                finish(Status.BAD_LENGTH)
-                            with m.Elif(~mem_ok):
-                                finish(Status.BAD_ADDRESS)
-                            with m.Elif(cmd == Command.MEM_READ):
-                                m.next = "MEM_READ_AR"
-                            with m.Else():
-                                m.next = "MEM_WRITE_LOAD"
-                        with m.Default():
-                            finish(Status.BAD_COMMAND)
+                    m.d.sync += outcome.eq(Status.OK)
+                    with m.If(~is_ping):
+                        m.next = "NEXT"
 
-            with m.State("PING"):
-                m.d.comb += [wr.en.eq(1), wr.data.eq(ping_info.word_select(index[:3], 8))]
-                m.d.sync += index.eq(index + 1)
-                with m.If(index == _PING_BYTES - 1):
-                    finish(Status.OK, _PING_BYTES)
+            with m.State("NEXT"):
+                m.d.sync += [aw_done.eq(0), w_done.eq(0)]
+                with m.If(count == 0):
+                    m.next = "REPLY"
+                with m.Elif(is_read):
+                    m.next = "READ"
+                with m.Elif(is_reg):
+                    m.next = "SHIFT"
+                with m.Else():
+                    m.next = "WRITE"        # the byte is rd.data
 
-            # CSR reads: one AXI4-Lite read per word, its bytes into the buffer.
-            with m.State("REG_READ_AR"):
-                m.d.comb += csr.arvalid.eq(1)
-                with m.If(csr.arready):
-                    m.next = "REG_READ_R"
-            with m.State("REG_READ_R"):
-                m.d.comb += csr.rready.eq(1)
-                with m.If(csr.rvalid):
-                    m.d.sync += [word.eq(csr.rdata), target.eq(target + 4)]
-                    with m.If(csr.rresp != RESP_OKAY):
-                        finish(Status.BUS_ERROR)
+            # Reads: a CSR word into ``word``, or a memory byte into the buffer.
+            with m.State("READ"):
+                m.d.comb += [csr.arvalid.eq(is_reg & ~aw_done), mem.arvalid.eq(~is_reg & ~aw_done)]
+                with m.If(Mux(is_reg, csr.arready, mem.arready)):
+                    m.d.sync += aw_done.eq(1)
+                with m.If(Mux(is_reg, csr.rvalid, mem.rvalid)):
+                    m.d.sync += advance
+                    with m.If(Mux(is_reg, csr.rresp, mem.rresp) != RESP_OKAY):
+                        m.d.sync += outcome.eq(Status.BUS_ERROR)
+                        m.next = "REPLY"
+                    with m.Elif(is_reg):
+                        m.d.sync += word.eq(csr.rdata)
+                        m.next = "SHIFT"
                     with m.Else():
-                        m.next = "REG_READ_STORE"
-            with m.State("REG_READ_STORE"):
-                m.d.comb += [wr.en.eq(1), wr.data.eq(word.word_select(index[:2], 8))]
-                m.d.sync += index.eq(index + 1)
-                with m.If(index[:2] == 3):
-                    with m.If(index == length - 1):
-                        finish(Status.OK, length)
-                    with m.Else():
-                        m.next = "REG_READ_AR"
-
-            # CSR writes: gather a word from the buffer, then one AXI4-Lite write.
-            with m.State("REG_WRITE_LOAD"):
-                m.d.sync += fetched.eq(~fetched)
+                        lane_data = (mem.rdata.word_select(target[:lane_bits], 8) if lane_bits
+                                     else mem.rdata)
+                        m.d.comb += [wr.en.eq(1), wr.data.eq(lane_data)]
+                        step()
+                        m.next = "NEXT"
+            # A CSR word out of ``word`` into the buffer, or into ``word`` out of it.
+            with m.State("SHIFT"):
                 with m.If(fetched):
-                    m.d.sync += [word.word_select(index[:2], 8).eq(rd.data),
-                                 index.eq(index + 1)]
-                    with m.If(index[:2] == 3):
-                        m.next = "REG_WRITE_AW"
-            with m.State("REG_WRITE_AW"):
-                write_address_and_data(csr, "REG_WRITE_B")
-            with m.State("REG_WRITE_B"):
-                m.d.comb += csr.bready.eq(1)
-                with m.If(csr.bvalid):
-                    m.d.sync += [target.eq(target + 4), aw_done.eq(0), w_done.eq(0)]
-                    with m.If(csr.bresp != RESP_OKAY):
-                        finish(Status.BUS_ERROR)
-                    with m.Elif(index == length):
-                        finish(Status.OK)
+                    m.d.comb += [wr.en.eq(is_read), wr.data.eq(word[:8])]
+                    m.d.sync += word.eq(Cat(word[8:], rd.data))
+                    step()
+                    with m.If(last[:2] == 0):
+                        with m.If(is_read):
+                            m.next = "NEXT"
+                        with m.Else():
+                            m.next = "WRITE"
+            # Writes: a CSR word, or one buffer byte; AW and W in either order.
+            with m.State("WRITE"):
+                m.d.comb += [csr.awvalid.eq(is_reg & ~aw_done), csr.wvalid.eq(is_reg & ~w_done),
+                             mem.awvalid.eq(~is_reg & ~aw_done), mem.wvalid.eq(~is_reg & ~w_done)]
+                with m.If(Mux(is_reg, csr.awready, mem.awready)):
+                    m.d.sync += aw_done.eq(1)
+                with m.If(Mux(is_reg, csr.wready, mem.wready)):
+                    m.d.sync += w_done.eq(1)
+                with m.If(Mux(is_reg, csr.bvalid, mem.bvalid)):
+                    m.d.sync += advance
+                    with m.If(Mux(is_reg, csr.bresp, mem.bresp) != RESP_OKAY):
+                        m.d.sync += outcome.eq(Status.BUS_ERROR)
+                        m.next = "REPLY"
                     with m.Else():
-                        m.next = "REG_WRITE_LOAD"
-
-            # Memory reads: one single-beat AXI4 read per byte.
-            with m.State("MEM_READ_AR"):
-                m.d.comb += mem.arvalid.eq(1)
-                with m.If(mem.arready):
-                    m.next = "MEM_READ_R"
-            with m.State("MEM_READ_R"):
-                m.d.comb += mem.rready.eq(1)
-                with m.If(mem.rvalid):
-                    lane_data = (mem.rdata.word_select(target[:lane_bits], 8) if lane_bits
-                                 else mem.rdata)
-                    m.d.comb += [wr.en.eq(1), wr.data.eq(lane_data)]
-                    m.d.sync += [index.eq(index + 1), target.eq(target + 1)]
-                    with m.If(mem.rresp != RESP_OKAY):
-                        finish(Status.BUS_ERROR)
-                    with m.Elif(index == length - 1):
-                        finish(Status.OK, length)
-                    with m.Else():
-                        m.next = "MEM_READ_AR"
-
-            # Memory writes: one single-beat AXI4 write with one byte strobe per byte.
-            with m.State("MEM_WRITE_LOAD"):
-                m.d.sync += fetched.eq(~fetched)
-                with m.If(fetched):
-                    m.d.sync += word[:8].eq(rd.data)
-                    m.next = "MEM_WRITE_AW"
-            with m.State("MEM_WRITE_AW"):
-                write_address_and_data(mem, "MEM_WRITE_B")
-            with m.State("MEM_WRITE_B"):
-                m.d.comb += mem.bready.eq(1)
-                with m.If(mem.bvalid):
-                    m.d.sync += [index.eq(index + 1), target.eq(target + 1),
-                                 aw_done.eq(0), w_done.eq(0)]
-                    with m.If(mem.bresp != RESP_OKAY):
-                        finish(Status.BUS_ERROR)
-                    with m.Elif(index == length - 1):
-                        finish(Status.OK)
-                    with m.Else():
-                        m.next = "MEM_WRITE_LOAD"
+                        with m.If(~is_reg):
+                            step()
+                        m.next = "NEXT"
 
             # -- reply: header, payload from the buffer, CRC (most significant byte first)
+            with m.State("REPLY"):
+                # An executed frame is remembered for duplicate detection (a repeated write
+                # is remembered again, unchanged). Only an ACK of a read has a payload.
+                ok = (damage == 0) & (outcome == Status.OK)
+                with m.If(damage == 0):
+                    m.d.sync += [last_seq.eq(seq), last_valid.eq(1)]
+                with m.If(~(ok & is_read)):
+                    m.d.sync += length.eq(Mux(ok & is_ping, _PING_BYTES, 0))
+                m.d.sync += count.eq(7)
+                m.next = "REPLY_HEADER"
             with m.State("REPLY_HEADER"):
-                header = Cat(Const(REPLY_SYNC, 8), status, seq, reply_len,
-                             Const(0, 16 - len(reply_len)))
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(header.word_select(index[:3], 8)),
-                             crc_byte.eq(tx.payload)]
+                m.d.comb += replying.eq(1)
+                header = Cat(Const(0, 24), length[8:], Const(0, 16 - len(length)), length[:8],
+                             seq, Mux(damage != 0, damage, outcome), Const(REPLY_SYNC, 8))
+                m.d.comb += [tx.valid.eq(1), tx.payload.eq(header.word_select(count[:3], 8)),
+                             crc_init.eq(count[:3] == 7)]
                 with m.If(tx.ready):
-                    m.d.sync += [index.eq(index + 1), crc.eq(Mux(index == 0, _CRC_INIT, crc_in))]
-                    with m.If(index == 4):
-                        m.d.sync += [index.eq(0), fetched.eq(0)]
-                        with m.If(reply_len != 0):
-                            m.next = "REPLY_PAYLOAD"
-                        with m.Else():
-                            m.next = "REPLY_CRC"
-            with m.State("REPLY_PAYLOAD"):
-                m.d.sync += fetched.eq(1)
-                m.d.comb += [tx.valid.eq(fetched), tx.payload.eq(rd.data), crc_byte.eq(rd.data)]
-                with m.If(fetched & tx.ready):
-                    m.d.sync += [crc.eq(crc_in), index.eq(index + 1),
-                                 fetched.eq(0)]
-                    with m.If(index == reply_len - 1):
-                        m.d.sync += index.eq(0)
-                        m.next = "REPLY_CRC"
-            with m.State("REPLY_CRC"):
-                m.d.comb += [tx.valid.eq(1), tx.payload.eq(Mux(index == 0, crc[8:], crc[:8]))]
-                with m.If(tx.ready):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index == 1):
-                        m.next = "HUNT"
+                    step()
+                    with m.If(count[:3] == 3):
+                        m.d.sync += [count.eq(length), crc_high.eq(0)]
+                        m.next = "REPLY_BODY"
+            with m.State("REPLY_BODY"):
+                m.d.comb += replying.eq(1)
+                # Sending the high CRC byte through the CRC unit shifts the low one up.
+                with m.If(count != 0):
+                    m.d.comb += [tx.valid.eq(fetched),
+                                 tx.payload.eq(Mux(is_ping, ping_byte.word_select(last[:3], 8),
+                                                   rd.data))]
+                    with m.If(tx.valid & tx.ready):
+                        step()
+                with m.Else():
+                    m.d.comb += [tx.valid.eq(1), tx.payload.eq(crc[8:])]
+                    with m.If(tx.ready):
+                        m.d.sync += crc_high.eq(1)
+                        with m.If(crc_high):
+                            m.next = "HUNT"
         return m
 
 

@@ -47,8 +47,8 @@ class UARTReceiver(wiring.Component):
     A byte whose stop bit is low (a framing error, or a break) is dropped, and the receiver
     waits for the line to return high before looking for the next start bit.
 
-    ``stream.valid`` rises for each byte and stays high until the byte is taken; a byte not
-    taken before the next one arrives is overwritten (the bridge is always ready).
+    ``stream.valid`` rises for each byte and stays high until the byte is taken, or until
+    the start bit of the next byte, whose bits then replace it (the bridge is always ready).
 
     Parameters
     ----------
@@ -77,37 +77,39 @@ class UARTReceiver(wiring.Component):
         line = Signal(init=1)
         m.d.sync += [line_meta.eq(self.rx), line.eq(line_meta)]
 
-        timer = Signal(range(divisor))
-        bits = Signal(range(8))
-        shift = Signal(8)
+        timer = Signal(range(divisor))      # cycles of the bit so far
+        bit_end = timer == divisor - 1
+        # The data bits shift in from the top behind a marker bit; the byte is complete
+        # when the marker reaches bit 0, and it stays in place as the stream's payload.
+        shift = Signal(9)
+        m.d.comb += self.stream.payload.eq(shift[1:])
+        m.d.sync += timer.eq(timer + 1)
         with m.If(self.stream.ready):
             m.d.sync += self.stream.valid.eq(0)
 
         with m.FSM():
             with m.State("IDLE"):
+                # The start bit is sampled in its middle, half a bit from its falling edge.
+                m.d.sync += timer.eq(divisor - divisor // 2)
                 with m.If(~line):
-                    m.d.sync += timer.eq(divisor // 2 - 1)
                     m.next = "START"
             with m.State("START"):
-                m.d.sync += timer.eq(timer - 1)
-                with m.If(timer == 0):
-                    m.d.sync += [timer.eq(divisor - 1), bits.eq(0)]
+                with m.If(bit_end):
+                    m.d.sync += timer.eq(0)
                     with m.If(line):
                         m.next = "IDLE"         # a glitch, not a start bit
                     with m.Else():
+                        m.d.sync += [shift.eq(1 << 8), self.stream.valid.eq(0)]
                         m.next = "DATA"
             with m.State("DATA"):
-                m.d.sync += timer.eq(timer - 1)
-                with m.If(timer == 0):
-                    m.d.sync += [timer.eq(divisor - 1), shift.eq(Cat(shift[1:], line)),
-                                 bits.eq(bits + 1)]
-                    with m.If(bits == 7):
+                with m.If(bit_end):
+                    m.d.sync += [timer.eq(0), shift.eq(Cat(shift[1:], line))]
+                    with m.If(shift[1]):
                         m.next = "STOP"
             with m.State("STOP"):
-                m.d.sync += timer.eq(timer - 1)
-                with m.If(timer == 0):
+                with m.If(bit_end):
                     with m.If(line):
-                        m.d.sync += [self.stream.payload.eq(shift), self.stream.valid.eq(1)]
+                        m.d.sync += self.stream.valid.eq(1)
                         m.next = "IDLE"
                     with m.Else():
                         m.d.comb += self.framing_error.eq(1)
@@ -130,7 +132,7 @@ class UARTTransmitter(wiring.Component):
     ----------
     stream : In(stream.Signature(8))
     tx : Out(1)
-        The line (idle high; registered, so it never glitches).
+        The line (idle high; a flip-flop's output, so it never glitches).
     """
 
     def __init__(self, divisor):
@@ -141,23 +143,21 @@ class UARTTransmitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         divisor = self._divisor
-        # Start bit, 8 data bits, stop bit; shifted out LSB first.
-        shift = Signal(10, init=0x3FF)
-        timer = Signal(range(divisor))
-        left = Signal(range(10))
-        busy = Signal()
+        # Start bit, 8 data bits, stop bit, shifted out LSB first from bit 0 (the line), and
+        # behind them a marker bit; zeros shift in, so the marker alone is left (bit 0 high:
+        # the idle line) when the stop bit is through.
+        shift = Signal(11, init=1)
+        timer = Signal(range(divisor))      # cycles of the bit so far
+        bit_end = timer == divisor - 1
+        busy = shift[1:].any()
         # The stop bit's last cycle may load the next byte: no gap between bytes.
-        finishing = busy & (timer == 0) & (left == 0)
-        m.d.comb += self.stream.ready.eq(~busy | finishing)
-        m.d.sync += self.tx.eq(shift[0])
+        finishing = (shift[1:] == 1) & bit_end
+        m.d.comb += [self.stream.ready.eq(~busy | finishing), self.tx.eq(shift[0])]
         with m.If(self.stream.valid & self.stream.ready):
-            m.d.sync += [shift.eq(Cat(Const(0, 1), self.stream.payload, Const(1, 1))),
-                         timer.eq(divisor - 1), left.eq(9), busy.eq(1)]
+            m.d.sync += [shift.eq(Cat(Const(0, 1), self.stream.payload, Const(0b11, 2))),
+                         timer.eq(0)]
         with m.Elif(busy):
-            m.d.sync += timer.eq(timer - 1)
-            with m.If(timer == 0):
-                m.d.sync += [timer.eq(divisor - 1), shift.eq(Cat(shift[1:], Const(1, 1))),
-                             left.eq(left - 1)]
-                with m.If(left == 0):
-                    m.d.sync += busy.eq(0)
+            m.d.sync += timer.eq(timer + 1)
+            with m.If(bit_end):
+                m.d.sync += [timer.eq(0), shift.eq(shift[1:])]
         return m
