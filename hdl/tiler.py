@@ -86,70 +86,100 @@ class _Job:
         self.b_stride = job.b_stride[:config.addr_width]
 
 
+def _small_difference(a, b, bound):
+    """``a - b`` for a difference known to lie in [0, bound]: only its low bits."""
+    width = bound.bit_length()
+    return (a[:width] - b[:width])[:width]
+
+
 class _Nest:
     """Counters of the loop nest (s, j, c[, t]) for one engine, stepping on ``step``.
 
-    ``last`` is high on the final iteration. Attributes hold the current super-row start
-    row, column-tile start column, chunk start k and row-tile start row. A counter only
-    ever holds a value below M, N or K while the nest is active (the step after ``last``
-    may wrap; nothing reads it).
+    ``s`` is the super-row's first row, ``j`` the column tile's first column and ``c`` the
+    K chunk's index. With ``with_t``, ``tile`` counts the row tiles of the super-row:
+    ``row`` is the row tile's first row relative to s, and ``group`` and ``fold`` say where
+    it lives in the A buffer. ``last`` is high on the final iteration. A counter only ever
+    holds a value below M, N or the chunk count while the nest is active (the step after
+    ``last`` may wrap; nothing reads it).
     """
 
     def __init__(self, m, name, job, plan, *, with_t):
         dim = len(job.m)
         self.s = Signal(dim, name=f"{name}_s")
         self.j = Signal(dim, name=f"{name}_j")
-        self.c = Signal(len(job.k), name=f"{name}_c")
-        self.t = Signal(dim, name=f"{name}_t")
-        # Where the row tile lives in the A buffer: for row tile index i within the
-        # super-row, bank group i mod row_tiles and fold i div row_tiles.
-        self.group = Signal(range(plan.row_tiles), name=f"{name}_group")
-        self.fold = Signal(range(_MAX_FOLD), name=f"{name}_fold")
-        self._m, self._job, self._plan, self._with_t = m, job, plan, with_t
-        s_end = Mux(self.s + plan.ms < job.m, self.s + plan.ms, job.m)
-        self.t_last = (self.t + plan.rows >= s_end) if with_t else Const(1)
-        self.c_last = ~above_constant(job.k - self.c, plan.depth)     # c + depth >= k
-        self.j_last = ~above_constant(job.n - self.j, plan.cols)      # j + cols >= n
-        self.s_last = self.s + plan.ms >= job.m
+        self.c = Signal(plan.last_chunk.shape(), name=f"{name}_c")
+        self._m, self._plan, self._with_t = m, plan, with_t
+        self.next_s = self.s + plan.ms
+        self.next_j = self.j + plan.cols
+        self.c_last = self.c == plan.last_chunk
+        self.j_last = self.next_j >= job.n
+        self.s_last = self.next_s >= job.m
+        # Rows of the super-row: ms, or what is left of M.
+        self.super_rows = Mux(self.s_last, _small_difference(job.m, self.s, plan.block_rows),
+                              plan.ms)
+        if with_t:
+            self.tile = Signal(range(plan.row_tiles * _MAX_FOLD), name=f"{name}_tile")
+            # Where the row tile lives in the A buffer: for row tile index i within the
+            # super-row, bank group i mod row_tiles and fold i div row_tiles.
+            self.group = Signal(range(plan.row_tiles), name=f"{name}_group")
+            self.fold = Signal(range(_MAX_FOLD), name=f"{name}_fold")
+            self.row = times_constant(self.tile, plan.rows)
+            self.rows_left = self.super_rows - self.row     # of the super-row, from row on
+            self.t_last = ~above_constant(self.rows_left, plan.rows)
+        else:
+            self.t_last = Const(1)
         self.group_last = self.c_last & self.j_last & self.s_last
         self.last = self.t_last & self.group_last
 
     def reset(self):
-        return [self.s.eq(0), self.j.eq(0), self.c.eq(0), self.t.eq(0),
-                self.group.eq(0), self.fold.eq(0)]
+        resets = [self.s.eq(0), self.j.eq(0), self.c.eq(0)]
+        if self._with_t:
+            resets += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
+        return resets
 
     def step(self):
         """Statements that advance to the next iteration (call inside a condition)."""
         m, plan = self._m, self._plan
-        with m.If(~self.t_last):
-            m.d.sync += self.t.eq(self.t + plan.rows)
-            with m.If(self.group == plan.row_tiles - 1):
-                m.d.sync += [self.group.eq(0), self.fold.eq(self.fold + 1)]
-            with m.Else():
-                m.d.sync += self.group.eq(self.group + 1)
-        with m.Else():
+        with m.If(self.t_last):
             with m.If(~self.c_last):
-                m.d.sync += self.c.eq(self.c + plan.depth)
+                m.d.sync += self.c.eq(self.c + 1)
             with m.Else():
                 m.d.sync += self.c.eq(0)
                 with m.If(~self.j_last):
-                    m.d.sync += self.j.eq(self.j + plan.cols)
+                    m.d.sync += self.j.eq(self.next_j)
                 with m.Else():
-                    m.d.sync += [self.j.eq(0), self.s.eq(self.s + plan.ms)]
-            next_s = Mux(self.c_last & self.j_last, self.s + plan.ms, self.s)
-            m.d.sync += [self.t.eq(next_s), self.group.eq(0), self.fold.eq(0)]
-            with m.If(plan.spread & ~self.c_last):
-                m.d.sync += self.group.eq(self.group + 1)
+                    m.d.sync += [self.j.eq(0), self.s.eq(self.next_s)]
+            if self._with_t:
+                m.d.sync += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
+                with m.If(plan.spread & ~self.c_last):
+                    m.d.sync += self.group.eq(self.group + 1)
+        if self._with_t:
+            with m.Else():
+                m.d.sync += self.tile.eq(self.tile + 1)
+                with m.If(self.group == plan.row_tiles - 1):
+                    m.d.sync += [self.group.eq(0), self.fold.eq(self.fold + 1)]
+                with m.Else():
+                    m.d.sync += self.group.eq(self.group + 1)
 
 
 class _Plan:
-    """Per-job constants of the loop nest."""
+    """Per-job constants of the loop nest, shared by the engines."""
 
     def __init__(self, m, config, job):
         self.rows = config.rows
         self.cols = config.cols
         self.depth = config.sram_depth
         self.row_tiles = config.row_tiles
+        self.block_rows = config.row_tiles * config.rows * _MAX_FOLD    # the most in a block
+        self.block_rows_width = self.block_rows.bit_length()
+        depth_log2 = config.sram_depth.bit_length() - 1
+        # K chunks: the index of the last, and its length (K is at least 1).
+        k_minus_1 = Signal(config.k_width, name="k_minus_1")
+        m.d.comb += k_minus_1.eq(job.k - 1)
+        self.last_chunk = Signal(range(((config.max_k - 1) >> depth_log2) + 1), name="last_chunk")
+        self.last_chunk_len = Signal(range(config.sram_depth + 1), name="last_chunk_len")
+        m.d.comb += [self.last_chunk.eq(k_minus_1 >> depth_log2),
+                     self.last_chunk_len.eq(k_minus_1[:depth_log2] + 1)]
         self.single_chunk = Signal(name="single_chunk")
         m.d.comb += self.single_chunk.eq(~above_constant(job.k, config.sram_depth))
         # Folds: how many row-tile groups of K bytes stack in one buffer's depth (a power of
@@ -177,11 +207,9 @@ class _Plan:
         # Column tiles share the A block (it is loaded once per super-row).
         self.a_shared = self.single_chunk | self.spread
 
-    def ms_times(self, stride):
-        """``ms * stride``: ms is a constant, or a constant shifted by fold_log2."""
-        return Mux(self.single_chunk,
-                   times_constant(stride, self.row_tiles * self.rows) << self.fold_log2,
-                   times_constant(stride, self.rows))
+    def chunk_len(self, c_last):
+        """Length of a K chunk (``c_last``: it is the last)."""
+        return Mux(c_last, self.last_chunk_len, self.depth)
 
 
 class TileScheduler(wiring.Component):
@@ -238,6 +266,7 @@ class TileScheduler(wiring.Component):
         depth = config.sram_depth
         a_banks = config.row_tiles * rows
         words = depth // bb                     # A bank words per buffer
+        depth_log2 = depth.bit_length() - 1
         aw = config.addr_width
         job = _Job(config, job)
         plan = _Plan(m, config, job)
@@ -264,7 +293,7 @@ class TileScheduler(wiring.Component):
             m.d.sync += [sig.eq(0) for blk in (a_blk, b_blk) for sig in blk.values()]
 
         # Block sizes travel from the command side to the data side in order.
-        block_rows_width = (config.row_tiles * rows * _MAX_FOLD).bit_length()
+        block_rows_width = plan.block_rows_width
         chunk_width = depth.bit_length()
         a_k_width = (config.row_tiles * depth).bit_length()
         # rows and k length of the A block; k rows in the B block
@@ -280,31 +309,34 @@ class TileScheduler(wiring.Component):
         a_cmd_ready = Signal()
         b_cmd_ready = Signal()
 
-        chunk_len = lambda c: Mux(below_constant(job.k - c, depth), job.k - c, depth)
-        # K of an A block: one chunk, or all of K when spread.
-        a_block_len = lambda c: Mux(plan.spread, job.k, chunk_len(c))
-
         # A loader.
         a_nest = _Nest(m, "a_load", job, plan, with_t=False)
+        # K of the A block: one chunk, or all of K when spread.
+        a_block_len = Mux(plan.spread, job.k[:a_k_width], plan.chunk_len(a_nest.c_last))
         a_active = Signal()                 # walking the nest
         a_issuing = Signal()                # sending the rows of one block
-        a_row = Signal(config.dim_width)    # absolute row being requested
-        a_row_end = Signal(config.dim_width)
+        # Rows are counted from the block's first row (a_nest.s).
+        a_row = Signal(range(1 << block_rows_width))        # row being requested
+        a_row_end = Signal(range(1 << block_rows_width))    # rows in the block
         a_addr = Signal(aw)
-        a_super_base = Signal(aw)           # a_addr + s * a_stride
         # A blocks load row tile by row tile, each in segments of seg bytes of k, every row
         # of the tile before the next segment: the feeder can start a tile on
         # k < (segments loaded) * seg instead of waiting for whole rows of K bytes, and the
         # first tile of a job needs only its own rows.
         seg = a_segment_bytes(config)
         a_seg = Signal(range(config.row_tiles * depth + 1))    # k offset of the segment requested
-        a_tile_row = Signal(config.dim_width)   # first row of the row tile being requested
-        a_tile_base = Signal(aw)            # address of row a_tile_row, k = c
+        a_tile_row = Signal(range(1 << block_rows_width))   # first row of the row tile requested
+        # Address of row a_tile_row at k = 0; between blocks, of the block's first row. A
+        # block of several row tiles is a single chunk (c = 0), and a block of a longer K is
+        # one row tile, so the tile base steps by rows * a_stride both from tile to tile and,
+        # after the block's last tile, to the next super-row.
+        a_tile_base = Signal(aw)
         a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg
         a_tile_end = Mux(a_tile_row + rows < a_row_end, a_tile_row + rows, a_row_end)
+        a_next_tile = a_tile_base + times_constant(job.a_stride, rows)
         a_skip = (plan.a_shared & (a_nest.j != 0)) | (plan.spread & (a_nest.c != 0))
         with m.If(self.start):
-            m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_super_base.eq(job.a_addr),
+            m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_tile_base.eq(job.a_addr),
                          *a_nest.reset()]
         with m.Elif(self.abort):
             m.d.sync += [a_active.eq(0), a_issuing.eq(0)]
@@ -312,46 +344,43 @@ class TileScheduler(wiring.Component):
             with m.If(a_skip):
                 m.d.sync += a_active.eq(~a_nest.last)
                 with m.If(a_nest.c_last & a_nest.j_last):
-                    m.d.sync += a_super_base.eq(a_super_base + plan.ms_times(job.a_stride))
+                    m.d.sync += a_tile_base.eq(a_next_tile)
                 a_nest.step()
             with m.Elif(((a_blk["issued"] - a_blk["released"])[:3] < 2) & a_sizes.w_rdy):
-                rows_here = Mux(job.m - a_nest.s < plan.ms, job.m - a_nest.s, plan.ms)
+                chunk_base = Cat(a_tile_base[:depth_log2], a_tile_base[depth_log2:] + a_nest.c)
                 m.d.comb += [a_sizes.w_en.eq(1),
-                             a_sizes.w_data.eq(Cat(rows_here[:block_rows_width],
-                                                   a_block_len(a_nest.c)[:a_k_width]))]
+                             a_sizes.w_data.eq(Cat(a_nest.super_rows, a_block_len))]
                 m.d.sync += [
                     a_issuing.eq(1),
-                    a_row.eq(a_nest.s),
-                    a_row_end.eq(a_nest.s + rows_here),
+                    a_row.eq(0),
+                    a_row_end.eq(a_nest.super_rows),
                     a_seg.eq(0),
-                    a_tile_row.eq(a_nest.s),
-                    a_tile_base.eq(a_super_base + a_nest.c),
-                    a_seg_base.eq(a_super_base + a_nest.c),
-                    a_addr.eq(a_super_base + a_nest.c),
+                    a_tile_row.eq(0),
+                    a_seg_base.eq(chunk_base),
+                    a_addr.eq(chunk_base),
                 ]
         with m.Elif(a_issuing & ~self.abort):
             m.d.comb += [
                 a_cmd_valid.eq(1),
                 a_cmd.addr.eq(a_addr),
-                a_cmd.length.eq(Mux(below_constant(a_block_len(a_nest.c) - a_seg, seg),
-                                    a_block_len(a_nest.c) - a_seg, seg)),
+                a_cmd.length.eq(Mux(below_constant(a_block_len - a_seg, seg),
+                                    a_block_len - a_seg, seg)),
                 a_cmd.tag.eq(TAG_A),
             ]
             with m.If(a_cmd_ready):
                 m.d.sync += [a_row.eq(a_row + 1), a_addr.eq(a_addr + job.a_stride)]
-                with m.If((a_row + 1 == a_tile_end) & (a_seg + seg < a_block_len(a_nest.c))):
+                with m.If((a_row + 1 == a_tile_end) & (a_seg + seg < a_block_len)):
                     m.d.sync += [a_row.eq(a_tile_row), a_seg.eq(a_seg + seg),
                                  a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
                 with m.Elif((a_row + 1 == a_tile_end) & (a_tile_end != a_row_end)):
-                    next_tile = a_tile_base + times_constant(job.a_stride, rows)
                     m.d.sync += [a_row.eq(a_tile_end), a_tile_row.eq(a_tile_end), a_seg.eq(0),
-                                 a_tile_base.eq(next_tile), a_seg_base.eq(next_tile),
-                                 a_addr.eq(next_tile)]
+                                 a_tile_base.eq(a_next_tile), a_seg_base.eq(a_next_tile),
+                                 a_addr.eq(a_next_tile)]
                 with m.Elif(a_row + 1 == a_row_end):
                     m.d.sync += [a_issuing.eq(0), a_blk["issued"].eq(a_blk["issued"] + 1),
                                  a_active.eq(~a_nest.last)]
                     with m.If(a_nest.c_last & a_nest.j_last):
-                        m.d.sync += a_super_base.eq(a_super_base + plan.ms_times(job.a_stride))
+                        m.d.sync += a_tile_base.eq(a_next_tile)
                     a_nest.step()
 
         # B loader.
@@ -360,12 +389,12 @@ class TileScheduler(wiring.Component):
         b_issuing = Signal()
         b_krow = Signal(range(depth + 1))
         b_krow_end = Signal(range(depth + 1))
+        # The k row being requested. The chunks of a column tile are consecutive k rows, so
+        # only the first chunk's block starts it anew.
         b_addr = Signal(aw)
-        b_chunk_base = Signal(aw)           # b_addr + c * b_stride
         b_skip = plan.single_chunk & plan.single_col & (b_nest.s != 0)
         with m.If(self.start):
-            m.d.sync += [b_active.eq(1), b_issuing.eq(0), b_chunk_base.eq(job.b_addr),
-                         *b_nest.reset()]
+            m.d.sync += [b_active.eq(1), b_issuing.eq(0), *b_nest.reset()]
         with m.Elif(self.abort):
             m.d.sync += [b_active.eq(0), b_issuing.eq(0)]
         with m.Elif(b_active & ~b_issuing):
@@ -373,20 +402,16 @@ class TileScheduler(wiring.Component):
                 m.d.sync += b_active.eq(~b_nest.last)
                 b_nest.step()
             with m.Elif(((b_blk["issued"] - b_blk["released"])[:3] < 2) & b_sizes.w_rdy):
-                k_here = chunk_len(b_nest.c)
+                k_here = plan.chunk_len(b_nest.c_last)
                 m.d.comb += [b_sizes.w_en.eq(1), b_sizes.w_data.eq(k_here)]
-                m.d.sync += [
-                    b_issuing.eq(1),
-                    b_krow.eq(0),
-                    b_krow_end.eq(k_here),
-                    b_addr.eq(b_chunk_base + b_nest.j),
-                ]
+                m.d.sync += [b_issuing.eq(1), b_krow.eq(0), b_krow_end.eq(k_here)]
+                with m.If(b_nest.c == 0):
+                    m.d.sync += b_addr.eq(job.b_addr + b_nest.j)
         with m.Elif(b_issuing & ~self.abort):
             m.d.comb += [
                 b_cmd_valid.eq(1),
                 b_cmd.addr.eq(b_addr),
-                b_cmd.length.eq(Mux(below_constant(job.n - b_nest.j, cols), job.n - b_nest.j,
-                                        cols)),
+                b_cmd.length.eq(Mux(b_nest.j_last, _small_difference(job.n, b_nest.j, cols), cols)),
                 b_cmd.tag.eq(TAG_B),
             ]
             with m.If(b_cmd_ready):
@@ -394,11 +419,6 @@ class TileScheduler(wiring.Component):
                 with m.If(b_krow + 1 == b_krow_end):
                     m.d.sync += [b_issuing.eq(0), b_blk["issued"].eq(b_blk["issued"] + 1),
                                  b_active.eq(~b_nest.last)]
-                    with m.If(b_nest.c_last):
-                        m.d.sync += b_chunk_base.eq(job.b_addr)
-                    with m.Else():
-                        m.d.sync += b_chunk_base.eq(b_chunk_base
-                                                    + (job.b_stride << (depth.bit_length() - 1)))
                     b_nest.step()
 
         # Arbitration onto the one read DMA. Urgent: a command of the A row tile and the B
@@ -453,7 +473,6 @@ class TileScheduler(wiring.Component):
         a_wtbank = Signal(range(a_banks))   # its bank
         a_wfold = Signal(range(_MAX_FOLD))  # its fold
         # (Spread: chunk a_wseg // depth of the row tile lives in bank group a_wseg // depth.)
-        depth_log2 = depth.bit_length() - 1
         a_wbank = (a_wtbank + times_constant(a_wseg[depth_log2:], rows)
                    + (a_wrow - a_wtile)[:len(a_wtbank) + 1])
         fold_shift = Signal(range(words.bit_length()))     # log2 of a fold's words
@@ -524,8 +543,8 @@ class TileScheduler(wiring.Component):
         f_k_end = Signal(range(depth + 1))
         a_ready = a_blk["loaded"] != a_blk["released"]
         b_ready = b_blk["loaded"] != b_blk["released"]
-        tile_rows = Mux(below_constant(job.m - f_nest.t, rows), job.m - f_nest.t, rows)
-        tile_cols = Mux(below_constant(job.n - f_nest.j, cols), job.n - f_nest.j, cols)
+        tile_rows = Mux(f_nest.t_last, f_nest.rows_left[:len(range(rows + 1))], rows)
+        tile_cols = Mux(f_nest.j_last, _small_difference(job.n, f_nest.j, cols), cols)
 
         # Stage 0 issues SRAM reads; stage 1 holds the read data for the array.
         s1_valid = Signal()
@@ -562,11 +581,13 @@ class TileScheduler(wiring.Component):
         # loaders.
         can_start = tile_queue.w_rdy | ~f_nest.c_last
         b_row_in = b_ready | (f_k < b_wrow)
-        f_row = f_nest.t - f_nest.s         # first row of the feeder's row tile in its block
-        f_block_k = Mux(plan.spread, f_nest.c + f_k, f_k)     # k within the A block
+        f_row = f_nest.row                  # first row of the feeder's row tile in its block
+        # k within the A block (f_k < depth)
+        f_block_k = Mux(plan.spread, Cat(f_k[:depth_log2], f_nest.c)[:len(a_wseg)], f_k)
         a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_block_k < a_wseg))
         m.d.comb += [a_near.eq(a_blk["issued"] == a_blk["released"]),
-                     a_urgent.eq(a_cmd_valid & a_near & (a_tile_row == f_nest.t)),
+                     # (On the same block both count rows from the same s.)
+                     a_urgent.eq(a_cmd_valid & a_near & (a_tile_row == f_row)),
                      b_urgent.eq(b_cmd_valid & (b_blk["issued"] == b_blk["released"]))]
         with m.If(self.start):
             m.d.sync += [f_active.eq(1), f_streaming.eq(0), *f_nest.reset()]
@@ -574,7 +595,7 @@ class TileScheduler(wiring.Component):
             m.d.sync += [f_active.eq(0), f_streaming.eq(0)]
         with m.Elif(f_active & ~f_streaming):
             with m.If(can_start):
-                m.d.sync += [f_streaming.eq(1), f_k.eq(0), f_k_end.eq(chunk_len(f_nest.c))]
+                m.d.sync += [f_streaming.eq(1), f_k.eq(0), f_k_end.eq(plan.chunk_len(f_nest.c_last))]
                 # The tile's last chunk: announce where its results go.
                 m.d.comb += [tile_queue.w_en.eq(f_nest.c_last), tile_queue.w_data.eq(announce)]
         with m.Elif(f_streaming):
@@ -600,7 +621,7 @@ class TileScheduler(wiring.Component):
                             m.d.sync += b_blk["released"].eq(b_blk["released"] + 1)
                     f_nest.step()
         m.d.comb += [
-            announce.row0.eq(f_nest.t),
+            announce.row0.eq(f_nest.s + f_row),
             announce.col0.eq(f_nest.j),
             announce.rows.eq(tile_rows),
             announce.cols.eq(tile_cols),
