@@ -292,13 +292,12 @@ class TileScheduler(wiring.Component):
         with m.If(self.start):
             m.d.sync += [sig.eq(0) for blk in (a_blk, b_blk) for sig in blk.values()]
 
-        # Block sizes travel from the command side to the data side in order.
+        # Block sizes travel from the command side to the data side in order: the rows of
+        # the A block and whether it is of the last K chunk; whether the B block is.
         block_rows_width = plan.block_rows_width
-        chunk_width = depth.bit_length()
         a_k_width = (config.row_tiles * depth).bit_length()
-        # rows and k length of the A block; k rows in the B block
-        a_sizes = fifo.SyncFIFO(width=block_rows_width + a_k_width, depth=2)
-        b_sizes = fifo.SyncFIFO(width=chunk_width, depth=2)
+        a_sizes = fifo.SyncFIFO(width=block_rows_width + 1, depth=2)
+        b_sizes = fifo.SyncFIFO(width=1, depth=2)
         m.submodules.a_sizes, m.submodules.b_sizes = a_sizes, b_sizes
 
         # ---- loaders (command side) ----------------------------------------------------
@@ -311,13 +310,10 @@ class TileScheduler(wiring.Component):
 
         # A loader.
         a_nest = _Nest(m, "a_load", job, plan, with_t=False)
-        # K of the A block: one chunk, or all of K when spread.
-        a_block_len = Mux(plan.spread, job.k[:a_k_width], plan.chunk_len(a_nest.c_last))
+        # K of an A block: one chunk, or all of K when spread.
+        a_block_len = lambda c_last: Mux(plan.spread, job.k[:a_k_width], plan.chunk_len(c_last))
         a_active = Signal()                 # walking the nest
         a_issuing = Signal()                # sending the rows of one block
-        # Rows are counted from the block's first row (a_nest.s).
-        a_row = Signal(range(1 << block_rows_width))        # row being requested
-        a_row_end = Signal(range(1 << block_rows_width))    # rows in the block
         a_addr = Signal(aw)
         # A blocks load row tile by row tile, each in segments of seg bytes of k, every row
         # of the tile before the next segment: the feeder can start a tile on
@@ -325,15 +321,19 @@ class TileScheduler(wiring.Component):
         # first tile of a job needs only its own rows.
         seg = a_segment_bytes(config)
         a_seg = Signal(range(config.row_tiles * depth + 1))    # k offset of the segment requested
+        # Rows are counted from the block's first row (a_nest.s).
         a_tile_row = Signal(range(1 << block_rows_width))   # first row of the row tile requested
+        a_tile_off = Signal(range(rows))    # row being requested, from a_tile_row
+        a_block_end = a_tile_row + a_tile_off + 1 == a_nest.super_rows   # the block's last row
+        a_tile_end = (a_tile_off == rows - 1) | a_block_end             # the tile's last row
         # Address of row a_tile_row at k = 0; between blocks, of the block's first row. A
         # block of several row tiles is a single chunk (c = 0), and a block of a longer K is
         # one row tile, so the tile base steps by rows * a_stride both from tile to tile and,
         # after the block's last tile, to the next super-row.
         a_tile_base = Signal(aw)
         a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg
-        a_tile_end = Mux(a_tile_row + rows < a_row_end, a_tile_row + rows, a_row_end)
         a_next_tile = a_tile_base + times_constant(job.a_stride, rows)
+        a_left = a_block_len(a_nest.c_last) - a_seg    # k of the block not yet requested
         a_skip = (plan.a_shared & (a_nest.j != 0)) | (plan.spread & (a_nest.c != 0))
         with m.If(self.start):
             m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_tile_base.eq(job.a_addr),
@@ -349,13 +349,12 @@ class TileScheduler(wiring.Component):
             with m.Elif(((a_blk["issued"] - a_blk["released"])[:3] < 2) & a_sizes.w_rdy):
                 chunk_base = Cat(a_tile_base[:depth_log2], a_tile_base[depth_log2:] + a_nest.c)
                 m.d.comb += [a_sizes.w_en.eq(1),
-                             a_sizes.w_data.eq(Cat(a_nest.super_rows, a_block_len))]
+                             a_sizes.w_data.eq(Cat(a_nest.super_rows, a_nest.c_last))]
                 m.d.sync += [
                     a_issuing.eq(1),
-                    a_row.eq(0),
-                    a_row_end.eq(a_nest.super_rows),
                     a_seg.eq(0),
                     a_tile_row.eq(0),
+                    a_tile_off.eq(0),
                     a_seg_base.eq(chunk_base),
                     a_addr.eq(chunk_base),
                 ]
@@ -363,20 +362,20 @@ class TileScheduler(wiring.Component):
             m.d.comb += [
                 a_cmd_valid.eq(1),
                 a_cmd.addr.eq(a_addr),
-                a_cmd.length.eq(Mux(below_constant(a_block_len - a_seg, seg),
-                                    a_block_len - a_seg, seg)),
+                a_cmd.length.eq(Mux(below_constant(a_left, seg), a_left[:len(a_seg)], seg)),
                 a_cmd.tag.eq(TAG_A),
             ]
             with m.If(a_cmd_ready):
-                m.d.sync += [a_row.eq(a_row + 1), a_addr.eq(a_addr + job.a_stride)]
-                with m.If((a_row + 1 == a_tile_end) & (a_seg + seg < a_block_len)):
-                    m.d.sync += [a_row.eq(a_tile_row), a_seg.eq(a_seg + seg),
+                with m.If(~a_tile_end):
+                    m.d.sync += [a_tile_off.eq(a_tile_off + 1), a_addr.eq(a_addr + job.a_stride)]
+                with m.Elif(above_constant(a_left, seg)):
+                    m.d.sync += [a_tile_off.eq(0), a_seg.eq(a_seg + seg),
                                  a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
-                with m.Elif((a_row + 1 == a_tile_end) & (a_tile_end != a_row_end)):
-                    m.d.sync += [a_row.eq(a_tile_end), a_tile_row.eq(a_tile_end), a_seg.eq(0),
+                with m.Elif(~a_block_end):
+                    m.d.sync += [a_tile_off.eq(0), a_tile_row.eq(a_tile_row + rows), a_seg.eq(0),
                                  a_tile_base.eq(a_next_tile), a_seg_base.eq(a_next_tile),
                                  a_addr.eq(a_next_tile)]
-                with m.Elif(a_row + 1 == a_row_end):
+                with m.Else():
                     m.d.sync += [a_issuing.eq(0), a_blk["issued"].eq(a_blk["issued"] + 1),
                                  a_active.eq(~a_nest.last)]
                     with m.If(a_nest.c_last & a_nest.j_last):
@@ -388,7 +387,6 @@ class TileScheduler(wiring.Component):
         b_active = Signal()
         b_issuing = Signal()
         b_krow = Signal(range(depth + 1))
-        b_krow_end = Signal(range(depth + 1))
         # The k row being requested. The chunks of a column tile are consecutive k rows, so
         # only the first chunk's block starts it anew.
         b_addr = Signal(aw)
@@ -402,9 +400,8 @@ class TileScheduler(wiring.Component):
                 m.d.sync += b_active.eq(~b_nest.last)
                 b_nest.step()
             with m.Elif(((b_blk["issued"] - b_blk["released"])[:3] < 2) & b_sizes.w_rdy):
-                k_here = plan.chunk_len(b_nest.c_last)
-                m.d.comb += [b_sizes.w_en.eq(1), b_sizes.w_data.eq(k_here)]
-                m.d.sync += [b_issuing.eq(1), b_krow.eq(0), b_krow_end.eq(k_here)]
+                m.d.comb += [b_sizes.w_en.eq(1), b_sizes.w_data.eq(b_nest.c_last)]
+                m.d.sync += [b_issuing.eq(1), b_krow.eq(0)]
                 with m.If(b_nest.c == 0):
                     m.d.sync += b_addr.eq(job.b_addr + b_nest.j)
         with m.Elif(b_issuing & ~self.abort):
@@ -416,7 +413,7 @@ class TileScheduler(wiring.Component):
             ]
             with m.If(b_cmd_ready):
                 m.d.sync += [b_krow.eq(b_krow + 1), b_addr.eq(b_addr + job.b_stride)]
-                with m.If(b_krow + 1 == b_krow_end):
+                with m.If(b_krow + 1 == plan.chunk_len(b_nest.c_last)):
                     m.d.sync += [b_issuing.eq(0), b_blk["issued"].eq(b_blk["issued"] + 1),
                                  b_active.eq(~b_nest.last)]
                     b_nest.step()
@@ -452,9 +449,10 @@ class TileScheduler(wiring.Component):
         ]
         cmd = self.read_cmd.payload
         log2_bb = bb.bit_length() - 1
-        cmd_beats = (cmd.length + bb - 1) >> log2_bb      # data beats, lane-0 aligned
+        length = cmd.length[:len(range(max_read_length(config) + 1))]
+        cmd_beats = (length + bb - 1) >> log2_bb       # data beats, lane-0 aligned
         issued_beats = Mux(self.read_cmd.valid & self.read_cmd.ready, cmd_beats, 0)
-        m.d.sync += inflight.eq(inflight + issued_beats - self.read_data.valid)
+        m.d.sync += inflight.eq(inflight + (issued_beats - self.read_data.valid))
         with m.If(self.start):
             m.d.sync += inflight.eq(0)
 
@@ -478,7 +476,7 @@ class TileScheduler(wiring.Component):
         fold_shift = Signal(range(words.bit_length()))     # log2 of a fold's words
         m.d.comb += fold_shift.eq((words.bit_length() - 1) - plan.fold_log2)
         a_block_rows = a_sizes.r_data[:block_rows_width]
-        a_block_k = a_sizes.r_data[block_rows_width:]
+        a_block_k = a_block_len(a_sizes.r_data[block_rows_width])
         a_wtile_end = Mux(a_wtile + rows < a_block_rows, a_wtile + rows, a_block_rows)
         a_wbuf = a_blk["loaded"][0]
         for bank, mem in enumerate(a_mems):
@@ -527,7 +525,7 @@ class TileScheduler(wiring.Component):
             m.d.sync += b_wbeat.eq(b_wbeat + 1)
             with m.If(beat.last):
                 m.d.sync += [b_wbeat.eq(0), b_wrow.eq(b_wrow + 1)]
-                with m.If(b_wrow + 1 == b_sizes.r_data):
+                with m.If(b_wrow + 1 == plan.chunk_len(b_sizes.r_data)):
                     m.d.comb += b_sizes.r_en.eq(1)
                     m.d.sync += [b_wrow.eq(0), b_blk["loaded"].eq(b_blk["loaded"] + 1)]
         with m.If(self.start):
@@ -540,7 +538,7 @@ class TileScheduler(wiring.Component):
         f_active = Signal()
         f_streaming = Signal()
         f_k = Signal(range(depth + 1))
-        f_k_end = Signal(range(depth + 1))
+        f_k_end = plan.chunk_len(f_nest.c_last)
         a_ready = a_blk["loaded"] != a_blk["released"]
         b_ready = b_blk["loaded"] != b_blk["released"]
         tile_rows = Mux(f_nest.t_last, f_nest.rows_left[:len(range(rows + 1))], rows)
@@ -595,7 +593,7 @@ class TileScheduler(wiring.Component):
             m.d.sync += [f_active.eq(0), f_streaming.eq(0)]
         with m.Elif(f_active & ~f_streaming):
             with m.If(can_start):
-                m.d.sync += [f_streaming.eq(1), f_k.eq(0), f_k_end.eq(plan.chunk_len(f_nest.c_last))]
+                m.d.sync += [f_streaming.eq(1), f_k.eq(0)]
                 # The tile's last chunk: announce where its results go.
                 m.d.comb += [tile_queue.w_en.eq(f_nest.c_last), tile_queue.w_data.eq(announce)]
         with m.Elif(f_streaming):
