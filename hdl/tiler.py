@@ -124,6 +124,10 @@ class _Nest:
             self.group = Signal(range(plan.row_tiles), name=f"{name}_group")
             self.fold = Signal(range(_MAX_FOLD), name=f"{name}_fold")
             self.row = times_constant(self.tile, plan.rows)
+            # The row tile's first row. s is a multiple of ms and row is below ms, so when ms
+            # is a power of two (row_tiles * rows is one) the sum has no carries.
+            tile_rows = plan.row_tiles * plan.rows
+            self.t = self.s | self.row if tile_rows & (tile_rows - 1) == 0 else self.s + self.row
             self.rows_left = self.super_rows - self.row     # of the super-row, from row on
             self.t_last = ~above_constant(self.rows_left, plan.rows)
         else:
@@ -173,13 +177,13 @@ class _Plan:
         self.block_rows = config.row_tiles * config.rows * _MAX_FOLD    # the most in a block
         self.block_rows_width = self.block_rows.bit_length()
         depth_log2 = config.sram_depth.bit_length() - 1
-        # K chunks: the index of the last, and its length (K is at least 1).
-        k_minus_1 = Signal(config.k_width, name="k_minus_1")
-        m.d.comb += k_minus_1.eq(job.k - 1)
+        # K chunks: the index of the last, and its length (K is at least 1; a multiple of
+        # the depth ends in a whole chunk).
         self.last_chunk = Signal(range(((config.max_k - 1) >> depth_log2) + 1), name="last_chunk")
         self.last_chunk_len = Signal(range(config.sram_depth + 1), name="last_chunk_len")
-        m.d.comb += [self.last_chunk.eq(k_minus_1 >> depth_log2),
-                     self.last_chunk_len.eq(k_minus_1[:depth_log2] + 1)]
+        whole = job.k[:depth_log2] == 0
+        m.d.comb += [self.last_chunk.eq(job.k[depth_log2:] - whole),
+                     self.last_chunk_len.eq(Cat(job.k[:depth_log2], whole))]
         self.single_chunk = Signal(name="single_chunk")
         m.d.comb += self.single_chunk.eq(~above_constant(job.k, config.sram_depth))
         # Folds: how many row-tile groups of K bytes stack in one buffer's depth (a power of
@@ -619,7 +623,7 @@ class TileScheduler(wiring.Component):
                             m.d.sync += b_blk["released"].eq(b_blk["released"] + 1)
                     f_nest.step()
         m.d.comb += [
-            announce.row0.eq(f_nest.s + f_row),
+            announce.row0.eq(f_nest.t),
             announce.col0.eq(f_nest.j),
             announce.rows.eq(tile_rows),
             announce.cols.eq(tile_cols),
