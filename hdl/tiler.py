@@ -96,11 +96,11 @@ class _Nest:
     """Counters of the loop nest (s, j, c[, t]) for one engine, stepping on ``step``.
 
     ``s`` is the super-row's first row, ``j`` the column tile's first column and ``c`` the
-    K chunk's index. With ``with_t``, ``tile`` counts the row tiles of the super-row:
-    ``row`` is the row tile's first row relative to s, and ``group`` and ``fold`` say where
-    it lives in the A buffer. ``last`` is high on the final iteration. A counter only ever
-    holds a value below M, N or the chunk count while the nest is active (the step after
-    ``last`` may wrap; nothing reads it).
+    K chunk's index. With ``with_t``, ``tile`` counts the row tiles of the super-row,
+    ``group`` and ``fold`` say where the row tile lives in the A buffer, ``row`` is its
+    first row relative to s and ``t`` its first row. ``last`` is high on the final
+    iteration. A counter only ever holds a value below M, N or the chunk count while the
+    nest is active (the step after ``last`` may wrap; nothing reads it).
     """
 
     def __init__(self, m, name, job, plan, *, with_t):
@@ -118,9 +118,9 @@ class _Nest:
         self.super_rows = Mux(self.s_last, _small_difference(job.m, self.s, plan.block_rows),
                               plan.ms)
         if with_t:
-            self.tile = Signal(range(plan.row_tiles * _MAX_FOLD), name=f"{name}_tile")
             # Where the row tile lives in the A buffer: for row tile index i within the
             # super-row, bank group i mod row_tiles and fold i div row_tiles.
+            self.tile = Signal(range(plan.row_tiles * _MAX_FOLD), name=f"{name}_tile")
             self.group = Signal(range(plan.row_tiles), name=f"{name}_group")
             self.fold = Signal(range(_MAX_FOLD), name=f"{name}_fold")
             self.row = times_constant(self.tile, plan.rows)
@@ -271,6 +271,7 @@ class TileScheduler(wiring.Component):
         a_banks = config.row_tiles * rows
         words = depth // bb                     # A bank words per buffer
         depth_log2 = depth.bit_length() - 1
+        log2_bb = bb.bit_length() - 1
         aw = config.addr_width
         job = _Job(config, job)
         plan = _Plan(m, config, job)
@@ -324,7 +325,15 @@ class TileScheduler(wiring.Component):
         # k < (segments loaded) * seg instead of waiting for whole rows of K bytes, and the
         # first tile of a job needs only its own rows.
         seg = a_segment_bytes(config)
-        a_seg = Signal(range(config.row_tiles * depth + 1))    # k offset of the segment requested
+        seg_log2 = seg.bit_length() - 1
+        a_seg = Signal(range(config.row_tiles * depth // seg))     # segment requested
+
+        def a_last_seg(c_last):
+            """The index of an A block's last segment and its length (``c_last``: the block
+            is of the last K chunk)."""
+            length = a_block_len(c_last)
+            whole = length[:seg_log2] == 0
+            return (length[seg_log2:] - whole)[:len(a_seg)], Cat(length[:seg_log2], whole)
         # Rows are counted from the block's first row (a_nest.s).
         a_tile_row = Signal(range(1 << block_rows_width))   # first row of the row tile requested
         a_tile_off = Signal(range(rows))    # row being requested, from a_tile_row
@@ -335,9 +344,10 @@ class TileScheduler(wiring.Component):
         # one row tile, so the tile base steps by rows * a_stride both from tile to tile and,
         # after the block's last tile, to the next super-row.
         a_tile_base = Signal(aw)
-        a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg
+        a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg * seg
         a_next_tile = a_tile_base + times_constant(job.a_stride, rows)
-        a_left = a_block_len(a_nest.c_last) - a_seg    # k of the block not yet requested
+        last_seg, a_seg_tail = a_last_seg(a_nest.c_last)
+        a_seg_last = a_seg == last_seg
         a_skip = (plan.a_shared & (a_nest.j != 0)) | (plan.spread & (a_nest.c != 0))
         with m.If(self.start):
             m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_tile_base.eq(job.a_addr),
@@ -366,14 +376,14 @@ class TileScheduler(wiring.Component):
             m.d.comb += [
                 a_cmd_valid.eq(1),
                 a_cmd.addr.eq(a_addr),
-                a_cmd.length.eq(Mux(below_constant(a_left, seg), a_left[:len(a_seg)], seg)),
+                a_cmd.length.eq(Mux(a_seg_last, a_seg_tail, seg)),
                 a_cmd.tag.eq(TAG_A),
             ]
             with m.If(a_cmd_ready):
                 with m.If(~a_tile_end):
                     m.d.sync += [a_tile_off.eq(a_tile_off + 1), a_addr.eq(a_addr + job.a_stride)]
-                with m.Elif(above_constant(a_left, seg)):
-                    m.d.sync += [a_tile_off.eq(0), a_seg.eq(a_seg + seg),
+                with m.Elif(~a_seg_last):
+                    m.d.sync += [a_tile_off.eq(0), a_seg.eq(a_seg + 1),
                                  a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
                 with m.Elif(~a_block_end):
                     m.d.sync += [a_tile_off.eq(0), a_tile_row.eq(a_tile_row + rows), a_seg.eq(0),
@@ -438,7 +448,7 @@ class TileScheduler(wiring.Component):
         inflight = Signal(16)               # data beats requested and not yet received
         prefetch_ok = below_constant(inflight, _PREFETCH_BEATS * config.max_outstanding)
         with m.If(a_urgent & b_urgent):
-            m.d.comb += [grant_b.eq(b_krow < a_seg), self.read_cmd.valid.eq(1)]
+            m.d.comb += [grant_b.eq(b_krow[seg_log2:] < a_seg), self.read_cmd.valid.eq(1)]
         with m.Elif(a_urgent):
             m.d.comb += [grant_b.eq(0), self.read_cmd.valid.eq(1)]
         with m.Elif(b_urgent):
@@ -452,7 +462,6 @@ class TileScheduler(wiring.Component):
             b_cmd_ready.eq(self.read_cmd.ready & self.read_cmd.valid & grant_b),
         ]
         cmd = self.read_cmd.payload
-        log2_bb = bb.bit_length() - 1
         length = cmd.length[:len(range(max_read_length(config) + 1))]
         cmd_beats = (length + bb - 1) >> log2_bb       # data beats, lane-0 aligned
         issued_beats = Mux(self.read_cmd.valid & self.read_cmd.ready, cmd_beats, 0)
@@ -468,25 +477,26 @@ class TileScheduler(wiring.Component):
         # the segment at k offset g goes to word g / bb + w of bank r - s.
         # Row r of the block lives in bank (r mod a_banks) at fold (r div a_banks); a fold
         # is words >> fold_log2 words deep.
-        a_wrow = Signal(range(a_banks * _MAX_FOLD + 1))     # row of the block being written
         a_wword = Signal(range(words + 1))
-        a_wseg = Signal(range(config.row_tiles * depth + 1))   # k offset of the segment written
-        a_wtile = Signal(range(a_banks * _MAX_FOLD + 1))    # first row of that row tile
-        a_wtbank = Signal(range(a_banks))   # its bank
+        a_wseg = Signal.like(a_seg)         # segment written
+        a_wtile = Signal(range(a_banks * _MAX_FOLD + 1))    # first row of the row tile written
+        a_wtile_off = Signal(range(rows))   # row written, from a_wtile
+        a_wtbank = Signal(range(a_banks))   # the tile's bank
         a_wfold = Signal(range(_MAX_FOLD))  # its fold
-        # (Spread: chunk a_wseg // depth of the row tile lives in bank group a_wseg // depth.)
-        a_wbank = (a_wtbank + times_constant(a_wseg[depth_log2:], rows)
-                   + (a_wrow - a_wtile)[:len(a_wtbank) + 1])
+        # (Spread: chunk c of the row tile lives in bank group c.)
+        chunk_segs_log2 = depth_log2 - seg_log2
+        a_wbank = (a_wtbank + times_constant(a_wseg[chunk_segs_log2:], rows) + a_wtile_off)
         fold_shift = Signal(range(words.bit_length()))     # log2 of a fold's words
         m.d.comb += fold_shift.eq((words.bit_length() - 1) - plan.fold_log2)
         a_block_rows = a_sizes.r_data[:block_rows_width]
-        a_block_k = a_block_len(a_sizes.r_data[block_rows_width])
-        a_wtile_end = Mux(a_wtile + rows < a_block_rows, a_wtile + rows, a_block_rows)
+        a_wseg_last = a_wseg == a_last_seg(a_sizes.r_data[block_rows_width])[0]
+        a_wblock_end = a_wtile + a_wtile_off + 1 == a_block_rows    # the block's last row
+        a_wtile_end = (a_wtile_off == rows - 1) | a_wblock_end      # the tile's last row
         a_wbuf = a_blk["loaded"][0]
         for bank, mem in enumerate(a_mems):
             port = mem.write_port(granularity=1)
             m.d.comb += [
-                port.addr.eq(Cat((a_wword + (a_wseg[:depth_log2] >> (bb.bit_length() - 1))
+                port.addr.eq(Cat((a_wword + (a_wseg[:chunk_segs_log2] << (seg_log2 - log2_bb))
                                   + (a_wfold << fold_shift))
                                  [:len(port.addr) - 1], a_wbuf)),
                 port.data.eq(beat.data),
@@ -497,18 +507,20 @@ class TileScheduler(wiring.Component):
             m.d.comb += self.sram_a_write.eq(beat.count)
             m.d.sync += a_wword.eq(a_wword + 1)
             with m.If(beat.last):
-                m.d.sync += [a_wword.eq(0), a_wrow.eq(a_wrow + 1)]
-                with m.If((a_wrow + 1 == a_wtile_end) & (a_wseg + seg < a_block_k)):
-                    m.d.sync += [a_wrow.eq(a_wtile), a_wseg.eq(a_wseg + seg)]
-                with m.Elif((a_wrow + 1 == a_wtile_end) & (a_wtile_end != a_block_rows)):
-                    m.d.sync += [a_wtile.eq(a_wtile_end), a_wseg.eq(0)]
+                m.d.sync += a_wword.eq(0)
+                with m.If(~a_wtile_end):
+                    m.d.sync += a_wtile_off.eq(a_wtile_off + 1)
+                with m.Elif(~a_wseg_last):
+                    m.d.sync += [a_wtile_off.eq(0), a_wseg.eq(a_wseg + 1)]
+                with m.Elif(~a_wblock_end):
+                    m.d.sync += [a_wtile_off.eq(0), a_wtile.eq(a_wtile + rows), a_wseg.eq(0)]
                     with m.If(a_wtbank + rows == a_banks):
                         m.d.sync += [a_wtbank.eq(0), a_wfold.eq(a_wfold + 1)]
                     with m.Else():
                         m.d.sync += a_wtbank.eq(a_wtbank + rows)
-                with m.Elif(a_wrow + 1 == a_block_rows):
+                with m.Else():
                     m.d.comb += a_sizes.r_en.eq(1)
-                    m.d.sync += [a_wrow.eq(0), a_wseg.eq(0), a_wtile.eq(0),
+                    m.d.sync += [a_wtile_off.eq(0), a_wseg.eq(0), a_wtile.eq(0),
                                  a_wtbank.eq(0), a_wfold.eq(0),
                                  a_blk["loaded"].eq(a_blk["loaded"] + 1)]
         # B: k rows arrive in order; beat w of k row r fills bytes [w*bb, w*bb + count).
@@ -533,7 +545,7 @@ class TileScheduler(wiring.Component):
                     m.d.comb += b_sizes.r_en.eq(1)
                     m.d.sync += [b_wrow.eq(0), b_blk["loaded"].eq(b_blk["loaded"] + 1)]
         with m.If(self.start):
-            m.d.sync += [a_wrow.eq(0), a_wword.eq(0), a_wseg.eq(0), a_wtile.eq(0),
+            m.d.sync += [a_wtile_off.eq(0), a_wword.eq(0), a_wseg.eq(0), a_wtile.eq(0),
                          a_wtbank.eq(0), a_wfold.eq(0),
                          b_wrow.eq(0), b_wbeat.eq(0)]
 
@@ -556,7 +568,7 @@ class TileScheduler(wiring.Component):
         a_rd_ports = [RegisteredReadPort(m, mem, name=f"sram_a_{bank}_read")
                       for bank, mem in enumerate(a_mems)]
         b_rd_port = RegisteredReadPort(m, b_mem, name="sram_b_read")
-        f_word = (f_k >> (bb.bit_length() - 1)) + (f_nest.fold << fold_shift)
+        f_word = (f_k >> log2_bb) + (f_nest.fold << fold_shift)
         a_rd_word = Cat(f_word[:len(a_rd_ports[0].addr) - 1], a_blk["released"][0])
         for port in a_rd_ports:
             m.d.comb += [port.addr.eq(a_rd_word), port.en.eq(s0_fire)]
@@ -585,8 +597,9 @@ class TileScheduler(wiring.Component):
         b_row_in = b_ready | (f_k < b_wrow)
         f_row = f_nest.row                  # first row of the feeder's row tile in its block
         # k within the A block (f_k < depth)
-        f_block_k = Mux(plan.spread, Cat(f_k[:depth_log2], f_nest.c)[:len(a_wseg)], f_k)
-        a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_block_k < a_wseg))
+        f_block_k = Mux(plan.spread, Cat(f_k[:depth_log2], f_nest.c), f_k)
+        f_seg = f_block_k[seg_log2:][:len(a_wseg)]     # its segment
+        a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_seg < a_wseg))
         m.d.comb += [a_near.eq(a_blk["issued"] == a_blk["released"]),
                      # (On the same block both count rows from the same s.)
                      a_urgent.eq(a_cmd_valid & a_near & (a_tile_row == f_row)),
