@@ -401,8 +401,8 @@ class TileScheduler(wiring.Component):
         b_active = Signal()
         b_issuing = Signal()
         b_krow = Signal(range(depth + 1))
-        # The k row being requested. The chunks of a column tile are consecutive k rows, so
-        # only the first chunk's block starts it anew.
+        # Address of the k row being requested. The chunks of a column tile are consecutive
+        # k rows, so only the block of the first chunk starts it anew.
         b_addr = Signal(aw)
         b_skip = plan.single_chunk & plan.single_col & (b_nest.s != 0)
         with m.If(self.start):
