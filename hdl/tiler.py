@@ -93,7 +93,8 @@ def _small_difference(a, b, bound):
 
 
 class _Nest:
-    """Counters of the loop nest (s, j, c[, t]) for one engine, stepping on ``step``.
+    """Counters of the loop nest (s, j, c[, t]) for one engine: they restart on ``start``
+    and advance on ``step``.
 
     ``s`` is the super-row's first row, ``j`` the column tile's first column and ``c`` the
     K chunk's index. With ``with_t``, ``tile`` counts the row tiles of the super-row,
@@ -103,17 +104,18 @@ class _Nest:
     nest is active (the step after ``last`` may wrap; nothing reads it).
     """
 
-    def __init__(self, m, name, job, plan, *, with_t):
+    def __init__(self, m, name, job, plan, start, *, with_t):
         dim = len(job.m)
         self.s = Signal(dim, name=f"{name}_s")
         self.j = Signal(dim, name=f"{name}_j")
         self.c = Signal(plan.last_chunk.shape(), name=f"{name}_c")
-        self._m, self._plan, self._with_t = m, plan, with_t
-        self.next_s = self.s + plan.ms
-        self.next_j = self.j + plan.cols
+        self._m = m
+        self._stepping = Signal(name=f"{name}_step")
+        next_s = self.s + plan.ms
+        next_j = self.j + plan.cols
         self.c_last = self.c == plan.last_chunk
-        self.j_last = self.next_j >= job.n
-        self.s_last = self.next_s >= job.m
+        self.j_last = next_j >= job.n
+        self.s_last = next_s >= job.m
         # Rows of the super-row: ms, or what is left of M.
         self.super_rows = Mux(self.s_last, _small_difference(job.m, self.s, plan.block_rows),
                               plan.ms)
@@ -135,35 +137,40 @@ class _Nest:
         self.group_last = self.c_last & self.j_last & self.s_last
         self.last = self.t_last & self.group_last
 
-    def reset(self):
-        resets = [self.s.eq(0), self.j.eq(0), self.c.eq(0)]
-        if self._with_t:
-            resets += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
-        return resets
-
-    def step(self):
-        """Statements that advance to the next iteration (call inside a condition)."""
-        m, plan = self._m, self._plan
-        with m.If(self.t_last):
-            with m.If(~self.c_last):
-                m.d.sync += self.c.eq(self.c + 1)
-            with m.Else():
-                m.d.sync += self.c.eq(0)
-                with m.If(~self.j_last):
-                    m.d.sync += self.j.eq(self.next_j)
-                with m.Else():
-                    m.d.sync += [self.j.eq(0), self.s.eq(self.next_s)]
-            if self._with_t:
+        # Each counter restarts at 0 on start and when it wraps: one condition, so that it
+        # maps onto the flip-flops' synchronous reset instead of a multiplexer per bit.
+        next_c = self._stepping & self.t_last
+        next_j = next_c & self.c_last
+        next_s = next_j & self.j_last
+        with m.If(start | next_j):
+            m.d.sync += self.c.eq(0)
+        with m.Elif(next_c):
+            m.d.sync += self.c.eq(self.c + 1)
+        with m.If(start | next_s):
+            m.d.sync += self.j.eq(0)
+        with m.Elif(next_j):
+            m.d.sync += self.j.eq(self.j + plan.cols)
+        with m.If(start):
+            m.d.sync += self.s.eq(0)
+        with m.Elif(next_s):
+            m.d.sync += self.s.eq(self.s + plan.ms)
+        if with_t:
+            with m.If(start):
+                m.d.sync += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
+            with m.Elif(next_c):
                 m.d.sync += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
                 with m.If(plan.spread & ~self.c_last):
                     m.d.sync += self.group.eq(self.group + 1)
-        if self._with_t:
-            with m.Else():
+            with m.Elif(self._stepping):
                 m.d.sync += self.tile.eq(self.tile + 1)
                 with m.If(self.group == plan.row_tiles - 1):
                     m.d.sync += [self.group.eq(0), self.fold.eq(self.fold + 1)]
                 with m.Else():
                     m.d.sync += self.group.eq(self.group + 1)
+
+    def step(self):
+        """Advance to the next iteration (call inside a condition)."""
+        self._m.d.comb += self._stepping.eq(1)
 
 
 class _Plan:
@@ -314,7 +321,7 @@ class TileScheduler(wiring.Component):
         b_cmd_ready = Signal()
 
         # A loader.
-        a_nest = _Nest(m, "a_load", job, plan, with_t=False)
+        a_nest = _Nest(m, "a_load", job, plan, self.start, with_t=False)
         # K of an A block: one chunk, or all of K when spread.
         a_block_len = lambda c_last: Mux(plan.spread, job.k[:a_k_width], plan.chunk_len(c_last))
         a_active = Signal()                 # walking the nest
@@ -350,8 +357,7 @@ class TileScheduler(wiring.Component):
         a_seg_last = a_seg == last_seg
         a_skip = (plan.a_shared & (a_nest.j != 0)) | (plan.spread & (a_nest.c != 0))
         with m.If(self.start):
-            m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_tile_base.eq(job.a_addr),
-                         *a_nest.reset()]
+            m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_tile_base.eq(job.a_addr)]
         with m.Elif(self.abort):
             m.d.sync += [a_active.eq(0), a_issuing.eq(0)]
         with m.Elif(a_active & ~a_issuing):
@@ -397,16 +403,17 @@ class TileScheduler(wiring.Component):
                     a_nest.step()
 
         # B loader.
-        b_nest = _Nest(m, "b_load", job, plan, with_t=False)
+        b_nest = _Nest(m, "b_load", job, plan, self.start, with_t=False)
         b_active = Signal()
         b_issuing = Signal()
         b_krow = Signal(range(depth + 1))
+        b_begin = Signal()                  # a block starts issuing
         # Address of the k row being requested. The chunks of a column tile are consecutive
         # k rows, so only the block of the first chunk starts it anew.
         b_addr = Signal(aw)
         b_skip = plan.single_chunk & plan.single_col & (b_nest.s != 0)
         with m.If(self.start):
-            m.d.sync += [b_active.eq(1), b_issuing.eq(0), *b_nest.reset()]
+            m.d.sync += [b_active.eq(1), b_issuing.eq(0)]
         with m.Elif(self.abort):
             m.d.sync += [b_active.eq(0), b_issuing.eq(0)]
         with m.Elif(b_active & ~b_issuing):
@@ -415,7 +422,8 @@ class TileScheduler(wiring.Component):
                 b_nest.step()
             with m.Elif(((b_blk["issued"] - b_blk["released"])[:3] < 2) & b_sizes.w_rdy):
                 m.d.comb += [b_sizes.w_en.eq(1), b_sizes.w_data.eq(b_nest.c_last)]
-                m.d.sync += [b_issuing.eq(1), b_krow.eq(0)]
+                m.d.sync += b_issuing.eq(1)
+                m.d.comb += b_begin.eq(1)
                 with m.If(b_nest.c == 0):
                     m.d.sync += b_addr.eq(job.b_addr + b_nest.j)
         with m.Elif(b_issuing & ~self.abort):
@@ -426,11 +434,16 @@ class TileScheduler(wiring.Component):
                 b_cmd.tag.eq(TAG_B),
             ]
             with m.If(b_cmd_ready):
-                m.d.sync += [b_krow.eq(b_krow + 1), b_addr.eq(b_addr + job.b_stride)]
+                m.d.sync += b_addr.eq(b_addr + job.b_stride)
                 with m.If(b_krow + 1 == plan.chunk_len(b_nest.c_last)):
                     m.d.sync += [b_issuing.eq(0), b_blk["issued"].eq(b_blk["issued"] + 1),
                                  b_active.eq(~b_nest.last)]
                     b_nest.step()
+        # (A counter's restart is one condition, as in _Nest: the flip-flops' reset.)
+        with m.If(b_begin):
+            m.d.sync += b_krow.eq(0)
+        with m.Elif(b_cmd_ready):
+            m.d.sync += b_krow.eq(b_krow + 1)
 
         # Arbitration onto the one read DMA. Urgent: a command of the A row tile and the B
         # block the feeder is on. When both are urgent they are interleaved in k: B goes
@@ -473,6 +486,7 @@ class TileScheduler(wiring.Component):
         beat = self.read_data.payload
         m.d.comb += self.read_data.ready.eq(1)      # SRAM writes never stall
         fire = self.read_data.valid
+        a_beat = fire & (beat.tag == TAG_A)
         # A: segments arrive in order, rows in order within a segment; beat w of row r in
         # the segment at k offset g goes to word g / bb + w of bank r - s.
         # Row r of the block lives in bank (r mod a_banks) at fold (r div a_banks); a fold
@@ -500,14 +514,16 @@ class TileScheduler(wiring.Component):
                                   + (a_wfold << fold_shift))
                                  [:len(port.addr) - 1], a_wbuf)),
                 port.data.eq(beat.data),
-                port.en.eq(Mux(fire & (beat.tag == TAG_A) & (a_wbank == bank),
+                port.en.eq(Mux(a_beat & (a_wbank == bank),
                                (1 << beat.count) - 1, 0)),
             ]
-        with m.If(fire & (beat.tag == TAG_A)):
-            m.d.comb += self.sram_a_write.eq(beat.count)
+        with m.If(self.start | (a_beat & beat.last)):
+            m.d.sync += a_wword.eq(0)
+        with m.Elif(a_beat):
             m.d.sync += a_wword.eq(a_wword + 1)
+        with m.If(a_beat):
+            m.d.comb += self.sram_a_write.eq(beat.count)
             with m.If(beat.last):
-                m.d.sync += a_wword.eq(0)
                 with m.If(~a_wtile_end):
                     m.d.sync += a_wtile_off.eq(a_wtile_off + 1)
                 with m.Elif(~a_wseg_last):
@@ -545,15 +561,16 @@ class TileScheduler(wiring.Component):
                     m.d.comb += b_sizes.r_en.eq(1)
                     m.d.sync += [b_wrow.eq(0), b_blk["loaded"].eq(b_blk["loaded"] + 1)]
         with m.If(self.start):
-            m.d.sync += [a_wtile_off.eq(0), a_wword.eq(0), a_wseg.eq(0), a_wtile.eq(0),
+            m.d.sync += [a_wtile_off.eq(0), a_wseg.eq(0), a_wtile.eq(0),
                          a_wtbank.eq(0), a_wfold.eq(0),
                          b_wrow.eq(0), b_wbeat.eq(0)]
 
         # ---- feeder ---------------------------------------------------------------------
-        f_nest = _Nest(m, "feed", job, plan, with_t=True)
+        f_nest = _Nest(m, "feed", job, plan, self.start, with_t=True)
         f_active = Signal()
         f_streaming = Signal()
         f_k = Signal(range(depth + 1))
+        f_begin = Signal()                  # a chunk of a tile starts streaming
         f_k_end = plan.chunk_len(f_nest.c_last)
         a_ready = a_blk["loaded"] != a_blk["released"]
         b_ready = b_blk["loaded"] != b_blk["released"]
@@ -605,19 +622,19 @@ class TileScheduler(wiring.Component):
                      a_urgent.eq(a_cmd_valid & a_near & (a_tile_row == f_row)),
                      b_urgent.eq(b_cmd_valid & (b_blk["issued"] == b_blk["released"]))]
         with m.If(self.start):
-            m.d.sync += [f_active.eq(1), f_streaming.eq(0), *f_nest.reset()]
+            m.d.sync += [f_active.eq(1), f_streaming.eq(0)]
         with m.Elif(self.abort):
             m.d.sync += [f_active.eq(0), f_streaming.eq(0)]
         with m.Elif(f_active & ~f_streaming):
             with m.If(can_start):
-                m.d.sync += [f_streaming.eq(1), f_k.eq(0)]
+                m.d.sync += f_streaming.eq(1)
+                m.d.comb += f_begin.eq(1)
                 # The tile's last chunk: announce where its results go.
                 m.d.comb += [tile_queue.w_en.eq(f_nest.c_last), tile_queue.w_data.eq(announce)]
         with m.Elif(f_streaming):
             m.d.comb += s0_valid.eq(~self.abort & b_row_in & a_row_in)
             with m.If(s0_fire):
                 m.d.sync += [
-                    f_k.eq(f_k + 1),
                     s1_lane.eq(f_k[:len(s1_lane)] if bb > 1 else 0),
                     s1_group.eq(f_nest.group),
                     s1_rows.eq(tile_rows),
@@ -635,6 +652,10 @@ class TileScheduler(wiring.Component):
                         with m.If(b_done | f_nest.last):
                             m.d.sync += b_blk["released"].eq(b_blk["released"] + 1)
                     f_nest.step()
+        with m.If(f_begin):
+            m.d.sync += f_k.eq(0)
+        with m.Elif(s0_fire):
+            m.d.sync += f_k.eq(f_k + 1)
         m.d.comb += [
             announce.row0.eq(f_nest.t),
             announce.col0.eq(f_nest.j),
