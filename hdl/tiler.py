@@ -139,25 +139,25 @@ class _Nest:
 
         # Each counter restarts at 0 on start and when it wraps: one condition, so that it
         # maps onto the flip-flops' synchronous reset instead of a multiplexer per bit.
-        next_c = self._stepping & self.t_last
-        next_j = next_c & self.c_last
-        next_s = next_j & self.j_last
-        with m.If(start | next_j):
+        step_c = self._stepping & self.t_last       # the step moves to the next chunk
+        step_j = step_c & self.c_last               # to the next column tile
+        step_s = step_j & self.j_last               # to the next super-row
+        with m.If(start | step_j):
             m.d.sync += self.c.eq(0)
-        with m.Elif(next_c):
+        with m.Elif(step_c):
             m.d.sync += self.c.eq(self.c + 1)
-        with m.If(start | next_s):
+        with m.If(start | step_s):
             m.d.sync += self.j.eq(0)
-        with m.Elif(next_j):
-            m.d.sync += self.j.eq(self.j + plan.cols)
+        with m.Elif(step_j):
+            m.d.sync += self.j.eq(next_j)
         with m.If(start):
             m.d.sync += self.s.eq(0)
-        with m.Elif(next_s):
-            m.d.sync += self.s.eq(self.s + plan.ms)
+        with m.Elif(step_s):
+            m.d.sync += self.s.eq(next_s)
         if with_t:
             with m.If(start):
                 m.d.sync += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
-            with m.Elif(next_c):
+            with m.Elif(step_c):
                 m.d.sync += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
                 with m.If(plan.spread & ~self.c_last):
                     m.d.sync += self.group.eq(self.group + 1)
@@ -341,6 +341,7 @@ class TileScheduler(wiring.Component):
             length = a_block_len(c_last)
             whole = length[:seg_log2] == 0
             return (length[seg_log2:] - whole)[:len(a_seg)], Cat(length[:seg_log2], whole)
+
         # Rows are counted from the block's first row (a_nest.s).
         a_tile_row = Signal(range(1 << block_rows_width))   # first row of the row tile requested
         a_tile_off = Signal(range(rows))    # row being requested, from a_tile_row
