@@ -86,70 +86,111 @@ class _Job:
         self.b_stride = job.b_stride[:config.addr_width]
 
 
-class _Nest:
-    """Counters of the loop nest (s, j, c[, t]) for one engine, stepping on ``step``.
+def _small_difference(a, b, bound):
+    """``a - b`` for a difference known to lie in [0, bound]: only its low bits."""
+    width = bound.bit_length()
+    return (a[:width] - b[:width])[:width]
 
-    ``last`` is high on the final iteration. Attributes hold the current super-row start
-    row, column-tile start column, chunk start k and row-tile start row. A counter only
-    ever holds a value below M, N or K while the nest is active (the step after ``last``
-    may wrap; nothing reads it).
+
+class _Nest:
+    """Counters of the loop nest (s, j, c[, t]) for one engine: they restart on ``start``
+    and advance on ``step``.
+
+    ``s`` is the super-row's first row, ``j`` the column tile's first column and ``c`` the
+    K chunk's index. With ``with_t``, ``tile`` counts the row tiles of the super-row,
+    ``group`` and ``fold`` say where the row tile lives in the A buffer, ``row`` is its
+    first row relative to s and ``t`` its first row. ``last`` is high on the final
+    iteration. A counter only ever holds a value below M, N or the chunk count while the
+    nest is active (the step after ``last`` may wrap; nothing reads it).
     """
 
-    def __init__(self, m, name, job, plan, *, with_t):
+    def __init__(self, m, name, job, plan, start, *, with_t):
         dim = len(job.m)
         self.s = Signal(dim, name=f"{name}_s")
         self.j = Signal(dim, name=f"{name}_j")
-        self.c = Signal(len(job.k), name=f"{name}_c")
-        self.t = Signal(dim, name=f"{name}_t")
-        # Where the row tile lives in the A buffer: for row tile index i within the
-        # super-row, bank group i mod row_tiles and fold i div row_tiles.
-        self.group = Signal(range(plan.row_tiles), name=f"{name}_group")
-        self.fold = Signal(range(_MAX_FOLD), name=f"{name}_fold")
-        self._m, self._job, self._plan, self._with_t = m, job, plan, with_t
-        s_end = Mux(self.s + plan.ms < job.m, self.s + plan.ms, job.m)
-        self.t_last = (self.t + plan.rows >= s_end) if with_t else Const(1)
-        self.c_last = ~above_constant(job.k - self.c, plan.depth)     # c + depth >= k
-        self.j_last = ~above_constant(job.n - self.j, plan.cols)      # j + cols >= n
-        self.s_last = self.s + plan.ms >= job.m
+        self.c = Signal(plan.last_chunk.shape(), name=f"{name}_c")
+        self._m = m
+        self._stepping = Signal(name=f"{name}_step")
+        next_s = self.s + plan.ms
+        next_j = self.j + plan.cols
+        self.c_last = self.c == plan.last_chunk
+        self.j_last = next_j >= job.n
+        self.s_last = next_s >= job.m
+        # Rows of the super-row: ms, or what is left of M.
+        self.super_rows = Mux(self.s_last, _small_difference(job.m, self.s, plan.block_rows),
+                              plan.ms)
+        if with_t:
+            # Where the row tile lives in the A buffer: for row tile index i within the
+            # super-row, bank group i mod row_tiles and fold i div row_tiles.
+            self.tile = Signal(range(plan.row_tiles * _MAX_FOLD), name=f"{name}_tile")
+            self.group = Signal(range(plan.row_tiles), name=f"{name}_group")
+            self.fold = Signal(range(_MAX_FOLD), name=f"{name}_fold")
+            self.row = times_constant(self.tile, plan.rows)
+            # The row tile's first row. s is a multiple of ms and row is below ms, so when ms
+            # is a power of two (row_tiles * rows is one) the sum has no carries.
+            tile_rows = plan.row_tiles * plan.rows
+            self.t = self.s | self.row if tile_rows & (tile_rows - 1) == 0 else self.s + self.row
+            self.rows_left = self.super_rows - self.row     # of the super-row, from row on
+            self.t_last = ~above_constant(self.rows_left, plan.rows)
+        else:
+            self.t_last = Const(1)
         self.group_last = self.c_last & self.j_last & self.s_last
         self.last = self.t_last & self.group_last
 
-    def reset(self):
-        return [self.s.eq(0), self.j.eq(0), self.c.eq(0), self.t.eq(0),
-                self.group.eq(0), self.fold.eq(0)]
+        # Each counter restarts at 0 on start and when it wraps: one condition, so that it
+        # maps onto the flip-flops' synchronous reset instead of a multiplexer per bit.
+        step_c = self._stepping & self.t_last       # the step moves to the next chunk
+        step_j = step_c & self.c_last               # to the next column tile
+        step_s = step_j & self.j_last               # to the next super-row
+        with m.If(start | step_j):
+            m.d.sync += self.c.eq(0)
+        with m.Elif(step_c):
+            m.d.sync += self.c.eq(self.c + 1)
+        with m.If(start | step_s):
+            m.d.sync += self.j.eq(0)
+        with m.Elif(step_j):
+            m.d.sync += self.j.eq(next_j)
+        with m.If(start):
+            m.d.sync += self.s.eq(0)
+        with m.Elif(step_s):
+            m.d.sync += self.s.eq(next_s)
+        if with_t:
+            with m.If(start):
+                m.d.sync += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
+            with m.Elif(step_c):
+                m.d.sync += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
+                with m.If(plan.spread & ~self.c_last):
+                    m.d.sync += self.group.eq(self.group + 1)
+            with m.Elif(self._stepping):
+                m.d.sync += self.tile.eq(self.tile + 1)
+                with m.If(self.group == plan.row_tiles - 1):
+                    m.d.sync += [self.group.eq(0), self.fold.eq(self.fold + 1)]
+                with m.Else():
+                    m.d.sync += self.group.eq(self.group + 1)
 
     def step(self):
-        """Statements that advance to the next iteration (call inside a condition)."""
-        m, plan = self._m, self._plan
-        with m.If(~self.t_last):
-            m.d.sync += self.t.eq(self.t + plan.rows)
-            with m.If(self.group == plan.row_tiles - 1):
-                m.d.sync += [self.group.eq(0), self.fold.eq(self.fold + 1)]
-            with m.Else():
-                m.d.sync += self.group.eq(self.group + 1)
-        with m.Else():
-            with m.If(~self.c_last):
-                m.d.sync += self.c.eq(self.c + plan.depth)
-            with m.Else():
-                m.d.sync += self.c.eq(0)
-                with m.If(~self.j_last):
-                    m.d.sync += self.j.eq(self.j + plan.cols)
-                with m.Else():
-                    m.d.sync += [self.j.eq(0), self.s.eq(self.s + plan.ms)]
-            next_s = Mux(self.c_last & self.j_last, self.s + plan.ms, self.s)
-            m.d.sync += [self.t.eq(next_s), self.group.eq(0), self.fold.eq(0)]
-            with m.If(plan.spread & ~self.c_last):
-                m.d.sync += self.group.eq(self.group + 1)
+        """Advance to the next iteration (call inside a condition)."""
+        self._m.d.comb += self._stepping.eq(1)
 
 
 class _Plan:
-    """Per-job constants of the loop nest."""
+    """Per-job constants of the loop nest, shared by the engines."""
 
     def __init__(self, m, config, job):
         self.rows = config.rows
         self.cols = config.cols
         self.depth = config.sram_depth
         self.row_tiles = config.row_tiles
+        self.block_rows = config.row_tiles * config.rows * _MAX_FOLD    # the most in a block
+        self.block_rows_width = self.block_rows.bit_length()
+        depth_log2 = config.sram_depth.bit_length() - 1
+        # K chunks: the index of the last, and its length (K is at least 1; a multiple of
+        # the depth ends in a whole chunk).
+        self.last_chunk = Signal(range(((config.max_k - 1) >> depth_log2) + 1), name="last_chunk")
+        self.last_chunk_len = Signal(range(config.sram_depth + 1), name="last_chunk_len")
+        whole = job.k[:depth_log2] == 0
+        m.d.comb += [self.last_chunk.eq(job.k[depth_log2:] - whole),
+                     self.last_chunk_len.eq(Cat(job.k[:depth_log2], whole))]
         self.single_chunk = Signal(name="single_chunk")
         m.d.comb += self.single_chunk.eq(~above_constant(job.k, config.sram_depth))
         # Folds: how many row-tile groups of K bytes stack in one buffer's depth (a power of
@@ -177,11 +218,9 @@ class _Plan:
         # Column tiles share the A block (it is loaded once per super-row).
         self.a_shared = self.single_chunk | self.spread
 
-    def ms_times(self, stride):
-        """``ms * stride``: ms is a constant, or a constant shifted by fold_log2."""
-        return Mux(self.single_chunk,
-                   times_constant(stride, self.row_tiles * self.rows) << self.fold_log2,
-                   times_constant(stride, self.rows))
+    def chunk_len(self, c_last):
+        """Length of a K chunk (``c_last``: it is the last)."""
+        return Mux(c_last, self.last_chunk_len, self.depth)
 
 
 class TileScheduler(wiring.Component):
@@ -238,6 +277,8 @@ class TileScheduler(wiring.Component):
         depth = config.sram_depth
         a_banks = config.row_tiles * rows
         words = depth // bb                     # A bank words per buffer
+        depth_log2 = depth.bit_length() - 1
+        log2_bb = bb.bit_length() - 1
         aw = config.addr_width
         job = _Job(config, job)
         plan = _Plan(m, config, job)
@@ -263,13 +304,12 @@ class TileScheduler(wiring.Component):
         with m.If(self.start):
             m.d.sync += [sig.eq(0) for blk in (a_blk, b_blk) for sig in blk.values()]
 
-        # Block sizes travel from the command side to the data side in order.
-        block_rows_width = (config.row_tiles * rows * _MAX_FOLD).bit_length()
-        chunk_width = depth.bit_length()
+        # Block sizes travel from the command side to the data side in order: the rows of
+        # the A block and whether it is of the last K chunk; whether the B block is.
+        block_rows_width = plan.block_rows_width
         a_k_width = (config.row_tiles * depth).bit_length()
-        # rows and k length of the A block; k rows in the B block
-        a_sizes = fifo.SyncFIFO(width=block_rows_width + a_k_width, depth=2)
-        b_sizes = fifo.SyncFIFO(width=chunk_width, depth=2)
+        a_sizes = fifo.SyncFIFO(width=block_rows_width + 1, depth=2)
+        b_sizes = fifo.SyncFIFO(width=1, depth=2)
         m.submodules.a_sizes, m.submodules.b_sizes = a_sizes, b_sizes
 
         # ---- loaders (command side) ----------------------------------------------------
@@ -280,92 +320,101 @@ class TileScheduler(wiring.Component):
         a_cmd_ready = Signal()
         b_cmd_ready = Signal()
 
-        chunk_len = lambda c: Mux(below_constant(job.k - c, depth), job.k - c, depth)
-        # K of an A block: one chunk, or all of K when spread.
-        a_block_len = lambda c: Mux(plan.spread, job.k, chunk_len(c))
-
         # A loader.
-        a_nest = _Nest(m, "a_load", job, plan, with_t=False)
+        a_nest = _Nest(m, "a_load", job, plan, self.start, with_t=False)
+        # K of an A block: one chunk, or all of K when spread.
+        a_block_len = lambda c_last: Mux(plan.spread, job.k[:a_k_width], plan.chunk_len(c_last))
         a_active = Signal()                 # walking the nest
         a_issuing = Signal()                # sending the rows of one block
-        a_row = Signal(config.dim_width)    # absolute row being requested
-        a_row_end = Signal(config.dim_width)
         a_addr = Signal(aw)
-        a_super_base = Signal(aw)           # a_addr + s * a_stride
         # A blocks load row tile by row tile, each in segments of seg bytes of k, every row
         # of the tile before the next segment: the feeder can start a tile on
         # k < (segments loaded) * seg instead of waiting for whole rows of K bytes, and the
         # first tile of a job needs only its own rows.
         seg = a_segment_bytes(config)
-        a_seg = Signal(range(config.row_tiles * depth + 1))    # k offset of the segment requested
-        a_tile_row = Signal(config.dim_width)   # first row of the row tile being requested
-        a_tile_base = Signal(aw)            # address of row a_tile_row, k = c
-        a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg
-        a_tile_end = Mux(a_tile_row + rows < a_row_end, a_tile_row + rows, a_row_end)
+        seg_log2 = seg.bit_length() - 1
+        a_seg = Signal(range(config.row_tiles * depth // seg))     # segment requested
+
+        def a_last_seg(c_last):
+            """The index of an A block's last segment and its length (``c_last``: the block
+            is of the last K chunk)."""
+            length = a_block_len(c_last)
+            whole = length[:seg_log2] == 0
+            return (length[seg_log2:] - whole)[:len(a_seg)], Cat(length[:seg_log2], whole)
+
+        # Rows are counted from the block's first row (a_nest.s).
+        a_tile_row = Signal(range(1 << block_rows_width))   # first row of the row tile requested
+        a_tile_off = Signal(range(rows))    # row being requested, from a_tile_row
+        a_block_end = a_tile_row + a_tile_off + 1 == a_nest.super_rows   # the block's last row
+        a_tile_end = (a_tile_off == rows - 1) | a_block_end             # the tile's last row
+        # Address of row a_tile_row at k = 0; between blocks, of the block's first row. A
+        # block of several row tiles is a single chunk (c = 0), and a block of a longer K is
+        # one row tile, so the tile base steps by rows * a_stride both from tile to tile and,
+        # after the block's last tile, to the next super-row.
+        a_tile_base = Signal(aw)
+        a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg * seg
+        a_next_tile = a_tile_base + times_constant(job.a_stride, rows)
+        last_seg, a_seg_tail = a_last_seg(a_nest.c_last)
+        a_seg_last = a_seg == last_seg
         a_skip = (plan.a_shared & (a_nest.j != 0)) | (plan.spread & (a_nest.c != 0))
         with m.If(self.start):
-            m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_super_base.eq(job.a_addr),
-                         *a_nest.reset()]
+            m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_tile_base.eq(job.a_addr)]
         with m.Elif(self.abort):
             m.d.sync += [a_active.eq(0), a_issuing.eq(0)]
         with m.Elif(a_active & ~a_issuing):
             with m.If(a_skip):
                 m.d.sync += a_active.eq(~a_nest.last)
                 with m.If(a_nest.c_last & a_nest.j_last):
-                    m.d.sync += a_super_base.eq(a_super_base + plan.ms_times(job.a_stride))
+                    m.d.sync += a_tile_base.eq(a_next_tile)
                 a_nest.step()
             with m.Elif(((a_blk["issued"] - a_blk["released"])[:3] < 2) & a_sizes.w_rdy):
-                rows_here = Mux(job.m - a_nest.s < plan.ms, job.m - a_nest.s, plan.ms)
+                chunk_base = Cat(a_tile_base[:depth_log2], a_tile_base[depth_log2:] + a_nest.c)
                 m.d.comb += [a_sizes.w_en.eq(1),
-                             a_sizes.w_data.eq(Cat(rows_here[:block_rows_width],
-                                                   a_block_len(a_nest.c)[:a_k_width]))]
+                             a_sizes.w_data.eq(Cat(a_nest.super_rows, a_nest.c_last))]
                 m.d.sync += [
                     a_issuing.eq(1),
-                    a_row.eq(a_nest.s),
-                    a_row_end.eq(a_nest.s + rows_here),
                     a_seg.eq(0),
-                    a_tile_row.eq(a_nest.s),
-                    a_tile_base.eq(a_super_base + a_nest.c),
-                    a_seg_base.eq(a_super_base + a_nest.c),
-                    a_addr.eq(a_super_base + a_nest.c),
+                    a_tile_row.eq(0),
+                    a_tile_off.eq(0),
+                    a_seg_base.eq(chunk_base),
+                    a_addr.eq(chunk_base),
                 ]
         with m.Elif(a_issuing & ~self.abort):
             m.d.comb += [
                 a_cmd_valid.eq(1),
                 a_cmd.addr.eq(a_addr),
-                a_cmd.length.eq(Mux(below_constant(a_block_len(a_nest.c) - a_seg, seg),
-                                    a_block_len(a_nest.c) - a_seg, seg)),
+                a_cmd.length.eq(Mux(a_seg_last, a_seg_tail, seg)),
                 a_cmd.tag.eq(TAG_A),
             ]
             with m.If(a_cmd_ready):
-                m.d.sync += [a_row.eq(a_row + 1), a_addr.eq(a_addr + job.a_stride)]
-                with m.If((a_row + 1 == a_tile_end) & (a_seg + seg < a_block_len(a_nest.c))):
-                    m.d.sync += [a_row.eq(a_tile_row), a_seg.eq(a_seg + seg),
+                with m.If(~a_tile_end):
+                    m.d.sync += [a_tile_off.eq(a_tile_off + 1), a_addr.eq(a_addr + job.a_stride)]
+                with m.Elif(~a_seg_last):
+                    m.d.sync += [a_tile_off.eq(0), a_seg.eq(a_seg + 1),
                                  a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
-                with m.Elif((a_row + 1 == a_tile_end) & (a_tile_end != a_row_end)):
-                    next_tile = a_tile_base + times_constant(job.a_stride, rows)
-                    m.d.sync += [a_row.eq(a_tile_end), a_tile_row.eq(a_tile_end), a_seg.eq(0),
-                                 a_tile_base.eq(next_tile), a_seg_base.eq(next_tile),
-                                 a_addr.eq(next_tile)]
-                with m.Elif(a_row + 1 == a_row_end):
+                with m.Elif(~a_block_end):
+                    m.d.sync += [a_tile_off.eq(0), a_tile_row.eq(a_tile_row + rows), a_seg.eq(0),
+                                 a_tile_base.eq(a_next_tile), a_seg_base.eq(a_next_tile),
+                                 a_addr.eq(a_next_tile)]
+                with m.Else():
                     m.d.sync += [a_issuing.eq(0), a_blk["issued"].eq(a_blk["issued"] + 1),
                                  a_active.eq(~a_nest.last)]
                     with m.If(a_nest.c_last & a_nest.j_last):
-                        m.d.sync += a_super_base.eq(a_super_base + plan.ms_times(job.a_stride))
+                        m.d.sync += a_tile_base.eq(a_next_tile)
                     a_nest.step()
 
         # B loader.
-        b_nest = _Nest(m, "b_load", job, plan, with_t=False)
+        b_nest = _Nest(m, "b_load", job, plan, self.start, with_t=False)
         b_active = Signal()
         b_issuing = Signal()
         b_krow = Signal(range(depth + 1))
-        b_krow_end = Signal(range(depth + 1))
+        b_begin = Signal()                  # a block starts issuing
+        # Address of the k row being requested. The chunks of a column tile are consecutive
+        # k rows, so only the block of the first chunk starts it anew.
         b_addr = Signal(aw)
-        b_chunk_base = Signal(aw)           # b_addr + c * b_stride
         b_skip = plan.single_chunk & plan.single_col & (b_nest.s != 0)
         with m.If(self.start):
-            m.d.sync += [b_active.eq(1), b_issuing.eq(0), b_chunk_base.eq(job.b_addr),
-                         *b_nest.reset()]
+            m.d.sync += [b_active.eq(1), b_issuing.eq(0)]
         with m.Elif(self.abort):
             m.d.sync += [b_active.eq(0), b_issuing.eq(0)]
         with m.Elif(b_active & ~b_issuing):
@@ -373,33 +422,29 @@ class TileScheduler(wiring.Component):
                 m.d.sync += b_active.eq(~b_nest.last)
                 b_nest.step()
             with m.Elif(((b_blk["issued"] - b_blk["released"])[:3] < 2) & b_sizes.w_rdy):
-                k_here = chunk_len(b_nest.c)
-                m.d.comb += [b_sizes.w_en.eq(1), b_sizes.w_data.eq(k_here)]
-                m.d.sync += [
-                    b_issuing.eq(1),
-                    b_krow.eq(0),
-                    b_krow_end.eq(k_here),
-                    b_addr.eq(b_chunk_base + b_nest.j),
-                ]
+                m.d.comb += [b_sizes.w_en.eq(1), b_sizes.w_data.eq(b_nest.c_last)]
+                m.d.sync += b_issuing.eq(1)
+                m.d.comb += b_begin.eq(1)
+                with m.If(b_nest.c == 0):
+                    m.d.sync += b_addr.eq(job.b_addr + b_nest.j)
         with m.Elif(b_issuing & ~self.abort):
             m.d.comb += [
                 b_cmd_valid.eq(1),
                 b_cmd.addr.eq(b_addr),
-                b_cmd.length.eq(Mux(below_constant(job.n - b_nest.j, cols), job.n - b_nest.j,
-                                        cols)),
+                b_cmd.length.eq(Mux(b_nest.j_last, _small_difference(job.n, b_nest.j, cols), cols)),
                 b_cmd.tag.eq(TAG_B),
             ]
             with m.If(b_cmd_ready):
-                m.d.sync += [b_krow.eq(b_krow + 1), b_addr.eq(b_addr + job.b_stride)]
-                with m.If(b_krow + 1 == b_krow_end):
+                m.d.sync += b_addr.eq(b_addr + job.b_stride)
+                with m.If(b_krow + 1 == plan.chunk_len(b_nest.c_last)):
                     m.d.sync += [b_issuing.eq(0), b_blk["issued"].eq(b_blk["issued"] + 1),
                                  b_active.eq(~b_nest.last)]
-                    with m.If(b_nest.c_last):
-                        m.d.sync += b_chunk_base.eq(job.b_addr)
-                    with m.Else():
-                        m.d.sync += b_chunk_base.eq(b_chunk_base
-                                                    + (job.b_stride << (depth.bit_length() - 1)))
                     b_nest.step()
+        # (A counter's restart is one condition, as in _Nest: the flip-flops' reset.)
+        with m.If(b_begin):
+            m.d.sync += b_krow.eq(0)
+        with m.Elif(b_cmd_ready):
+            m.d.sync += b_krow.eq(b_krow + 1)
 
         # Arbitration onto the one read DMA. Urgent: a command of the A row tile and the B
         # block the feeder is on. When both are urgent they are interleaved in k: B goes
@@ -417,7 +462,7 @@ class TileScheduler(wiring.Component):
         inflight = Signal(16)               # data beats requested and not yet received
         prefetch_ok = below_constant(inflight, _PREFETCH_BEATS * config.max_outstanding)
         with m.If(a_urgent & b_urgent):
-            m.d.comb += [grant_b.eq(b_krow < a_seg), self.read_cmd.valid.eq(1)]
+            m.d.comb += [grant_b.eq(b_krow[seg_log2:] < a_seg), self.read_cmd.valid.eq(1)]
         with m.Elif(a_urgent):
             m.d.comb += [grant_b.eq(0), self.read_cmd.valid.eq(1)]
         with m.Elif(b_urgent):
@@ -431,10 +476,10 @@ class TileScheduler(wiring.Component):
             b_cmd_ready.eq(self.read_cmd.ready & self.read_cmd.valid & grant_b),
         ]
         cmd = self.read_cmd.payload
-        log2_bb = bb.bit_length() - 1
-        cmd_beats = (cmd.length + bb - 1) >> log2_bb      # data beats, lane-0 aligned
+        length = cmd.length[:len(range(max_read_length(config) + 1))]
+        cmd_beats = (length + bb - 1) >> log2_bb       # data beats, lane-0 aligned
         issued_beats = Mux(self.read_cmd.valid & self.read_cmd.ready, cmd_beats, 0)
-        m.d.sync += inflight.eq(inflight + issued_beats - self.read_data.valid)
+        m.d.sync += inflight.eq(inflight + (issued_beats - self.read_data.valid))
         with m.If(self.start):
             m.d.sync += inflight.eq(0)
 
@@ -442,52 +487,57 @@ class TileScheduler(wiring.Component):
         beat = self.read_data.payload
         m.d.comb += self.read_data.ready.eq(1)      # SRAM writes never stall
         fire = self.read_data.valid
+        a_beat = fire & (beat.tag == TAG_A)
         # A: segments arrive in order, rows in order within a segment; beat w of row r in
         # the segment at k offset g goes to word g / bb + w of bank r - s.
         # Row r of the block lives in bank (r mod a_banks) at fold (r div a_banks); a fold
         # is words >> fold_log2 words deep.
-        a_wrow = Signal(range(a_banks * _MAX_FOLD + 1))     # row of the block being written
         a_wword = Signal(range(words + 1))
-        a_wseg = Signal(range(config.row_tiles * depth + 1))   # k offset of the segment written
-        a_wtile = Signal(range(a_banks * _MAX_FOLD + 1))    # first row of that row tile
-        a_wtbank = Signal(range(a_banks))   # its bank
+        a_wseg = Signal.like(a_seg)         # segment written
+        a_wtile = Signal(range(a_banks * _MAX_FOLD + 1))    # first row of the row tile written
+        a_wtile_off = Signal(range(rows))   # row written, from a_wtile
+        a_wtbank = Signal(range(a_banks))   # the tile's bank
         a_wfold = Signal(range(_MAX_FOLD))  # its fold
-        # (Spread: chunk a_wseg // depth of the row tile lives in bank group a_wseg // depth.)
-        depth_log2 = depth.bit_length() - 1
-        a_wbank = (a_wtbank + times_constant(a_wseg[depth_log2:], rows)
-                   + (a_wrow - a_wtile)[:len(a_wtbank) + 1])
+        # (Spread: chunk c of the row tile lives in bank group c.)
+        chunk_segs_log2 = depth_log2 - seg_log2
+        a_wbank = (a_wtbank + times_constant(a_wseg[chunk_segs_log2:], rows) + a_wtile_off)
         fold_shift = Signal(range(words.bit_length()))     # log2 of a fold's words
         m.d.comb += fold_shift.eq((words.bit_length() - 1) - plan.fold_log2)
         a_block_rows = a_sizes.r_data[:block_rows_width]
-        a_block_k = a_sizes.r_data[block_rows_width:]
-        a_wtile_end = Mux(a_wtile + rows < a_block_rows, a_wtile + rows, a_block_rows)
+        a_wseg_last = a_wseg == a_last_seg(a_sizes.r_data[block_rows_width])[0]
+        a_wblock_end = a_wtile + a_wtile_off + 1 == a_block_rows    # the block's last row
+        a_wtile_end = (a_wtile_off == rows - 1) | a_wblock_end      # the tile's last row
         a_wbuf = a_blk["loaded"][0]
         for bank, mem in enumerate(a_mems):
             port = mem.write_port(granularity=1)
             m.d.comb += [
-                port.addr.eq(Cat((a_wword + (a_wseg[:depth_log2] >> (bb.bit_length() - 1))
+                port.addr.eq(Cat((a_wword + (a_wseg[:chunk_segs_log2] << (seg_log2 - log2_bb))
                                   + (a_wfold << fold_shift))
                                  [:len(port.addr) - 1], a_wbuf)),
                 port.data.eq(beat.data),
-                port.en.eq(Mux(fire & (beat.tag == TAG_A) & (a_wbank == bank),
+                port.en.eq(Mux(a_beat & (a_wbank == bank),
                                (1 << beat.count) - 1, 0)),
             ]
-        with m.If(fire & (beat.tag == TAG_A)):
-            m.d.comb += self.sram_a_write.eq(beat.count)
+        with m.If(self.start | (a_beat & beat.last)):
+            m.d.sync += a_wword.eq(0)
+        with m.Elif(a_beat):
             m.d.sync += a_wword.eq(a_wword + 1)
+        with m.If(a_beat):
+            m.d.comb += self.sram_a_write.eq(beat.count)
             with m.If(beat.last):
-                m.d.sync += [a_wword.eq(0), a_wrow.eq(a_wrow + 1)]
-                with m.If((a_wrow + 1 == a_wtile_end) & (a_wseg + seg < a_block_k)):
-                    m.d.sync += [a_wrow.eq(a_wtile), a_wseg.eq(a_wseg + seg)]
-                with m.Elif((a_wrow + 1 == a_wtile_end) & (a_wtile_end != a_block_rows)):
-                    m.d.sync += [a_wtile.eq(a_wtile_end), a_wseg.eq(0)]
+                with m.If(~a_wtile_end):
+                    m.d.sync += a_wtile_off.eq(a_wtile_off + 1)
+                with m.Elif(~a_wseg_last):
+                    m.d.sync += [a_wtile_off.eq(0), a_wseg.eq(a_wseg + 1)]
+                with m.Elif(~a_wblock_end):
+                    m.d.sync += [a_wtile_off.eq(0), a_wtile.eq(a_wtile + rows), a_wseg.eq(0)]
                     with m.If(a_wtbank + rows == a_banks):
                         m.d.sync += [a_wtbank.eq(0), a_wfold.eq(a_wfold + 1)]
                     with m.Else():
                         m.d.sync += a_wtbank.eq(a_wtbank + rows)
-                with m.Elif(a_wrow + 1 == a_block_rows):
+                with m.Else():
                     m.d.comb += a_sizes.r_en.eq(1)
-                    m.d.sync += [a_wrow.eq(0), a_wseg.eq(0), a_wtile.eq(0),
+                    m.d.sync += [a_wtile_off.eq(0), a_wseg.eq(0), a_wtile.eq(0),
                                  a_wtbank.eq(0), a_wfold.eq(0),
                                  a_blk["loaded"].eq(a_blk["loaded"] + 1)]
         # B: k rows arrive in order; beat w of k row r fills bytes [w*bb, w*bb + count).
@@ -508,24 +558,25 @@ class TileScheduler(wiring.Component):
             m.d.sync += b_wbeat.eq(b_wbeat + 1)
             with m.If(beat.last):
                 m.d.sync += [b_wbeat.eq(0), b_wrow.eq(b_wrow + 1)]
-                with m.If(b_wrow + 1 == b_sizes.r_data):
+                with m.If(b_wrow + 1 == plan.chunk_len(b_sizes.r_data)):
                     m.d.comb += b_sizes.r_en.eq(1)
                     m.d.sync += [b_wrow.eq(0), b_blk["loaded"].eq(b_blk["loaded"] + 1)]
         with m.If(self.start):
-            m.d.sync += [a_wrow.eq(0), a_wword.eq(0), a_wseg.eq(0), a_wtile.eq(0),
+            m.d.sync += [a_wtile_off.eq(0), a_wseg.eq(0), a_wtile.eq(0),
                          a_wtbank.eq(0), a_wfold.eq(0),
                          b_wrow.eq(0), b_wbeat.eq(0)]
 
         # ---- feeder ---------------------------------------------------------------------
-        f_nest = _Nest(m, "feed", job, plan, with_t=True)
+        f_nest = _Nest(m, "feed", job, plan, self.start, with_t=True)
         f_active = Signal()
         f_streaming = Signal()
         f_k = Signal(range(depth + 1))
-        f_k_end = Signal(range(depth + 1))
+        f_begin = Signal()                  # a chunk of a tile starts streaming
+        f_k_end = plan.chunk_len(f_nest.c_last)
         a_ready = a_blk["loaded"] != a_blk["released"]
         b_ready = b_blk["loaded"] != b_blk["released"]
-        tile_rows = Mux(below_constant(job.m - f_nest.t, rows), job.m - f_nest.t, rows)
-        tile_cols = Mux(below_constant(job.n - f_nest.j, cols), job.n - f_nest.j, cols)
+        tile_rows = Mux(f_nest.t_last, f_nest.rows_left[:len(range(rows + 1))], rows)
+        tile_cols = Mux(f_nest.j_last, _small_difference(job.n, f_nest.j, cols), cols)
 
         # Stage 0 issues SRAM reads; stage 1 holds the read data for the array.
         s1_valid = Signal()
@@ -535,7 +586,7 @@ class TileScheduler(wiring.Component):
         a_rd_ports = [RegisteredReadPort(m, mem, name=f"sram_a_{bank}_read")
                       for bank, mem in enumerate(a_mems)]
         b_rd_port = RegisteredReadPort(m, b_mem, name="sram_b_read")
-        f_word = (f_k >> (bb.bit_length() - 1)) + (f_nest.fold << fold_shift)
+        f_word = (f_k >> log2_bb) + (f_nest.fold << fold_shift)
         a_rd_word = Cat(f_word[:len(a_rd_ports[0].addr) - 1], a_blk["released"][0])
         for port in a_rd_ports:
             m.d.comb += [port.addr.eq(a_rd_word), port.en.eq(s0_fire)]
@@ -562,26 +613,29 @@ class TileScheduler(wiring.Component):
         # loaders.
         can_start = tile_queue.w_rdy | ~f_nest.c_last
         b_row_in = b_ready | (f_k < b_wrow)
-        f_row = f_nest.t - f_nest.s         # first row of the feeder's row tile in its block
-        f_block_k = Mux(plan.spread, f_nest.c + f_k, f_k)     # k within the A block
-        a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_block_k < a_wseg))
+        f_row = f_nest.row                  # first row of the feeder's row tile in its block
+        # k within the A block (f_k < depth)
+        f_block_k = Mux(plan.spread, Cat(f_k[:depth_log2], f_nest.c), f_k)
+        f_seg = f_block_k[seg_log2:][:len(a_wseg)]     # its segment
+        a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_seg < a_wseg))
         m.d.comb += [a_near.eq(a_blk["issued"] == a_blk["released"]),
-                     a_urgent.eq(a_cmd_valid & a_near & (a_tile_row == f_nest.t)),
+                     # (On the same block both count rows from the same s.)
+                     a_urgent.eq(a_cmd_valid & a_near & (a_tile_row == f_row)),
                      b_urgent.eq(b_cmd_valid & (b_blk["issued"] == b_blk["released"]))]
         with m.If(self.start):
-            m.d.sync += [f_active.eq(1), f_streaming.eq(0), *f_nest.reset()]
+            m.d.sync += [f_active.eq(1), f_streaming.eq(0)]
         with m.Elif(self.abort):
             m.d.sync += [f_active.eq(0), f_streaming.eq(0)]
         with m.Elif(f_active & ~f_streaming):
             with m.If(can_start):
-                m.d.sync += [f_streaming.eq(1), f_k.eq(0), f_k_end.eq(chunk_len(f_nest.c))]
+                m.d.sync += f_streaming.eq(1)
+                m.d.comb += f_begin.eq(1)
                 # The tile's last chunk: announce where its results go.
                 m.d.comb += [tile_queue.w_en.eq(f_nest.c_last), tile_queue.w_data.eq(announce)]
         with m.Elif(f_streaming):
             m.d.comb += s0_valid.eq(~self.abort & b_row_in & a_row_in)
             with m.If(s0_fire):
                 m.d.sync += [
-                    f_k.eq(f_k + 1),
                     s1_lane.eq(f_k[:len(s1_lane)] if bb > 1 else 0),
                     s1_group.eq(f_nest.group),
                     s1_rows.eq(tile_rows),
@@ -599,6 +653,10 @@ class TileScheduler(wiring.Component):
                         with m.If(b_done | f_nest.last):
                             m.d.sync += b_blk["released"].eq(b_blk["released"] + 1)
                     f_nest.step()
+        with m.If(f_begin):
+            m.d.sync += f_k.eq(0)
+        with m.Elif(s0_fire):
+            m.d.sync += f_k.eq(f_k + 1)
         m.d.comb += [
             announce.row0.eq(f_nest.t),
             announce.col0.eq(f_nest.j),
