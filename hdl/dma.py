@@ -21,7 +21,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import above_constant
+from .arith import above_constant, below_constant
 from .axi import AXI4Signature, BURST_INCR
 from .blockram import BlockRAMFIFO
 
@@ -133,13 +133,59 @@ def _check_max_length(max_length):
                          f"not {max_length!r}")
 
 
-def _min(a, b):
-    return Mux(a < b, a, b)
-
-
 def _window(low, high, start_byte):
     """Bytes ``start_byte`` .. ``start_byte + len(low)/8 - 1`` of ``{high, low}``."""
     return Cat(low, high).bit_select(start_byte * 8, len(low))
+
+
+def _rotate_down(value, offset):
+    """``value`` rotated down by ``offset`` bytes: byte ``i`` of the result is byte
+    ``(i + offset) % (len(value) // 8)`` of ``value``. One 2:1 multiplexer per bit and
+    offset bit."""
+    for bit in range(len(offset)):
+        value = Mux(offset[bit], value.rotate_right(8 << bit), value)
+    return value
+
+
+class _TwoEntryQueue(wiring.Component):
+    """:class:`~amaranth.lib.fifo.SyncFIFO` of depth 2, as seen at its ports on every cycle
+    (``r_data`` when ``r_rdy`` is high), with the head entry always in one register.
+
+    ``r_data`` is that register rather than a multiplexer over both entries: the head takes
+    the second entry or the written one, the second entry takes every write it can.
+
+    Attributes
+    ----------
+    w_data : In(shape)
+    w_en : In(1)
+    w_rdy : Out(1)
+    r_data : Out(shape)
+    r_en : In(1)
+    r_rdy : Out(1)
+    """
+
+    def __init__(self, shape):
+        super().__init__({
+            "w_data": In(shape), "w_en": In(1), "w_rdy": Out(1),
+            "r_data": Out(shape), "r_en": In(1), "r_rdy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        second = Signal.like(self.w_data)
+        second_full = Signal()
+        m.d.comb += self.w_rdy.eq(~second_full)
+        read = self.r_rdy & self.r_en
+        write = self.w_rdy & self.w_en
+        with m.If(~second_full):
+            m.d.sync += second.eq(self.w_data)
+        with m.If(~self.r_rdy | self.r_en):
+            m.d.sync += self.r_data.eq(Mux(second_full, second, self.w_data))
+        m.d.sync += [
+            self.r_rdy.eq(write | second_full | (self.r_rdy & ~read)),
+            second_full.eq(Mux(second_full, ~read, write & self.r_rdy & ~read)),
+        ]
+        return m
 
 
 def _error_and_halt(m, *, bad, clear, error, halted, drained):
@@ -175,17 +221,20 @@ class _BurstPlanner:
 
         page_beats = _PAGE // bus_bytes
         page_beat = next_addr[shift:12]
-        to_page = page_beats - page_beat
-        # to_page < max_burst, against the address bits
+        # to_page < max_burst, against the address bits; the beats to the page end then
+        # fit the width of a burst length.
         near_page_end = above_constant(page_beat, page_beats - config.max_burst)
+        to_page = (page_beats - page_beat)[:Shape.cast(range(config.max_burst)).width]
+        cap = Mux(near_page_end, to_page, config.max_burst)
+        rest_fits = beats_left <= cap           # this burst is the command's last
         self.beats = beats = Signal(range(config.max_burst + 1))
-        m.d.comb += beats.eq(_min(beats_left, Mux(near_page_end, to_page, config.max_burst)))
+        m.d.comb += beats.eq(Mux(rest_fits, beats_left, cap))
 
         self.load = load = Signal()
         self.finishing = finishing = Signal()        # the command's last burst loads now
         m.d.comb += [
             load.eq(busy & allow & (~valid | ready)),
-            finishing.eq(load & (beats_left == beats)),
+            finishing.eq(load & rest_fits),
             size.eq(shift),
             burst.eq(BURST_INCR),
             id_.eq(0),
@@ -194,7 +243,7 @@ class _BurstPlanner:
             m.d.sync += [
                 valid.eq(1),
                 addr.eq(next_addr),
-                len_.eq(beats - 1),
+                len_.eq((beats - 1)[:Shape.cast(range(config.max_burst)).width]),
                 next_addr.eq(next_addr + (beats << shift)),
                 beats_left.eq(beats_left - beats),
             ]
@@ -303,7 +352,10 @@ class DmaReader(wiring.Component):
         info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
         out_layout = ReadData(config)
-        out_fifo = m.submodules.out_fifo = fifo.SyncFIFO(width=out_layout.size, depth=2)
+        out_queue = m.submodules.out_queue = _TwoEntryQueue(out_layout)
+        # A flush beat is the last of its command and holds fewer than nbytes bytes.
+        flush_layout = data.StructLayout({
+            "data": config.bus_width - 8, "count": range(nbytes), "tag": TAG_SHAPE})
 
         # -- command intake ---------------------------------------------------------------
         cmd = self.cmd.payload
@@ -325,9 +377,9 @@ class DmaReader(wiring.Component):
         head = data.View(info_layout, info_fifo.r_data)
         first = Signal(init=1)          # the next bus beat is the head command's first
         remaining = Signal(length_shape)  # bytes of the head command still to output
-        hold = Signal(config.bus_width)   # previous bus beat
+        hold = Signal(config.bus_width)   # previous bus beat, rotated like `rotated`
         flush = Signal()                 # an output beat made of `flush_beat` is owed
-        flush_beat = Signal(out_layout)
+        flush_beat = Signal(flush_layout)
 
         offset = head.offset
         aligned = offset == 0
@@ -341,38 +393,53 @@ class DmaReader(wiring.Component):
         # command's bus beats are over and one flush beat follows.
         owes_flush = ~aligned & ~ends & (after <= nbytes - offset)
 
-        shifted_low = _window(hold, bus.rdata, offset)
-        shifted_high = bus.rdata >> (offset * 8)     # zero-filled
+        # Output lane i takes byte i + offset of the previous bus beat if there is one
+        # (`upper`), else byte i + offset - nbytes of this one: both are lane i of the bus
+        # beat rotated down by the offset.
+        rotated = _rotate_down(bus.rdata, offset)
+        upper = [below_constant(offset, nbytes - lane) for lane in range(nbytes)]
+        own = first | aligned           # the output beat starts in this bus beat
+        lanes = [rotated.word_select(lane, 8) for lane in range(nbytes)]
+        held = [hold.word_select(lane, 8) for lane in range(nbytes)]
 
         fire = bus.rvalid & bus.rready
         bad = fire & bus.rresp[1]               # SLVERR or DECERR
         good = fire & ~bad & ~halted
         m.d.comb += [
             bus.rready.eq(halted | (info_fifo.r_rdy & (holds_only |
-                                                       (~flush & out_fifo.w_rdy)))),
+                                                       (~flush & out_queue.w_rdy)))),
             self.r_fire.eq(fire),
             self.ar_fire.eq(bus.arvalid & bus.arready),
         ]
 
         beat_out = Signal(out_layout)
         m.d.comb += [
-            beat_out.data.eq(Mux(first | aligned, shifted_high, shifted_low)),
+            beat_out.data.eq(Cat(Mux(upper[lane], Mux(own, lanes[lane], held[lane]),
+                                     Mux(own, 0, lanes[lane]))
+                                 for lane in range(nbytes))),
             beat_out.count.eq(Mux(ends, rem, nbytes)),
             beat_out.last.eq(ends),
             beat_out.tag.eq(head.tag),
         ]
-        emit_flush = flush & out_fifo.w_rdy & ~halted
+        flushed = Signal(out_layout)
+        m.d.comb += [
+            flushed.data.eq(flush_beat.data),
+            flushed.count.eq(flush_beat.count),
+            flushed.last.eq(1),
+            flushed.tag.eq(flush_beat.tag),
+        ]
+        emit_flush = flush & out_queue.w_rdy & ~halted
         emit_beat = good & ~holds_only
         m.d.comb += [
-            out_fifo.w_en.eq(emit_flush | emit_beat),
-            out_fifo.w_data.eq(Mux(emit_flush, flush_beat, beat_out)),
+            out_queue.w_en.eq(emit_flush | emit_beat),
+            out_queue.w_data.eq(Mux(emit_flush, flushed, beat_out)),
         ]
         with m.If(emit_flush):
             m.d.sync += flush.eq(0)
 
         pop = Signal()
         with m.If(good):
-            m.d.sync += [hold.eq(bus.rdata), first.eq(0), remaining.eq(rem)]
+            m.d.sync += [hold.eq(rotated), first.eq(0), remaining.eq(rem)]
             with m.If(~holds_only):
                 m.d.sync += remaining.eq(after)
                 with m.If(ends):
@@ -383,18 +450,19 @@ class DmaReader(wiring.Component):
                     m.d.sync += [
                         first.eq(1),
                         flush.eq(1),
-                        flush_beat.data.eq(shifted_high),
+                        # The upper lanes, as a first bus beat gives them; the top lane
+                        # never holds a flushed byte (the offset is not 0).
+                        flush_beat.data.eq(Cat(Mux(upper[lane], lanes[lane], 0)
+                                               for lane in range(nbytes - 1))),
                         flush_beat.count.eq(after),
-                        flush_beat.last.eq(1),
                         flush_beat.tag.eq(head.tag),
                     ]
         m.d.comb += info_fifo.r_en.eq(pop | halted)
 
-        out = data.View(out_layout, out_fifo.r_data)
         m.d.comb += [
-            self.data.valid.eq(out_fifo.r_rdy & ~halted),
-            self.data.payload.eq(out),
-            out_fifo.r_en.eq(self.data.ready | halted),
+            self.data.valid.eq(out_queue.r_rdy & ~halted),
+            self.data.payload.eq(out_queue.r_data),
+            out_queue.r_en.eq(self.data.ready | halted),
         ]
 
         # -- outstanding bursts, errors ------------------------------------------------------
@@ -402,12 +470,12 @@ class DmaReader(wiring.Component):
         # Halted until the bus has drained and the queues have been emptied (one entry
         # per cycle).
         _error_and_halt(m, bad=bad, clear=self.clear, error=self.error, halted=halted,
-                        drained=(outstanding == 0) & ~info_fifo.r_rdy & ~out_fifo.r_rdy)
+                        drained=(outstanding == 0) & ~info_fifo.r_rdy & ~out_queue.r_rdy)
         with m.If(halted):
             m.d.sync += [planner.busy.eq(0), first.eq(1), flush.eq(0)]
 
         m.d.comb += self.idle.eq(~planner.busy & (outstanding == 0) & ~info_fifo.r_rdy &
-                                 ~flush & ~out_fifo.r_rdy & ~(halted & ~self.error))
+                                 ~flush & ~out_queue.r_rdy & ~(halted & ~self.error))
         return m
 
 
