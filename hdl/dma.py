@@ -138,6 +138,14 @@ def _window(low, high, start_byte):
     return Cat(low, high).bit_select(start_byte * 8, len(low))
 
 
+def _rotate_up(value, offset):
+    """``value`` rotated up by ``offset`` bytes: byte ``i`` of the result is byte
+    ``(i - offset) % (len(value) // 8)`` of ``value``."""
+    for bit in range(len(offset)):
+        value = Mux(offset[bit], value.rotate_left(8 << bit), value)
+    return value
+
+
 def _rotate_down(value, offset):
     """``value`` rotated down by ``offset`` bytes: byte ``i`` of the result is byte
     ``(i + offset) % (len(value) // 8)`` of ``value``. One 2:1 multiplexer per bit and
@@ -551,14 +559,11 @@ class DmaWriter(wiring.Component):
         bus = self.bus
         nbytes = config.bus_bytes
         shift = _log2(nbytes)
-        page_beats = _PAGE // nbytes
-        max_beats = (self._max_length + 2 * (nbytes - 1)) // nbytes
         length_shape = range(self._max_length + 1)
 
         halted = Signal()       # after an error, until the bus has drained
         dropping = halted & self.error     # ... and until `clear`: commands are discarded
         outstanding = Signal(range(config.max_outstanding + 1))   # AW loaded, B not in
-        unstarted = Signal(range(config.max_outstanding + 1))     # AW loaded, W not begun
 
         planner = _BurstPlanner(config, m, valid=bus.awvalid, ready=bus.awready,
                                 addr=bus.awaddr, len_=bus.awlen, size=bus.awsize,
@@ -568,14 +573,21 @@ class DmaWriter(wiring.Component):
 
         # What the W side needs of each command, in command order.
         info_layout = data.StructLayout({
-            "page_beat": range(page_beats),     # first bus beat's index in its 4 KiB page
             "offset": shift,
-            "length": length_shape,
-            "beats": range(max_beats + 1),      # bus beats
+            "end_lane": shift,                  # bytes in the last bus beat, 0 if full
             "spill": 1,                         # one bus beat more than input beats
         })
         info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
+        # The bursts whose AW is loaded and whose W is not complete (each awaits its B, so
+        # there are at most max_outstanding), as the planner cut them.
+        burst_layout = data.StructLayout({
+            "len": range(config.max_burst),     # AWLEN
+            "final": 1,                         # the command's last burst
+        })
+        queue = BlockRAMFIFO if config.max_outstanding > 2 else fifo.SyncFIFO
+        burst_fifo = m.submodules.burst_fifo = queue(
+            width=burst_layout.size, depth=config.max_outstanding)
 
         # -- command intake ---------------------------------------------------------------
         cmd = self.cmd.payload
@@ -583,60 +595,66 @@ class DmaWriter(wiring.Component):
         new_info = data.View(info_layout, info_fifo.w_data)
         take = self.cmd.valid & self.cmd.ready
         offset_in = cmd.addr[:shift]
-        bus_beats = (offset_in + cmd_length + nbytes - 1) >> shift
-        in_beats = (cmd_length + nbytes - 1) >> shift
+        end_lane_in = (offset_in + cmd_length)[:shift]
         m.d.comb += [
             self.cmd.ready.eq(dropping |
                               (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
-            new_info.page_beat.eq(cmd.addr[shift:12]),
             new_info.offset.eq(offset_in),
-            new_info.length.eq(cmd_length),
-            new_info.beats.eq(bus_beats),
-            new_info.spill.eq(bus_beats != in_beats),
+            new_info.end_lane.eq(end_lane_in),
+            # The last input beat's bytes reach past the bus beat it starts in.
+            new_info.spill.eq((end_lane_in != 0) & (end_lane_in <= offset_in)),
             info_fifo.w_en.eq(take & ~halted),
         ]
         with m.If(take & ~halted):
             planner.start(m, cmd.addr, cmd_length)
+        new_burst = data.View(burst_layout, burst_fifo.w_data)
+        m.d.comb += [
+            new_burst.len.eq(planner.beats - 1),
+            new_burst.final.eq(planner.finishing),
+            burst_fifo.w_en.eq(planner.load),
+        ]
 
         # -- W side --------------------------------------------------------------------------
         head = data.View(info_layout, info_fifo.r_data)
+        burst = data.View(burst_layout, burst_fifo.r_data)
         first = Signal(init=1)              # the next bus beat is the head command's first
-        beats_left = Signal(range(max_beats + 1))
-        page_beat = Signal(range(page_beats))
         burst_beat = Signal(range(config.max_burst))   # beats already sent of this burst
-        prev = Signal(config.bus_width)     # previous input beat
+        # Lanes of the previous input beat, rotated like `rotated`, that later bus beats
+        # take (all but the top one: the offset is not 0 when they do).
+        prev = Signal(config.bus_width - 8)
         w_bytes = Signal.like(self.w_bytes)
 
         offset = head.offset
-        left = Mux(first, head.beats, beats_left)
-        page = Mux(first, head.page_beat, page_beat)
-        final = left == 1
-        needs_input = ~(head.spill & final)
         starting = burst_beat == 0
-        last = (final | (burst_beat == config.max_burst - 1) | (page == page_beats - 1))
+        last = burst_beat == burst.len
+        final = last & burst.final
+        needs_input = ~(head.spill & final)
 
-        end_lane = (offset + head.length)[:shift]       # 0: the last beat is full
+        end_lane = head.end_lane
         lanes = [(~first | (lane >= offset)) & (~final | (end_lane == 0) | (lane < end_lane))
                  for lane in range(nbytes)]
         strobe = Cat(lanes)
 
         slot_free = ~bus.wvalid | bus.wready
-        go = (info_fifo.r_rdy & slot_free & (~starting | (unstarted != 0)) &
+        go = (info_fifo.r_rdy & slot_free & burst_fifo.r_rdy &
               (halted | ~needs_input | self.data.valid))
         m.d.comb += self.data.ready.eq(dropping | (~halted & go & needs_input))
 
-        current = self.data.payload.data
+        # Bus lane i takes input byte i - offset of this beat, or of the previous one if
+        # i < offset: lane i of either, rotated up by the offset.
+        rotated = _rotate_up(self.data.payload.data, offset)
         with m.If(go):
             m.d.sync += [
                 bus.wvalid.eq(1),
-                bus.wdata.eq(_window(prev, current, (nbytes - offset).as_unsigned())),
+                bus.wdata.eq(Cat(*(Mux(lane < offset, prev.word_select(lane, 8),
+                                       rotated.word_select(lane, 8))
+                                   for lane in range(nbytes - 1)),
+                                 rotated.word_select(nbytes - 1, 8))),
                 bus.wstrb.eq(Mux(halted, 0, strobe)),
                 bus.wlast.eq(last),
                 w_bytes.eq(Mux(halted, 0, sum(lanes))),
-                prev.eq(current),
+                prev.eq(rotated[:-8]),
                 first.eq(0),
-                beats_left.eq(left - 1),
-                page_beat.eq(page + 1),
                 burst_beat.eq(Mux(last, 0, burst_beat + 1)),
             ]
             with m.If(final):
@@ -645,8 +663,11 @@ class DmaWriter(wiring.Component):
             m.d.sync += bus.wvalid.eq(0)
 
         # Halted and between bursts with no AW left to serve: drop the queued commands.
-        drop = halted & starting & (unstarted == 0)
-        m.d.comb += info_fifo.r_en.eq((go & final) | drop)
+        drop = halted & starting & ~burst_fifo.r_rdy
+        m.d.comb += [
+            info_fifo.r_en.eq((go & final) | drop),
+            burst_fifo.r_en.eq(go & last),
+        ]
         with m.If(drop):
             m.d.sync += first.eq(1)
 
@@ -661,10 +682,7 @@ class DmaWriter(wiring.Component):
         # -- outstanding bursts, errors ------------------------------------------------------
         b_fire = bus.bvalid
         bad = b_fire & bus.bresp[1]
-        m.d.sync += [
-            outstanding.eq(outstanding + planner.load - b_fire),
-            unstarted.eq(unstarted + planner.load - (go & starting)),
-        ]
+        m.d.sync += outstanding.eq(outstanding + planner.load - b_fire)
         _error_and_halt(m, bad=bad, clear=self.clear, error=self.error, halted=halted,
                         drained=(outstanding == 0) & ~info_fifo.r_rdy & ~bus.wvalid)
         with m.If(halted):
