@@ -260,13 +260,14 @@ class _BurstPlanner:
         with m.Elif(ready):
             m.d.sync += valid.eq(0)
 
-    def start(self, m, addr, length):
-        """Begin a command (``sync`` statements, so call after the ``load`` logic)."""
-        offset = addr[:self.shift]
+    def start(self, m, addr, end):
+        """Begin a command at byte address ``addr`` whose bytes end ``end`` bytes after the
+        start of its first bus beat (the offset plus the length). ``sync`` statements, so
+        call after the ``load`` logic."""
         m.d.sync += [
             self.busy.eq(1),
             self.next_addr.eq(Cat(Const(0, self.shift), addr[self.shift:])),
-            self.beats_left.eq((offset + length + (1 << self.shift) - 1) >> self.shift),
+            self.beats_left.eq((end + (1 << self.shift) - 1) >> self.shift),
         ]
 
 
@@ -356,7 +357,13 @@ class DmaReader(wiring.Component):
 
         # What the R side needs of each command, in command order.
         info_layout = data.StructLayout({
-            "offset": shift, "length": length_shape, "tag": TAG_SHAPE})
+            "offset": shift, "length": length_shape, "tag": TAG_SHAPE,
+            # Misaligned and longer than its first bus beat: that beat completes no output
+            # beat.
+            "waits": 1,
+            # ... and not one bus beat more than output beats: a flush beat ends it.
+            "flushes": 1,
+        })
         info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
         out_layout = ReadData(config)
@@ -370,16 +377,22 @@ class DmaReader(wiring.Component):
         cmd_length = cmd.length[:Shape.cast(length_shape).width]
         new_info = data.View(info_layout, info_fifo.w_data)
         take = self.cmd.valid & self.cmd.ready
+        offset_in = cmd.addr[:shift]
+        end_in = offset_in + cmd_length             # bytes from the first bus beat's start
+        end_lane_in = end_in[:shift]
+        waits = (offset_in != 0) & above_constant(end_in, nbytes)
         m.d.comb += [
             self.cmd.ready.eq(dropping |
                               (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
-            new_info.offset.eq(cmd.addr[:shift]),
+            new_info.offset.eq(offset_in),
             new_info.length.eq(cmd_length),
             new_info.tag.eq(cmd.tag),
+            new_info.waits.eq(waits),
+            new_info.flushes.eq(waits & ~((end_lane_in != 0) & (end_lane_in <= offset_in))),
             info_fifo.w_en.eq(take & ~halted),
         ]
         with m.If(take & ~halted):
-            planner.start(m, cmd.addr, cmd_length)
+            planner.start(m, cmd.addr, end_in)
 
         # -- R side: realign bus beats into lane-0 aligned output beats ----------------------
         head = data.View(info_layout, info_fifo.r_data)
@@ -392,14 +405,13 @@ class DmaReader(wiring.Component):
         offset = head.offset
         aligned = offset == 0
         rem = Mux(first, head.length, remaining)
-        # A misaligned command's first bus beat completes an output beat only if it holds
-        # the whole command.
-        holds_only = first & ~aligned & (rem > nbytes - offset)
+        holds_only = first & head.waits
         ends = ~above_constant(rem, nbytes)
         after = rem - nbytes
-        # After a full output beat the rest fits in this bus beat's upper lanes: the
-        # command's bus beats are over and one flush beat follows.
-        owes_flush = ~aligned & ~ends & (after <= nbytes - offset)
+        # The rest after a full output beat fits in this bus beat's upper lanes (as more
+        # than nbytes are left only before a command's last bus beat): its bus beats are
+        # over and one flush beat follows.
+        owes_flush = head.flushes & ~ends & ~above_constant(rem, 2 * nbytes)
 
         # Output lane i takes byte i + offset of the previous bus beat if there is one
         # (`upper`), else byte i + offset - nbytes of this one: both are lane i of the bus
@@ -595,7 +607,8 @@ class DmaWriter(wiring.Component):
         new_info = data.View(info_layout, info_fifo.w_data)
         take = self.cmd.valid & self.cmd.ready
         offset_in = cmd.addr[:shift]
-        end_lane_in = (offset_in + cmd_length)[:shift]
+        end_in = offset_in + cmd_length             # bytes from the first bus beat's start
+        end_lane_in = end_in[:shift]
         m.d.comb += [
             self.cmd.ready.eq(dropping |
                               (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
@@ -606,7 +619,7 @@ class DmaWriter(wiring.Component):
             info_fifo.w_en.eq(take & ~halted),
         ]
         with m.If(take & ~halted):
-            planner.start(m, cmd.addr, cmd_length)
+            planner.start(m, cmd.addr, end_in)
         new_burst = data.View(burst_layout, burst_fifo.w_data)
         m.d.comb += [
             new_burst.len.eq(planner.beats - 1),
