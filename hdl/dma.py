@@ -223,20 +223,20 @@ class _BurstPlanner:
         self.shift = shift = _log2(bus_bytes)
         max_beats = (max_length + 2 * (bus_bytes - 1)) // bus_bytes
 
+        len_width = Shape.cast(range(config.max_burst)).width
         self.busy = busy = Signal()
-        self.next_addr = next_addr = Signal(config.addr_width)
-        self.beats_left = beats_left = Signal(range(max_beats + 1))
+        self.next_beat = next_beat = Signal(config.addr_width - shift)   # bus beat address
+        self.beats_left = beats_left = Signal(range(max_beats))     # bus beats, minus one
 
         page_beats = _PAGE // bus_bytes
-        page_beat = next_addr[shift:12]
-        # to_page < max_burst, against the address bits; the beats to the page end then
-        # fit the width of a burst length.
+        page_beat = next_beat[:12 - shift]
+        # The page end is less than max_burst beats away, against the address bits; the
+        # beats to it, minus one, are then the complement of the position's low bits.
         near_page_end = above_constant(page_beat, page_beats - config.max_burst)
-        to_page = (page_beats - page_beat)[:Shape.cast(range(config.max_burst)).width]
-        cap = Mux(near_page_end, to_page, config.max_burst)
+        cap = Mux(near_page_end, ~page_beat[:len_width], config.max_burst - 1)
         rest_fits = beats_left <= cap           # this burst is the command's last
-        self.beats = beats = Signal(range(config.max_burst + 1))
-        m.d.comb += beats.eq(Mux(rest_fits, beats_left, cap))
+        self.length = length = Signal(len_width)     # AxLEN of the burst loaded now
+        m.d.comb += length.eq(Mux(rest_fits, beats_left, cap))
 
         self.load = load = Signal()
         self.finishing = finishing = Signal()        # the command's last burst loads now
@@ -250,10 +250,10 @@ class _BurstPlanner:
         with m.If(load):
             m.d.sync += [
                 valid.eq(1),
-                addr.eq(next_addr),
-                len_.eq((beats - 1)[:Shape.cast(range(config.max_burst)).width]),
-                next_addr.eq(next_addr + (beats << shift)),
-                beats_left.eq(beats_left - beats),
+                addr.eq(Cat(Const(0, shift), next_beat)),
+                len_.eq(length),
+                next_beat.eq(next_beat + length + 1),
+                beats_left.eq(beats_left - length - 1),
             ]
             with m.If(finishing):
                 m.d.sync += busy.eq(0)
@@ -266,8 +266,8 @@ class _BurstPlanner:
         call after the ``load`` logic."""
         m.d.sync += [
             self.busy.eq(1),
-            self.next_addr.eq(Cat(Const(0, self.shift), addr[self.shift:])),
-            self.beats_left.eq((end + (1 << self.shift) - 1) >> self.shift),
+            self.next_beat.eq(addr[self.shift:]),
+            self.beats_left.eq((end - 1) >> self.shift),
         ]
 
 
@@ -622,7 +622,7 @@ class DmaWriter(wiring.Component):
             planner.start(m, cmd.addr, end_in)
         new_burst = data.View(burst_layout, burst_fifo.w_data)
         m.d.comb += [
-            new_burst.len.eq(planner.beats - 1),
+            new_burst.len.eq(planner.length),
             new_burst.final.eq(planner.finishing),
             burst_fifo.w_en.eq(planner.load),
         ]
