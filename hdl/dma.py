@@ -133,26 +133,29 @@ def _check_max_length(max_length):
                          f"not {max_length!r}")
 
 
-def _window(low, high, start_byte):
-    """Bytes ``start_byte`` .. ``start_byte + len(low)/8 - 1`` of ``{high, low}``."""
-    return Cat(low, high).bit_select(start_byte * 8, len(low))
-
-
 def _rotate_up(value, offset):
     """``value`` rotated up by ``offset`` bytes: byte ``i`` of the result is byte
-    ``(i - offset) % (len(value) // 8)`` of ``value``."""
+    ``(i - offset) % (len(value) // 8)`` of ``value``. One 2:1 multiplexer per bit and
+    offset bit."""
     for bit in range(len(offset)):
         value = Mux(offset[bit], value.rotate_left(8 << bit), value)
     return value
 
 
 def _rotate_down(value, offset):
-    """``value`` rotated down by ``offset`` bytes: byte ``i`` of the result is byte
-    ``(i + offset) % (len(value) // 8)`` of ``value``. One 2:1 multiplexer per bit and
-    offset bit."""
+    """``value`` rotated down by ``offset`` bytes (see :func:`_rotate_up`): byte ``i`` of
+    the result is byte ``(i + offset) % (len(value) // 8)`` of ``value``."""
     for bit in range(len(offset)):
         value = Mux(offset[bit], value.rotate_right(8 << bit), value)
     return value
+
+
+def _spills(offset, end_lane):
+    """Whether a command takes one bus beat more than lane-0 aligned beats, from its byte
+    ``offset`` in its first bus beat and ``end_lane``, the offset plus the length modulo
+    the bus width: its last lane-0 aligned beat then reaches past the bus beat it starts
+    in."""
+    return (end_lane != 0) & (end_lane <= offset)
 
 
 class _TwoEntryQueue(wiring.Component):
@@ -164,18 +167,18 @@ class _TwoEntryQueue(wiring.Component):
 
     Attributes
     ----------
-    w_data : In(shape)
+    w_data : In(width)
     w_en : In(1)
     w_rdy : Out(1)
-    r_data : Out(shape)
+    r_data : Out(width)
     r_en : In(1)
     r_rdy : Out(1)
     """
 
-    def __init__(self, shape):
+    def __init__(self, width):
         super().__init__({
-            "w_data": In(shape), "w_en": In(1), "w_rdy": Out(1),
-            "r_data": Out(shape), "r_en": In(1), "r_rdy": Out(1),
+            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+            "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -194,6 +197,16 @@ class _TwoEntryQueue(wiring.Component):
             second_full.eq(Mux(second_full, ~read, write & self.r_rdy & ~read)),
         ]
         return m
+
+
+def _queue(*, width, depth):
+    """A queue with the ports and the behaviour of ``SyncFIFO(width=width, depth=depth)``:
+    in block RAM from three entries on, in registers below."""
+    if depth > 2:
+        return BlockRAMFIFO(width=width, depth=depth)
+    if depth == 2:
+        return _TwoEntryQueue(width)
+    return fifo.SyncFIFO(width=width, depth=depth)
 
 
 def _error_and_halt(m, *, bad, clear, error, halted, drained):
@@ -367,7 +380,7 @@ class DmaReader(wiring.Component):
         info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
         out_layout = ReadData(config)
-        out_queue = m.submodules.out_queue = _TwoEntryQueue(out_layout)
+        out_queue = m.submodules.out_queue = _TwoEntryQueue(out_layout.size)
         # A flush beat is the last of its command and holds fewer than nbytes bytes.
         flush_layout = data.StructLayout({
             "data": config.bus_width - 8, "count": range(nbytes), "tag": TAG_SHAPE})
@@ -388,7 +401,7 @@ class DmaReader(wiring.Component):
             new_info.length.eq(cmd_length),
             new_info.tag.eq(cmd.tag),
             new_info.waits.eq(waits),
-            new_info.flushes.eq(waits & ~((end_lane_in != 0) & (end_lane_in <= offset_in))),
+            new_info.flushes.eq(waits & ~_spills(offset_in, end_lane_in)),
             info_fifo.w_en.eq(take & ~halted),
         ]
         with m.If(take & ~halted):
@@ -408,14 +421,15 @@ class DmaReader(wiring.Component):
         holds_only = first & head.waits
         ends = ~above_constant(rem, nbytes)
         after = rem - nbytes
-        # The rest after a full output beat fits in this bus beat's upper lanes (as more
-        # than nbytes are left only before a command's last bus beat): its bus beats are
-        # over and one flush beat follows.
+        # A flushing command's last bus beat is the one that finds more than nbytes but at
+        # most 2 * nbytes bytes left (earlier ones find more): the rest after a full output
+        # beat is in its upper lanes, and one flush beat follows.
         owes_flush = head.flushes & ~ends & ~above_constant(rem, 2 * nbytes)
 
-        # Output lane i takes byte i + offset of the previous bus beat if there is one
-        # (`upper`), else byte i + offset - nbytes of this one: both are lane i of the bus
-        # beat rotated down by the offset.
+        # Output lane i takes byte i + offset, if that is below nbytes (`upper`), of this bus
+        # beat when the output beat starts in it (`own`), else of the previous one; and
+        # otherwise byte i + offset - nbytes of this bus beat (none when the output beat
+        # starts in it). Each is lane i of its bus beat rotated down by the offset.
         rotated = _rotate_down(bus.rdata, offset)
         upper = [below_constant(offset, nbytes - lane) for lane in range(nbytes)]
         own = first | aligned           # the output beat starts in this bus beat
@@ -597,8 +611,7 @@ class DmaWriter(wiring.Component):
             "len": range(config.max_burst),     # AWLEN
             "final": 1,                         # the command's last burst
         })
-        queue = BlockRAMFIFO if config.max_outstanding > 2 else fifo.SyncFIFO
-        burst_fifo = m.submodules.burst_fifo = queue(
+        burst_fifo = m.submodules.burst_fifo = _queue(
             width=burst_layout.size, depth=config.max_outstanding)
 
         # -- command intake ---------------------------------------------------------------
@@ -614,8 +627,7 @@ class DmaWriter(wiring.Component):
                               (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
             new_info.offset.eq(offset_in),
             new_info.end_lane.eq(end_lane_in),
-            # The last input beat's bytes reach past the bus beat it starts in.
-            new_info.spill.eq((end_lane_in != 0) & (end_lane_in <= offset_in)),
+            new_info.spill.eq(_spills(offset_in, end_lane_in)),
             info_fifo.w_en.eq(take & ~halted),
         ]
         with m.If(take & ~halted):
