@@ -54,9 +54,10 @@ class CounterMemory(wiring.Component):
     the RAM word plus the pending count, so it is exact on every cycle: the counters are
     live, and frozen from the first cycle ``enable`` is low.
 
-    ``clear`` zeroes the pending counts and marks every word stale; the flusher writes a
-    stale word as its pending count alone, and a read of a stale word sees zero, so the
-    counters read as cleared from the next cycle on.
+    ``clear`` zeroes the pending counts and marks every word stale: the flusher restarts
+    from the first word, and the words it has not written since are the stale ones. It
+    writes a stale word as its pending count alone, and a read of a stale word sees zero,
+    so the counters read as cleared from the next cycle on.
 
     A counter named in ``derived`` as ``name: (source, factor)`` grows by exactly
     ``factor`` times the increment of ``source`` on every cycle, so it has no word of its
@@ -115,10 +116,16 @@ class CounterMemory(wiring.Component):
         # -- pending counts and the flusher ---------------------------------------------
         next_read = Signal(range(count))     # word the flusher reads this cycle
         flushing = Signal(range(count))      # word it writes this cycle (read last cycle)
+        # The words from `flushing` on are stale (not yet written since the last clear).
+        sweeping = Signal()
         m.d.comb += [flush_read.addr.eq(next_read), flush_read.en.eq(1)]
-        m.d.sync += [next_read.eq(Mux(next_read == count - 1, 0, next_read + 1)),
-                     flushing.eq(next_read)]
-        stale = Signal(count)
+        with m.If(self.clear):
+            m.d.sync += [next_read.eq(1), flushing.eq(0), sweeping.eq(1)]
+        with m.Else():
+            m.d.sync += [next_read.eq(Mux(next_read == count - 1, 0, next_read + 1)),
+                         flushing.eq(next_read)]
+            with m.If(flushing == count - 1):
+                m.d.sync += sweeping.eq(0)
         pending = []
         for index, name in enumerate(stored):
             # At most count cycles of increments gather between two flushes.
@@ -132,17 +139,11 @@ class CounterMemory(wiring.Component):
                 m.d.sync += held.eq(step)
             with m.Else():
                 m.d.sync += held.eq(held + step)
-        pending_of = lambda index: Mux(self.clear, 0, _select(pending, index))
         m.d.comb += [
             write.addr.eq(flushing),
-            write.data.eq(Mux(stale.bit_select(flushing, 1) | self.clear, 0, flush_read.data)
-                          + pending_of(flushing)),
+            write.data.eq(Mux(sweeping, 0, flush_read.data) + _select(pending, flushing)),
             write.en.eq(1),
         ]
-        with m.If(self.clear):
-            m.d.sync += stale.eq(((1 << count) - 1) & ~(Const(1, count) << flushing))
-        with m.Else():
-            m.d.sync += stale.eq(stale & ~(Const(1, count) << flushing))
 
         # -- reads --------------------------------------------------------------------------
         word_of = {name: index for index, name in enumerate(stored)}
@@ -155,7 +156,7 @@ class CounterMemory(wiring.Component):
         m.d.sync += asked.eq(self.read_index)
         asked_word = Signal(range(count))
         m.d.sync += asked_word.eq(word_index)
-        value = (Mux(stale.bit_select(asked_word, 1), 0, host_read.data)
+        value = (Mux(sweeping & (asked_word >= flushing), 0, host_read.data)
                  + _select(pending, asked_word))[:width]
         scaled = value
         for index, name in enumerate(COUNTERS):

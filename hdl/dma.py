@@ -21,7 +21,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import above_constant
+from .arith import above_constant, below_constant
 from .axi import AXI4Signature, BURST_INCR
 from .blockram import BlockRAMFIFO
 
@@ -133,13 +133,80 @@ def _check_max_length(max_length):
                          f"not {max_length!r}")
 
 
-def _min(a, b):
-    return Mux(a < b, a, b)
+def _rotate_up(value, offset):
+    """``value`` rotated up by ``offset`` bytes: byte ``i`` of the result is byte
+    ``(i - offset) % (len(value) // 8)`` of ``value``. One 2:1 multiplexer per bit and
+    offset bit."""
+    for bit in range(len(offset)):
+        value = Mux(offset[bit], value.rotate_left(8 << bit), value)
+    return value
 
 
-def _window(low, high, start_byte):
-    """Bytes ``start_byte`` .. ``start_byte + len(low)/8 - 1`` of ``{high, low}``."""
-    return Cat(low, high).bit_select(start_byte * 8, len(low))
+def _rotate_down(value, offset):
+    """``value`` rotated down by ``offset`` bytes (see :func:`_rotate_up`): byte ``i`` of
+    the result is byte ``(i + offset) % (len(value) // 8)`` of ``value``."""
+    for bit in range(len(offset)):
+        value = Mux(offset[bit], value.rotate_right(8 << bit), value)
+    return value
+
+
+def _spills(offset, end_lane):
+    """Whether a command takes one bus beat more than lane-0 aligned beats, from its byte
+    ``offset`` in its first bus beat and ``end_lane``, the offset plus the length modulo
+    the bus width: its last lane-0 aligned beat then reaches past the bus beat it starts
+    in."""
+    return (end_lane != 0) & (end_lane <= offset)
+
+
+class _TwoEntryQueue(wiring.Component):
+    """:class:`~amaranth.lib.fifo.SyncFIFO` of depth 2, as seen at its ports on every cycle
+    (``r_data`` when ``r_rdy`` is high), with the head entry always in one register.
+
+    ``r_data`` is that register rather than a multiplexer over both entries: the head takes
+    the second entry or the written one, the second entry takes every write it can.
+
+    Attributes
+    ----------
+    w_data : In(width)
+    w_en : In(1)
+    w_rdy : Out(1)
+    r_data : Out(width)
+    r_en : In(1)
+    r_rdy : Out(1)
+    """
+
+    def __init__(self, width):
+        super().__init__({
+            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+            "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        second = Signal.like(self.w_data)
+        second_full = Signal()
+        m.d.comb += self.w_rdy.eq(~second_full)
+        read = self.r_rdy & self.r_en
+        write = self.w_rdy & self.w_en
+        with m.If(~second_full):
+            m.d.sync += second.eq(self.w_data)
+        with m.If(~self.r_rdy | self.r_en):
+            m.d.sync += self.r_data.eq(Mux(second_full, second, self.w_data))
+        m.d.sync += [
+            self.r_rdy.eq(write | second_full | (self.r_rdy & ~read)),
+            second_full.eq(Mux(second_full, ~read, write & self.r_rdy & ~read)),
+        ]
+        return m
+
+
+def _queue(*, width, depth):
+    """A queue with the ports and the behaviour of ``SyncFIFO(width=width, depth=depth)``:
+    in block RAM from three entries on, in registers below."""
+    if depth > 2:
+        return BlockRAMFIFO(width=width, depth=depth)
+    if depth == 2:
+        return _TwoEntryQueue(width)
+    return fifo.SyncFIFO(width=width, depth=depth)
 
 
 def _error_and_halt(m, *, bad, clear, error, halted, drained):
@@ -169,23 +236,26 @@ class _BurstPlanner:
         self.shift = shift = _log2(bus_bytes)
         max_beats = (max_length + 2 * (bus_bytes - 1)) // bus_bytes
 
+        len_width = Shape.cast(range(config.max_burst)).width
         self.busy = busy = Signal()
-        self.next_addr = next_addr = Signal(config.addr_width)
-        self.beats_left = beats_left = Signal(range(max_beats + 1))
+        self.next_beat = next_beat = Signal(config.addr_width - shift)   # bus beat address
+        self.beats_left = beats_left = Signal(range(max_beats))     # bus beats, minus one
 
         page_beats = _PAGE // bus_bytes
-        page_beat = next_addr[shift:12]
-        to_page = page_beats - page_beat
-        # to_page < max_burst, against the address bits
+        page_beat = next_beat[:12 - shift]
+        # The page end is less than max_burst beats away, against the address bits; the
+        # beats to it, minus one, are then the complement of the position's low bits.
         near_page_end = above_constant(page_beat, page_beats - config.max_burst)
-        self.beats = beats = Signal(range(config.max_burst + 1))
-        m.d.comb += beats.eq(_min(beats_left, Mux(near_page_end, to_page, config.max_burst)))
+        cap = Mux(near_page_end, ~page_beat[:len_width], config.max_burst - 1)
+        rest_fits = beats_left <= cap           # this burst is the command's last
+        self.length = length = Signal(len_width)     # AxLEN of the burst loaded now
+        m.d.comb += length.eq(Mux(rest_fits, beats_left, cap))
 
         self.load = load = Signal()
         self.finishing = finishing = Signal()        # the command's last burst loads now
         m.d.comb += [
             load.eq(busy & allow & (~valid | ready)),
-            finishing.eq(load & (beats_left == beats)),
+            finishing.eq(load & rest_fits),
             size.eq(shift),
             burst.eq(BURST_INCR),
             id_.eq(0),
@@ -193,23 +263,24 @@ class _BurstPlanner:
         with m.If(load):
             m.d.sync += [
                 valid.eq(1),
-                addr.eq(next_addr),
-                len_.eq(beats - 1),
-                next_addr.eq(next_addr + (beats << shift)),
-                beats_left.eq(beats_left - beats),
+                addr.eq(Cat(Const(0, shift), next_beat)),
+                len_.eq(length),
+                next_beat.eq(next_beat + length + 1),
+                beats_left.eq(beats_left - length - 1),
             ]
             with m.If(finishing):
                 m.d.sync += busy.eq(0)
         with m.Elif(ready):
             m.d.sync += valid.eq(0)
 
-    def start(self, m, addr, length):
-        """Begin a command (``sync`` statements, so call after the ``load`` logic)."""
-        offset = addr[:self.shift]
+    def start(self, m, addr, end):
+        """Begin a command at byte address ``addr`` whose bytes end ``end`` bytes after the
+        start of its first bus beat (the offset plus the length). ``sync`` statements, so
+        call after the ``load`` logic."""
         m.d.sync += [
             self.busy.eq(1),
-            self.next_addr.eq(Cat(Const(0, self.shift), addr[self.shift:])),
-            self.beats_left.eq((offset + length + (1 << self.shift) - 1) >> self.shift),
+            self.next_beat.eq(addr[self.shift:]),
+            self.beats_left.eq((end - 1) >> self.shift),
         ]
 
 
@@ -299,80 +370,110 @@ class DmaReader(wiring.Component):
 
         # What the R side needs of each command, in command order.
         info_layout = data.StructLayout({
-            "offset": shift, "length": length_shape, "tag": TAG_SHAPE})
+            "offset": shift, "length": length_shape, "tag": TAG_SHAPE,
+            # Misaligned and longer than its first bus beat: that beat completes no output
+            # beat.
+            "waits": 1,
+            # ... and not one bus beat more than output beats: a flush beat ends it.
+            "flushes": 1,
+        })
         info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
         out_layout = ReadData(config)
-        out_fifo = m.submodules.out_fifo = fifo.SyncFIFO(width=out_layout.size, depth=2)
+        out_queue = m.submodules.out_queue = _TwoEntryQueue(out_layout.size)
+        # A flush beat is the last of its command and holds fewer than nbytes bytes.
+        flush_layout = data.StructLayout({
+            "data": config.bus_width - 8, "count": range(nbytes), "tag": TAG_SHAPE})
 
         # -- command intake ---------------------------------------------------------------
         cmd = self.cmd.payload
         cmd_length = cmd.length[:Shape.cast(length_shape).width]
         new_info = data.View(info_layout, info_fifo.w_data)
         take = self.cmd.valid & self.cmd.ready
+        offset_in = cmd.addr[:shift]
+        end_in = offset_in + cmd_length             # bytes from the first bus beat's start
+        end_lane_in = end_in[:shift]
+        waits = (offset_in != 0) & above_constant(end_in, nbytes)
         m.d.comb += [
             self.cmd.ready.eq(dropping |
                               (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
-            new_info.offset.eq(cmd.addr[:shift]),
+            new_info.offset.eq(offset_in),
             new_info.length.eq(cmd_length),
             new_info.tag.eq(cmd.tag),
+            new_info.waits.eq(waits),
+            new_info.flushes.eq(waits & ~_spills(offset_in, end_lane_in)),
             info_fifo.w_en.eq(take & ~halted),
         ]
         with m.If(take & ~halted):
-            planner.start(m, cmd.addr, cmd_length)
+            planner.start(m, cmd.addr, end_in)
 
         # -- R side: realign bus beats into lane-0 aligned output beats ----------------------
         head = data.View(info_layout, info_fifo.r_data)
         first = Signal(init=1)          # the next bus beat is the head command's first
         remaining = Signal(length_shape)  # bytes of the head command still to output
-        hold = Signal(config.bus_width)   # previous bus beat
+        hold = Signal(config.bus_width)   # previous bus beat, rotated like `rotated`
         flush = Signal()                 # an output beat made of `flush_beat` is owed
-        flush_beat = Signal(out_layout)
+        flush_beat = Signal(flush_layout)
 
         offset = head.offset
         aligned = offset == 0
         rem = Mux(first, head.length, remaining)
-        # A misaligned command's first bus beat completes an output beat only if it holds
-        # the whole command.
-        holds_only = first & ~aligned & (rem > nbytes - offset)
+        holds_only = first & head.waits
         ends = ~above_constant(rem, nbytes)
         after = rem - nbytes
-        # After a full output beat the rest fits in this bus beat's upper lanes: the
-        # command's bus beats are over and one flush beat follows.
-        owes_flush = ~aligned & ~ends & (after <= nbytes - offset)
+        # A flushing command's last bus beat is the one that finds more than nbytes but at
+        # most 2 * nbytes bytes left (earlier ones find more): the rest after a full output
+        # beat is in its upper lanes, and one flush beat follows.
+        owes_flush = head.flushes & ~ends & ~above_constant(rem, 2 * nbytes)
 
-        shifted_low = _window(hold, bus.rdata, offset)
-        shifted_high = bus.rdata >> (offset * 8)     # zero-filled
+        # Output lane i takes byte i + offset, if that is below nbytes (`upper`), of this bus
+        # beat when the output beat starts in it (`own`), else of the previous one; and
+        # otherwise byte i + offset - nbytes of this bus beat (none when the output beat
+        # starts in it). Each is lane i of its bus beat rotated down by the offset.
+        rotated = _rotate_down(bus.rdata, offset)
+        upper = [below_constant(offset, nbytes - lane) for lane in range(nbytes)]
+        own = first | aligned           # the output beat starts in this bus beat
+        lanes = [rotated.word_select(lane, 8) for lane in range(nbytes)]
+        held = [hold.word_select(lane, 8) for lane in range(nbytes)]
 
         fire = bus.rvalid & bus.rready
         bad = fire & bus.rresp[1]               # SLVERR or DECERR
         good = fire & ~bad & ~halted
         m.d.comb += [
             bus.rready.eq(halted | (info_fifo.r_rdy & (holds_only |
-                                                       (~flush & out_fifo.w_rdy)))),
+                                                       (~flush & out_queue.w_rdy)))),
             self.r_fire.eq(fire),
             self.ar_fire.eq(bus.arvalid & bus.arready),
         ]
 
         beat_out = Signal(out_layout)
         m.d.comb += [
-            beat_out.data.eq(Mux(first | aligned, shifted_high, shifted_low)),
+            beat_out.data.eq(Cat(Mux(upper[lane], Mux(own, lanes[lane], held[lane]),
+                                     Mux(own, 0, lanes[lane]))
+                                 for lane in range(nbytes))),
             beat_out.count.eq(Mux(ends, rem, nbytes)),
             beat_out.last.eq(ends),
             beat_out.tag.eq(head.tag),
         ]
-        emit_flush = flush & out_fifo.w_rdy & ~halted
+        flushed = Signal(out_layout)
+        m.d.comb += [
+            flushed.data.eq(flush_beat.data),
+            flushed.count.eq(flush_beat.count),
+            flushed.last.eq(1),
+            flushed.tag.eq(flush_beat.tag),
+        ]
+        emit_flush = flush & out_queue.w_rdy & ~halted
         emit_beat = good & ~holds_only
         m.d.comb += [
-            out_fifo.w_en.eq(emit_flush | emit_beat),
-            out_fifo.w_data.eq(Mux(emit_flush, flush_beat, beat_out)),
+            out_queue.w_en.eq(emit_flush | emit_beat),
+            out_queue.w_data.eq(Mux(emit_flush, flushed, beat_out)),
         ]
         with m.If(emit_flush):
             m.d.sync += flush.eq(0)
 
         pop = Signal()
         with m.If(good):
-            m.d.sync += [hold.eq(bus.rdata), first.eq(0), remaining.eq(rem)]
+            m.d.sync += [hold.eq(rotated), first.eq(0), remaining.eq(rem)]
             with m.If(~holds_only):
                 m.d.sync += remaining.eq(after)
                 with m.If(ends):
@@ -383,18 +484,19 @@ class DmaReader(wiring.Component):
                     m.d.sync += [
                         first.eq(1),
                         flush.eq(1),
-                        flush_beat.data.eq(shifted_high),
+                        # The upper lanes, as a first bus beat gives them; the top lane
+                        # never holds a flushed byte (the offset is not 0).
+                        flush_beat.data.eq(Cat(Mux(upper[lane], lanes[lane], 0)
+                                               for lane in range(nbytes - 1))),
                         flush_beat.count.eq(after),
-                        flush_beat.last.eq(1),
                         flush_beat.tag.eq(head.tag),
                     ]
         m.d.comb += info_fifo.r_en.eq(pop | halted)
 
-        out = data.View(out_layout, out_fifo.r_data)
         m.d.comb += [
-            self.data.valid.eq(out_fifo.r_rdy & ~halted),
-            self.data.payload.eq(out),
-            out_fifo.r_en.eq(self.data.ready | halted),
+            self.data.valid.eq(out_queue.r_rdy & ~halted),
+            self.data.payload.eq(out_queue.r_data),
+            out_queue.r_en.eq(self.data.ready | halted),
         ]
 
         # -- outstanding bursts, errors ------------------------------------------------------
@@ -402,12 +504,12 @@ class DmaReader(wiring.Component):
         # Halted until the bus has drained and the queues have been emptied (one entry
         # per cycle).
         _error_and_halt(m, bad=bad, clear=self.clear, error=self.error, halted=halted,
-                        drained=(outstanding == 0) & ~info_fifo.r_rdy & ~out_fifo.r_rdy)
+                        drained=(outstanding == 0) & ~info_fifo.r_rdy & ~out_queue.r_rdy)
         with m.If(halted):
             m.d.sync += [planner.busy.eq(0), first.eq(1), flush.eq(0)]
 
         m.d.comb += self.idle.eq(~planner.busy & (outstanding == 0) & ~info_fifo.r_rdy &
-                                 ~flush & ~out_fifo.r_rdy & ~(halted & ~self.error))
+                                 ~flush & ~out_queue.r_rdy & ~(halted & ~self.error))
         return m
 
 
@@ -483,14 +585,11 @@ class DmaWriter(wiring.Component):
         bus = self.bus
         nbytes = config.bus_bytes
         shift = _log2(nbytes)
-        page_beats = _PAGE // nbytes
-        max_beats = (self._max_length + 2 * (nbytes - 1)) // nbytes
         length_shape = range(self._max_length + 1)
 
         halted = Signal()       # after an error, until the bus has drained
         dropping = halted & self.error     # ... and until `clear`: commands are discarded
         outstanding = Signal(range(config.max_outstanding + 1))   # AW loaded, B not in
-        unstarted = Signal(range(config.max_outstanding + 1))     # AW loaded, W not begun
 
         planner = _BurstPlanner(config, m, valid=bus.awvalid, ready=bus.awready,
                                 addr=bus.awaddr, len_=bus.awlen, size=bus.awsize,
@@ -500,14 +599,20 @@ class DmaWriter(wiring.Component):
 
         # What the W side needs of each command, in command order.
         info_layout = data.StructLayout({
-            "page_beat": range(page_beats),     # first bus beat's index in its 4 KiB page
             "offset": shift,
-            "length": length_shape,
-            "beats": range(max_beats + 1),      # bus beats
+            "end_lane": shift,                  # bytes in the last bus beat, 0 if full
             "spill": 1,                         # one bus beat more than input beats
         })
         info_fifo = m.submodules.info_fifo = BlockRAMFIFO(
             width=info_layout.size, depth=config.max_outstanding + 2)
+        # The bursts whose AW is loaded and whose W is not complete (each awaits its B, so
+        # there are at most max_outstanding), as the planner cut them.
+        burst_layout = data.StructLayout({
+            "len": range(config.max_burst),     # AWLEN
+            "final": 1,                         # the command's last burst
+        })
+        burst_fifo = m.submodules.burst_fifo = _queue(
+            width=burst_layout.size, depth=config.max_outstanding)
 
         # -- command intake ---------------------------------------------------------------
         cmd = self.cmd.payload
@@ -515,60 +620,66 @@ class DmaWriter(wiring.Component):
         new_info = data.View(info_layout, info_fifo.w_data)
         take = self.cmd.valid & self.cmd.ready
         offset_in = cmd.addr[:shift]
-        bus_beats = (offset_in + cmd_length + nbytes - 1) >> shift
-        in_beats = (cmd_length + nbytes - 1) >> shift
+        end_in = offset_in + cmd_length             # bytes from the first bus beat's start
+        end_lane_in = end_in[:shift]
         m.d.comb += [
             self.cmd.ready.eq(dropping |
                               (~halted & (~planner.busy | planner.finishing) & info_fifo.w_rdy)),
-            new_info.page_beat.eq(cmd.addr[shift:12]),
             new_info.offset.eq(offset_in),
-            new_info.length.eq(cmd_length),
-            new_info.beats.eq(bus_beats),
-            new_info.spill.eq(bus_beats != in_beats),
+            new_info.end_lane.eq(end_lane_in),
+            new_info.spill.eq(_spills(offset_in, end_lane_in)),
             info_fifo.w_en.eq(take & ~halted),
         ]
         with m.If(take & ~halted):
-            planner.start(m, cmd.addr, cmd_length)
+            planner.start(m, cmd.addr, end_in)
+        new_burst = data.View(burst_layout, burst_fifo.w_data)
+        m.d.comb += [
+            new_burst.len.eq(planner.length),
+            new_burst.final.eq(planner.finishing),
+            burst_fifo.w_en.eq(planner.load),
+        ]
 
         # -- W side --------------------------------------------------------------------------
         head = data.View(info_layout, info_fifo.r_data)
+        burst = data.View(burst_layout, burst_fifo.r_data)
         first = Signal(init=1)              # the next bus beat is the head command's first
-        beats_left = Signal(range(max_beats + 1))
-        page_beat = Signal(range(page_beats))
         burst_beat = Signal(range(config.max_burst))   # beats already sent of this burst
-        prev = Signal(config.bus_width)     # previous input beat
+        # Lanes of the previous input beat, rotated like `rotated`, that later bus beats
+        # take (all but the top one: the offset is not 0 when they do).
+        prev = Signal(config.bus_width - 8)
         w_bytes = Signal.like(self.w_bytes)
 
         offset = head.offset
-        left = Mux(first, head.beats, beats_left)
-        page = Mux(first, head.page_beat, page_beat)
-        final = left == 1
-        needs_input = ~(head.spill & final)
         starting = burst_beat == 0
-        last = (final | (burst_beat == config.max_burst - 1) | (page == page_beats - 1))
+        last = burst_beat == burst.len
+        final = last & burst.final
+        needs_input = ~(head.spill & final)
 
-        end_lane = (offset + head.length)[:shift]       # 0: the last beat is full
+        end_lane = head.end_lane
         lanes = [(~first | (lane >= offset)) & (~final | (end_lane == 0) | (lane < end_lane))
                  for lane in range(nbytes)]
         strobe = Cat(lanes)
 
         slot_free = ~bus.wvalid | bus.wready
-        go = (info_fifo.r_rdy & slot_free & (~starting | (unstarted != 0)) &
+        go = (info_fifo.r_rdy & slot_free & burst_fifo.r_rdy &
               (halted | ~needs_input | self.data.valid))
         m.d.comb += self.data.ready.eq(dropping | (~halted & go & needs_input))
 
-        current = self.data.payload.data
+        # Bus lane i takes input byte i - offset of this beat, or of the previous one if
+        # i < offset: lane i of either, rotated up by the offset.
+        rotated = _rotate_up(self.data.payload.data, offset)
         with m.If(go):
             m.d.sync += [
                 bus.wvalid.eq(1),
-                bus.wdata.eq(_window(prev, current, (nbytes - offset).as_unsigned())),
+                bus.wdata.eq(Cat(*(Mux(lane < offset, prev.word_select(lane, 8),
+                                       rotated.word_select(lane, 8))
+                                   for lane in range(nbytes - 1)),
+                                 rotated.word_select(nbytes - 1, 8))),
                 bus.wstrb.eq(Mux(halted, 0, strobe)),
                 bus.wlast.eq(last),
                 w_bytes.eq(Mux(halted, 0, sum(lanes))),
-                prev.eq(current),
+                prev.eq(rotated[:-8]),
                 first.eq(0),
-                beats_left.eq(left - 1),
-                page_beat.eq(page + 1),
                 burst_beat.eq(Mux(last, 0, burst_beat + 1)),
             ]
             with m.If(final):
@@ -577,8 +688,11 @@ class DmaWriter(wiring.Component):
             m.d.sync += bus.wvalid.eq(0)
 
         # Halted and between bursts with no AW left to serve: drop the queued commands.
-        drop = halted & starting & (unstarted == 0)
-        m.d.comb += info_fifo.r_en.eq((go & final) | drop)
+        drop = halted & starting & ~burst_fifo.r_rdy
+        m.d.comb += [
+            info_fifo.r_en.eq((go & final) | drop),
+            burst_fifo.r_en.eq(go & last),
+        ]
         with m.If(drop):
             m.d.sync += first.eq(1)
 
@@ -593,10 +707,7 @@ class DmaWriter(wiring.Component):
         # -- outstanding bursts, errors ------------------------------------------------------
         b_fire = bus.bvalid
         bad = b_fire & bus.bresp[1]
-        m.d.sync += [
-            outstanding.eq(outstanding + planner.load - b_fire),
-            unstarted.eq(unstarted + planner.load - (go & starting)),
-        ]
+        m.d.sync += outstanding.eq(outstanding + planner.load - b_fire)
         _error_and_halt(m, bad=bad, clear=self.clear, error=self.error, halted=halted,
                         drained=(outstanding == 0) & ~info_fifo.r_rdy & ~bus.wvalid)
         with m.If(halted):

@@ -82,7 +82,7 @@ class ResultWriter(wiring.Component):
         length = tile.cols * width
         beat = Signal(range(4 * cols // bb + 2))
         remaining = Signal(range(4 * cols + 1))
-        keep = row_abs < job.m
+        keep = row_abs < job.m[:config.dim_width]      # M of an accepted job fits
         with m.FSM():
             with m.State("ROW"):
                 with m.If(buffer.r_rdy & self.tiles.valid & ~self.abort):
