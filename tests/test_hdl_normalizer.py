@@ -12,9 +12,12 @@ from systole.sim import golden
 from helpers import run_simulation
 
 CONFIG = SystoleConfig(rows=1, cols=1)
+#: The iCEBreaker's accumulator (E4M3 only, K up to 4096) and the widest one (K up to 2**31).
+OTHER_CONFIGS = [SystoleConfig(rows=1, cols=1, formats=("e4m3",), max_k=4096),
+                 SystoleConfig(rows=1, cols=1, max_k=1 << 31)]
 
 
-def _edge_cases(rng, fmt_name):
+def _edge_cases(rng, fmt_name, config=CONFIG):
     """(acc, scale_exp) pairs placed on the rounding decisions of ``fmt_name``.
 
     For each target exponent from below half the smallest subnormal to beyond the largest
@@ -23,7 +26,7 @@ def _edge_cases(rng, fmt_name):
     just below or just above it.
     """
     spec = OUTPUT_FORMATS[fmt_name]
-    lsb = CONFIG.acc_lsb_exp
+    lsb = config.acc_lsb_exp
     cases = []
     for exponent in range(spec.emin - spec.man_bits - 3, spec.max_exp + 3):
         # Quantum of the result at this exponent, and how many bits are kept.
@@ -58,14 +61,14 @@ def _edge_cases(rng, fmt_name):
                 while scale < -128 and mag.bit_length() > 1 and mag & 1 == 0:
                     mag >>= 1
                     scale += 1
-                if not -128 <= scale <= 127 or mag.bit_length() >= CONFIG.acc_width - 1:
+                if not -128 <= scale <= 127 or mag.bit_length() >= config.acc_width - 1:
                     continue
                 sign = -1 if rng.random() < 0.5 else 1
                 cases.append((sign * mag, scale))
     return cases
 
 
-def _run(states, fmt_name, saturate, seed):
+def _run(states, fmt_name, saturate, seed, config=CONFIG):
     """Drive (acc, scale, nan, pos_inf, neg_inf, neg_zero) states; return output bits.
 
     One state enters per advancing cycle; between them the pipeline is held (``advance``
@@ -73,7 +76,7 @@ def _run(states, fmt_name, saturate, seed):
     ``bits`` must not change while it is held. The result of the state presented at
     advancing cycle n is read after advancing cycle n + LATENCY - 1.
     """
-    dut = Normalizer(CONFIG)
+    dut = Normalizer(config)
     latency = Normalizer.LATENCY
     got = np.zeros(len(states), dtype=np.uint32)
     rng = np.random.default_rng(seed)
@@ -110,11 +113,11 @@ def _run(states, fmt_name, saturate, seed):
     return got
 
 
-def _expected(states, fmt_name, saturate):
+def _expected(states, fmt_name, saturate, config=CONFIG):
     out = []
     for acc, scale, nan, pos_inf, neg_inf, neg_zero in states:
         bits = golden.round_to_format(
-            np.array([acc], dtype=object), CONFIG.acc_lsb_exp, fmt_name, saturate=saturate,
+            np.array([acc], dtype=object), config.acc_lsb_exp, fmt_name, saturate=saturate,
             scale_exp=scale, nan=np.array([nan]), pos_inf=np.array([pos_inf]),
             neg_inf=np.array([neg_inf]), neg_zero=np.array([neg_zero]))
         out.append(int(bits[0]))
@@ -128,19 +131,19 @@ def _seeded(base, fmt_name, saturate):
     return seed, np.random.default_rng(seed)
 
 
-def _check(states, fmt_name, saturate, seed):
+def _check(states, fmt_name, saturate, seed, config=CONFIG):
     """The normaliser's bits for every state equal the golden model's, bit for bit."""
-    np.testing.assert_array_equal(_run(states, fmt_name, saturate, seed),
-                                  _expected(states, fmt_name, saturate), err_msg=f"seed={seed}")
+    np.testing.assert_array_equal(_run(states, fmt_name, saturate, seed, config),
+                                  _expected(states, fmt_name, saturate, config),
+                                  err_msg=f"seed={seed}")
 
 
-@pytest.mark.parametrize("saturate", [True, False])
-@pytest.mark.parametrize("fmt_name", ["fp32", "bf16", "e4m3", "e5m2"])
-def test_random_states(fmt_name, saturate):
-    seed, rng = _seeded(1000, fmt_name, saturate)
+def _random_states(rng, count, config=CONFIG):
+    """``count`` random states of every magnitude, then the accumulator's extremes and zero
+    with either sign rule."""
     states = []
-    limit = CONFIG.acc_width - 1
-    for _ in range(1500):
+    limit = config.acc_width - 1
+    for _ in range(count):
         width = int(rng.integers(0, limit))
         acc = int(rng.integers(0, 1 << min(width, 62))) << max(0, width - 62)
         acc |= int(rng.integers(0, 2))
@@ -148,12 +151,18 @@ def test_random_states(fmt_name, saturate):
         scale = int(rng.choice([0, rng.integers(-24, 25), rng.integers(-128, 128)]))
         flags = rng.random(4) < [0.02, 0.03, 0.03, 0.5]
         states.append((acc, scale, *map(bool, flags)))
-    # The extremes of the accumulator, and zero with either sign rule.
     for acc in (0, (1 << limit) - 1, -((1 << limit) - 1), -(1 << limit)):
         for scale in (-128, 0, 127):
             for neg_zero in (False, True):
                 states.append((acc, scale, False, False, False, neg_zero))
-    _check(states, fmt_name, saturate, seed)
+    return states
+
+
+@pytest.mark.parametrize("saturate", [True, False])
+@pytest.mark.parametrize("fmt_name", ["fp32", "bf16", "e4m3", "e5m2"])
+def test_random_states(fmt_name, saturate):
+    seed, rng = _seeded(1000, fmt_name, saturate)
+    _check(_random_states(rng, 1500), fmt_name, saturate, seed)
 
 
 @pytest.mark.parametrize("saturate", [True, False])
@@ -168,3 +177,15 @@ def test_rounding_edges(fmt_name, saturate):
             states.append((acc, 0, *map(bool, flags)))
     assert len(states) > 100
     _check(states, fmt_name, saturate, seed)
+
+
+@pytest.mark.parametrize("config", OTHER_CONFIGS, ids=lambda config: f"acc{config.acc_width}")
+@pytest.mark.parametrize("saturate", [True, False])
+@pytest.mark.parametrize("fmt_name", ["fp32", "bf16", "e4m3", "e5m2"])
+def test_accumulator_widths(fmt_name, saturate, config):
+    """Random states and rounding edges for the other accumulator widths."""
+    seed, rng = _seeded(3000 + config.acc_width * 10, fmt_name, saturate)
+    states = _random_states(rng, 500, config)
+    states += [(acc, scale, False, False, False, False)
+               for acc, scale in _edge_cases(rng, fmt_name, config)]
+    _check(states, fmt_name, saturate, seed, config)
