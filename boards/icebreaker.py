@@ -5,10 +5,10 @@ The UP5K has 5280 logic cells, 30 block RAMs of 4 Kib, 4 SPRAMs of 32 KiB and 8 
 board clock (12 MHz) runs the design directly: nothing larger than a few PEs could close
 timing much above it on this device, and the UART divisor is exact at 12 MHz.
 
-Measured (docs/boards.md, source 3d0db19): the current gateware does **not** fit the
-UP5K, whatever the array size: 7,447 of its 5,280 logic cells as a 1x1, 9,497 as a 2x2,
-15,550 (and 34 of its 30 block RAMs) as the 4x4 default; ``systole build --board
-icebreaker`` reports by how much.
+Measured (docs/boards.md): the default, a 1x1 array, fits (5,060 of the 5,280 logic
+cells) and meets the 12 MHz clock (Fmax 18.8 MHz). A 2x2 or the issue's 4x4 target does
+not fit: one PE and its column's normaliser take about 790 cells; ``systole build --board
+icebreaker --rows 4 --cols 4`` reports by how much.
 """
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
@@ -26,11 +26,12 @@ class ICEBreaker(Board):
     family = "ice40"
     device_ffs = 5280
     target_mhz = 12.0
-    # The smallest machine the configuration allows: the 4x4 array the issue targets,
-    # E4M3 only (53-bit instead of 81-bit accumulators), K up to 4096, 32-bit counters and
-    # bus, short bursts, two outstanding reads (SPRAM answers in one cycle), and 17-bit
-    # addresses: the 128 KiB of SPRAM, which narrows every address and M/N register.
-    config = dict(rows=4, cols=4, formats=("e4m3",), max_k=4096, counter_width=32,
+    # The smallest machine the configuration allows, and the largest array that fits: a
+    # 1x1 array, E4M3 only (49-bit instead of 81-bit accumulators), K up to 4096, 32-bit
+    # counters and bus, short bursts, two outstanding reads (SPRAM answers in one cycle),
+    # and 17-bit addresses: the 128 KiB of SPRAM, which narrows every address and M/N
+    # register.
+    config = dict(rows=1, cols=1, formats=("e4m3",), max_k=4096, counter_width=32,
                   bus_width=32, addr_width=17, max_burst=16, max_outstanding=2,
                   sram_depth=256, row_tiles=1)
     memory_bytes = 128 * 1024
