@@ -383,7 +383,7 @@ block-RAM read ports without collision-emulation logic (`hdl/blockram.py`), the 
 three or more entries in block RAM, and narrower arbiter counters.
 
 From 7,447 to 5,060 LC, the first bitstream, with the job's cycles unchanged except the
-check (13 cycles longer):
+check (14 cycles longer):
 
 - **the descriptor stored once**: the CSR bank keeps it only in its block-RAM copy and
   the checker fetches it at START, one word per cycle, deciding the simple rules word by
