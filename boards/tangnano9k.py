@@ -7,9 +7,10 @@ which that package installs). Amaranth 0.5's Gowin platform drives the older
 ``nextpnr-gowin``; :class:`_Platform` runs the Himbaechel one instead. The board's 27 MHz
 oscillator runs the design directly.
 
-Measured (docs/boards.md): the 1x1 default fits (about 7,600 of the 8,640 LUT4s, ALU cells
-included) and meets 27 MHz. A 2x2 would add three PEs (about 330 LUT4 each) and a second
-normaliser (about 900): some 1,900 LUT4s more than the 1,000 left.
+Measured (docs/boards.md): the default, a 2x2 array, fits (about 7,200 of the 8,640
+LUT4s, ALU cells included) and meets 27 MHz (Fmax about 37 MHz); a 1x1 takes about 5,500.
+A 3x3 would add five PEs (about 330 LUT4 each) and a third normaliser: more than the
+1,400 left.
 """
 
 import os
@@ -64,8 +65,9 @@ class TangNano9K(Board):
     name = "tangnano9k"
     family = "gowin"
     target_mhz = 27.0
-    # The iCEBreaker's smallest machine, with 14-bit addresses for 16 KiB of block RAM.
-    config = dict(rows=1, cols=1, formats=("e4m3",), max_k=4096, counter_width=32,
+    # The iCEBreaker's smallest machine, with 14-bit addresses for 16 KiB of block RAM, and
+    # the largest array that fits: 2x2.
+    config = dict(rows=2, cols=2, formats=("e4m3",), max_k=4096, counter_width=32,
                   bus_width=32, addr_width=14, max_burst=16, max_outstanding=2,
                   sram_depth=256, row_tiles=1)
     memory_bytes = 16 * 1024

@@ -36,7 +36,7 @@ DOC_BUILDS = [
     ("ulx3s-85f", CI_ECP5, "the CI configuration at the board's 100 MHz"),
     ("orangecrab-85f", CI_ECP5, "the CI configuration on the OrangeCrab"),
     ("ulx3s-85f", {**CI_ECP5, "clock_mhz": CI_CLOCK_MHZ}, "the CI build"),
-    ("tangnano9k", {}, "the board default: a 1x1 array, smallest control path"),
+    ("tangnano9k", {}, "the board default: a 2x2 array, smallest control path"),
     ("icebreaker", {"rows": 4, "cols": 4}, "the issue's iCE40 target, a 4x4 array"),
 ]
 
@@ -305,7 +305,7 @@ or misses the board clock. Configuration options (`--rows`, `--cols`, `--formats
 | `icebreaker` | iCE40UP5K-SG48 (5280 LC, 30 BRAM 4 Kib, 4 SPRAM 32 KiB, 8 DSP) | 128 KiB SPRAM (boards/spram.py) | 12 MHz oscillator | 1x1, E4M3, K <= 4096, 32-bit counters and bus |
 | `ulx3s-85f` | ECP5 LFE5U-85F-6 BG381 (83640 LUT4, 208 EBR 18 Kib, 156 MULT18) | 256 KiB block RAM | PLL 25 -> 100 MHz | 8x8, E4M3 + E5M2 |
 | `orangecrab-85f` | ECP5 LFE5U-85F-8 MG285 | 256 KiB block RAM | PLL 48 -> 100 MHz | 8x8, E4M3 + E5M2 |
-| `tangnano9k` | Gowin GW1NR-LV9QN88PC6/I5 (8640 LUT4, 6480 FF, 26 BSRAM 18 Kib, 20 MULT18) | 16 KiB block RAM | 27 MHz oscillator | 1x1, E4M3, K <= 4096, 32-bit counters and bus |
+| `tangnano9k` | Gowin GW1NR-LV9QN88PC6/I5 (8640 LUT4, 6480 FF, 26 BSRAM 18 Kib, 20 MULT18) | 16 KiB block RAM | 27 MHz oscillator | 2x2, E4M3, K <= 4096, 32-bit counters and bus |
 
 Host link: iCEBreaker FTDI channel B; ULX3S FTDI (US1); OrangeCrab Feather pins 0 (RX)
 and 1 (TX) with a 3.3 V USB-serial adapter; Tang Nano 9K its BL702 USB bridge. LEDs
@@ -438,7 +438,7 @@ of tests/test_build.py, and `pytest -m synthesis` selects them alone. They build
   checked in CI because nothing meets it yet (rows 2 to 4); raise `CI_CLOCK_MHZ` as the
   gateware gets faster. The larger rows take far longer (row 2: {row2_minutes:.0f} minutes
   here);
-- the Tang Nano 9K default, a 1x1 array (row 6): it fails unless the design fits the
+- the Tang Nano 9K default, a 2x2 array (row 6): it fails unless the design fits the
   GW1NR-9, meets the board's 27 MHz and the `.fs` holds the Gowin sync word;
 - the iCEBreaker default, a 1x1 array (row 1): it fails unless the design fits the UP5K,
   meets the board's 12 MHz and the `.bin` holds the iCE40 preamble.

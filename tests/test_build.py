@@ -384,7 +384,7 @@ def test_icebreaker_bitstream_fits(tmp_path):
 
 @pytest.mark.synthesis
 def test_tangnano9k_bitstream(tmp_path):
-    """The Tang Nano 9K default (a 1x1 array) fits the GW1NR-9, meets its 27 MHz clock and
+    """The Tang Nano 9K default (a 2x2 array) fits the GW1NR-9, meets its 27 MHz clock and
     makes a .fs, through the open Gowin flow from PyPI."""
     result = _ci_build("tangnano9k", tmp_path)
     assert result.problems() == [], result.problems()
