@@ -218,16 +218,18 @@ class JobChecker(wiring.Component):
                                      wide.eq(wide | (above(word, aw) & many))]
                         if name == "C_STRIDE":
                             m.d.sync += misaligned.eq(misaligned | unaligned)
+                # (Each assignment is to the whole address, its bits above addr_width zero:
+                # bits a design never assigns become constant drivers that Icarus leaves X.)
                 for operand in "abc":
                     address = getattr(held, f"{operand}_addr")
                     with m.Case(_FETCH_ORDER.index(f"{operand.upper()}_ADDR_LO")):
-                        m.d.sync += [address[:min(32, aw)].eq(word),
-                                     wide.eq(wide | above(word, aw))]
+                        low = word[:aw] if aw <= 32 else Cat(word, address[32:aw])
+                        m.d.sync += [address.eq(low), wide.eq(wide | above(word, aw))]
                         if operand == "c":
                             m.d.sync += misaligned.eq(misaligned | unaligned)
                     with m.Case(_FETCH_ORDER.index(f"{operand.upper()}_ADDR_HI")):
                         if aw > 32:
-                            m.d.sync += address[32:aw].eq(word)
+                            m.d.sync += address.eq(Cat(address[:32], word[:aw - 32]))
                         m.d.sync += wide.eq(wide | above(word, max(0, aw - 32)))
 
         # -- the end of each range, base + row_bytes - 1 + (rows - 1) * stride, by
