@@ -153,7 +153,9 @@ class JobChecker(wiring.Component):
         bad_format = Signal()
         m_many = Signal()           # M > 1 (then the A and C strides matter)
         k_many = Signal()           # K > 1 (then the B stride matters)
-        n_high = Signal(32 - dw)    # N's bits above dim_width, for the stride rules
+        # N's bits above dim_width, for the stride rules (none when dim_width is 32: a
+        # zero-width signal becomes a [-1:0] wire in Verilog, undriven, X under Icarus)
+        n_high = Signal(32 - dw, name="n_high") if dw < 32 else None
         flags = [zero_dim, k_big, bad_stride, misaligned, wide, bad_format]
         with m.If(self.start):
             m.d.sync += [flag.eq(0) for flag in flags]
@@ -177,7 +179,7 @@ class JobChecker(wiring.Component):
         # The stride rules, with one comparator: B_STRIDE < N, C_STRIDE < N * bytes(out)
         # as C_STRIDE >> log2(bytes) < N, and A_STRIDE < K (K < 2**k_width unless the rule
         # before, K_TOO_LARGE, fails).
-        n_full = Cat(held.n[:dw], n_high)
+        n_full = held.n[:dw] if n_high is None else Cat(held.n[:dw], n_high)
         stride_less = Signal()
         m.d.comb += stride_less.eq(Mux(is_("C_STRIDE"), word >> shift, word)
                                    < Mux(is_("A_STRIDE"), held.k, n_full))
@@ -197,9 +199,11 @@ class JobChecker(wiring.Component):
                                      Mux(out_format == OutFormat.BF16,
                                          above_constant(word, limit >> 1),
                                          above_constant(word, limit)))
-                    m.d.sync += [held.n.eq(word[:dw]), n_high.eq(word[dw:]),
+                    m.d.sync += [held.n.eq(word[:dw]),
                                  zero_dim.eq(zero_dim | (word == 0)),
                                  wide.eq(wide | above_constant(word, limit) | c_row_wide)]
+                    if n_high is not None:
+                        m.d.sync += n_high.eq(word[dw:])
                 with m.Case(_FETCH_ORDER.index("K")):
                     # A's rows are K bytes, and B has K rows.
                     m.d.sync += [held.k.eq(word[:kw]), k_many.eq(above_constant(word, 1)),
