@@ -18,7 +18,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "generate_verilog", "ensure_simulator", "simulator_missing",
+__all__ = ["SIMULATORS", "generate_verilog", "icarus_source", "ensure_simulator", "simulator_missing",
            "build", "run"]
 
 SIMULATORS = ("verilator", "icarus")
@@ -102,6 +102,25 @@ def _register_reset(text, toplevel):
     body = body.replace("  wire rst_q;\n", "  reg rst_q = 1'h1;\n"
                         "  always @(posedge clk) rst_q <= rst;\n", 1)
     return text[:header_end] + body + text[end:]
+
+
+_TIME_ZERO_TRIGGER = re.compile(
+    r"^(  )reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.M)
+
+
+def icarus_source(text):
+    """Make Yosys' time-zero trigger of ``always @*`` blocks fire under Icarus' -g2012.
+
+    Yosys writes each combinational process as an ``always @*`` block that also reads a
+    dummy ``reg ... = 0``, so that its initialisation wakes the block at time 0. That holds
+    in Verilog-2005, where a declaration's initialiser is an event; in SystemVerilog, which
+    cocotb's Icarus build selects with -g2012, it runs before any process starts and wakes
+    nothing. A block whose inputs then never change keeps its outputs at X: the job
+    checker's ``fetch.hold`` stayed X after reset, the CSR bank held every bus write, and
+    the first job never started. An ``initial #0`` write to the trigger (an event after
+    every process has started) restores the intended semantics.
+    """
+    return _TIME_ZERO_TRIGGER.sub(r"\1reg \2 = 0;\n\1initial #0 \2 = 1;", text)
 
 
 def generate_verilog(component, name):
@@ -226,6 +245,8 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
         text = generate_verilog(make_component(), toplevel)
         if simulator == "verilator":
             text = _register_reset(text, toplevel)
+        else:
+            text = icarus_source(text)
         source.write_text(text)
         from cocotb_tools.runner import get_runner
         runner = _fast_verilator() if simulator == "verilator" else get_runner(simulator)

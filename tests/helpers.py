@@ -1,10 +1,13 @@
 """Shared helpers for the Amaranth-simulator unit tests."""
 
+import os
+
+import pytest
 from amaranth.sim import Simulator
 
 from systole import SystoleConfig
 
-__all__ = ["SYSTEM_CONFIGS", "run_simulation", "stream_put", "stream_get"]
+__all__ = ["SYSTEM_CONFIGS", "require_simulator", "run_simulation", "stream_put", "stream_get"]
 
 #: The configurations the system tests build: the default bus, a narrow one with a single
 #: format, a wide one. (4x4-bus64: sram_depth 128 gives two A segments of 64 bytes per
@@ -16,6 +19,17 @@ SYSTEM_CONFIGS = {
     "2x5-bus128": SystoleConfig(rows=2, cols=5, bus_width=128, sram_depth=16, row_tiles=1,
                                 max_k=1024),
 }
+
+
+def require_simulator(simulator):
+    """Skip the test when ``simulator`` cannot run here; fail instead under CI
+    (``SYSTOLE_REQUIRE_SIMULATORS`` set), where a missing simulator is a broken install."""
+    from systole.sim import verilog
+    reason = verilog.simulator_missing(simulator)
+    if reason:
+        if os.environ.get("SYSTOLE_REQUIRE_SIMULATORS"):
+            pytest.fail(f"SYSTOLE_REQUIRE_SIMULATORS is set but {reason}")
+        pytest.skip(reason)
 
 
 def run_simulation(dut, *testbenches, clocked=True, deadline=None):

@@ -9,6 +9,8 @@ from systole import SystoleConfig
 from systole.sim import verilog
 from systole.sim.tb_array import make_array
 
+from helpers import require_simulator
+
 # Verilator runs the default-size array with long tiles; Icarus (about 360x slower) a
 # small one, for 4-state semantics of the same Verilog.
 CASES = {
@@ -27,11 +29,7 @@ def _seed():
 ])
 @pytest.mark.parametrize("pause", [0.0, 0.3])
 def test_array_random_tiles(simulator, pause, tmp_path):
-    reason = verilog.simulator_missing(simulator)
-    if reason:
-        if os.environ.get("SYSTOLE_REQUIRE_SIMULATORS"):
-            pytest.fail(f"SYSTOLE_REQUIRE_SIMULATORS is set but {reason}")
-        pytest.skip(reason)
+    require_simulator(simulator)
     case = CASES[simulator]
     config = case["config"]
     seed = _seed()

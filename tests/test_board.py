@@ -25,7 +25,7 @@ from systole.hdl.simmem import AxiMemory
 from systole.hdl.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from systole.sim.uart_port import decode_reply, encode_reply, encode_request
 
-from helpers import run_simulation
+from helpers import require_simulator, run_simulation
 
 CONFIG = SystoleConfig(rows=4, cols=4, sram_depth=64, max_k=1024)
 
@@ -357,15 +357,6 @@ def test_arbiter_shares_the_memory():
 
 # -- the board under cocotb ------------------------------------------------------------------
 
-def _require_verilator():
-    from systole.sim import verilog
-    reason = verilog.simulator_missing("verilator")
-    if reason:
-        if os.environ.get("SYSTOLE_REQUIRE_SIMULATORS"):
-            pytest.fail(f"SYSTOLE_REQUIRE_SIMULATORS is set but {reason}")
-        pytest.skip(reason)
-
-
 def test_board_gemm_over_uart(tmp_path):
     """GEMMs through the UART pins: NAKs for every kind of damaged frame, then jobs
     bit-exact with the counter laws and an untouched memory image, the last on a noisy
@@ -373,7 +364,7 @@ def test_board_gemm_over_uart(tmp_path):
     import json
 
     from systole.sim.tb_board import run_board
-    _require_verilator()
+    require_simulator("verilator")
     seed = _seed(21)
     print(f"seed={seed} (rerun with SYSTOLE_SEED={seed})")
     jobs = [
@@ -404,7 +395,7 @@ def test_board_gemm_through_a_pseudo_terminal(tmp_path, capsys):
 
     from systole.cli import main
     from systole.sim.tb_accel import counter_law_violations
-    _require_verilator()
+    require_simulator("verilator")
     seed = _seed(3)
     print(f"seed={seed} (rerun with SYSTOLE_SEED={seed})")
     ready, stop = tmp_path / "pty", tmp_path / "stop"
