@@ -6,6 +6,11 @@ on PATH; :func:`ensure_simulator` puts them there. Builds are cached under
 shapes the Verilog (the gateware sources, the configuration, the top-level name and the
 tool versions), so a second run never rebuilds the model and Verilog is only generated on
 a miss. Concurrent builds of the same model (pytest-xdist workers) wait on a file lock.
+
+Every gateware edit changes the key, so models pile up (about 150 MB each for the default
+accelerator). After each build or reuse the cache keeps the models used most recently
+within ``$SYSTOLE_CACHE_MAX_GB`` (default 8 GiB) and deletes the rest (:func:`evict`),
+never a model that is being built or run or that was used in the last ten minutes.
 """
 
 import fcntl
@@ -18,8 +23,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "generate_verilog", "icarus_source", "ensure_simulator", "simulator_missing",
-           "build", "run"]
+__all__ = ["SIMULATORS", "generate_verilog", "icarus_source", "ensure_simulator",
+           "simulator_missing", "build", "run", "evict"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -168,6 +173,67 @@ def _cache_root():
     return Path(os.environ.get("SYSTOLE_CACHE", Path.home() / ".cache" / "systole"))
 
 
+def _cache_budget():
+    """The model cache's size limit in bytes, from ``$SYSTOLE_CACHE_MAX_GB`` (GiB)."""
+    value = os.environ.get("SYSTOLE_CACHE_MAX_GB", "8")
+    try:
+        gib = float(value)
+    except ValueError:
+        gib = -1.0
+    if not gib >= 0:
+        raise ValueError(f"SYSTOLE_CACHE_MAX_GB must be a size in GiB (>= 0), got {value!r}")
+    return int(gib * 2**30)
+
+
+def _tree_size(path):
+    return sum(os.lstat(os.path.join(top, name)).st_size
+               for top, _, names in os.walk(path) for name in names)
+
+
+def evict(root=None, *, budget=None, keep=(), min_idle=600.0, now=None):
+    """Delete least recently used models until the cache's models fit in ``budget`` bytes.
+
+    A model's last use is the time of its build stamp, which :func:`build` renews on every
+    reuse (a directory without a stamp, a build that failed or is running, counts from its
+    own time). Models in ``keep``, models used less than ``min_idle`` seconds ago, and
+    models whose lock is held (being built, or being run: :func:`run` holds it shared)
+    stay. ``budget`` defaults to ``$SYSTOLE_CACHE_MAX_GB``; returns the deleted directories.
+    """
+    import time
+    root = _cache_root() if root is None else Path(root)
+    budget = _cache_budget() if budget is None else budget
+    now = time.time() if now is None else now
+    models = root / "sim"
+    if not models.is_dir():
+        return []
+    entries = []
+    for path in models.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            stamp = path / "systole-build-ok"
+            last = (stamp if stamp.exists() else path).stat().st_mtime
+            entries.append((last, path, _tree_size(path)))
+    total = sum(size for _, _, size in entries)
+    keep = {Path(path).resolve() for path in keep}
+    removed = []
+    for last, path, size in sorted(entries):
+        if total <= budget:
+            break
+        if path.resolve() in keep or now - last < min_idle:
+            continue
+        with open(path.with_suffix(".lock"), "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue                # being built or run
+            try:
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        total -= size
+        removed.append(path)
+    return removed
+
+
 def _source_digest():
     """Hash of the gateware and the configuration code: what the Verilog depends on."""
     digest = hashlib.sha256()
@@ -186,10 +252,10 @@ def _source_digest():
 
 
 @contextmanager
-def _locked(path):
+def _locked(path, *, shared=False):
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -237,58 +303,66 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
     stamp = build_dir / "systole-build-ok"
     with _locked(build_dir.with_suffix(".lock")):
         if stamp.exists():
-            return build_dir
-        if build_dir.exists():
-            shutil.rmtree(build_dir)
-        build_dir.mkdir(parents=True)
-        source = build_dir / f"{toplevel}.v"
-        text = generate_verilog(make_component(), toplevel)
-        if simulator == "verilator":
-            text = _register_reset(text, toplevel)
+            stamp.touch()               # its last use, for evict()
         else:
-            text = icarus_source(text)
-        source.write_text(text)
-        from cocotb_tools.runner import get_runner
-        runner = _fast_verilator() if simulator == "verilator" else get_runner(simulator)
-        sources = [source]
-        build_args = []
-        if simulator == "verilator":
-            build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
-            # Only the top-level ports and the memory the testbench loads through the
-            # simulator are public; making every signal public (cocotb's default) keeps
-            # Verilator from optimising the model.
-            control = build_dir / "public.vlt"
-            control.write_text(_public_control(text, toplevel))
-            from cocotb_tools.runner import VerilatorControlFile
-            sources.append(VerilatorControlFile(control))
-        if waves == "fst" and simulator == "verilator":
-            if not Path("/usr/include/lz4.h").exists():
-                raise RuntimeError("FST waveforms from Verilator need the lz4 headers "
-                                   "(apt-get install liblz4-dev); or name a .vcd file")
-            build_args.append("--trace-fst")
-        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
-        # precompiled-header step of larger models; a MAKEFLAGS assignment overrides it
-        # like a command-line variable. It also compiles the model (OPT_FAST) and the
-        # runtime with its VPI layer (OPT_GLOBAL), which cocotb calls on every clock edge,
-        # with -Os; -O2 makes the 8x8 accelerator model about 8% faster.
-        saved = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include",
-                                                         "OPT_FAST=-O2", "OPT_GLOBAL=-O2"]))
-        try:
-            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                         build_args=build_args, timescale=("1ns", "1ps"), waves=bool(waves),
-                         log_file=build_dir / "build.log")
-        finally:
-            if saved is None:
-                del os.environ["MAKEFLAGS"]
-            else:
-                os.environ["MAKEFLAGS"] = saved
-        product = build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
-        if not product.exists():
-            raise RuntimeError(f"the {simulator} build made no {product.name}; see "
-                               f"{build_dir / 'build.log'}")
-        stamp.write_text(key)
+            _build_model(make_component, toplevel, key, simulator, waves, build_dir)
+    evict(keep=[build_dir])
     return build_dir
+
+
+def _build_model(make_component, toplevel, key, simulator, waves, build_dir):
+    """Build the model into ``build_dir`` (a cache miss; the caller holds its lock)."""
+    stamp = build_dir / "systole-build-ok"
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True)
+    source = build_dir / f"{toplevel}.v"
+    text = generate_verilog(make_component(), toplevel)
+    if simulator == "verilator":
+        text = _register_reset(text, toplevel)
+    else:
+        text = icarus_source(text)
+    source.write_text(text)
+    from cocotb_tools.runner import get_runner
+    runner = _fast_verilator() if simulator == "verilator" else get_runner(simulator)
+    sources = [source]
+    build_args = []
+    if simulator == "verilator":
+        build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+        # Only the top-level ports and the memory the testbench loads through the
+        # simulator are public; making every signal public (cocotb's default) keeps
+        # Verilator from optimising the model.
+        control = build_dir / "public.vlt"
+        control.write_text(_public_control(text, toplevel))
+        from cocotb_tools.runner import VerilatorControlFile
+        sources.append(VerilatorControlFile(control))
+    if waves == "fst" and simulator == "verilator":
+        if not Path("/usr/include/lz4.h").exists():
+            raise RuntimeError("FST waveforms from Verilator need the lz4 headers "
+                               "(apt-get install liblz4-dev); or name a .vcd file")
+        build_args.append("--trace-fst")
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
+    # precompiled-header step of larger models; a MAKEFLAGS assignment overrides it
+    # like a command-line variable. It also compiles the model (OPT_FAST) and the
+    # runtime with its VPI layer (OPT_GLOBAL), which cocotb calls on every clock edge,
+    # with -Os; -O2 makes the 8x8 accelerator model about 8% faster.
+    saved = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include",
+                                                     "OPT_FAST=-O2", "OPT_GLOBAL=-O2"]))
+    try:
+        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                     build_args=build_args, timescale=("1ns", "1ps"), waves=bool(waves),
+                     log_file=build_dir / "build.log")
+    finally:
+        if saved is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = saved
+    product = build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
+    if not product.exists():
+        raise RuntimeError(f"the {simulator} build made no {product.name}; see "
+                           f"{build_dir / 'build.log'}")
+    stamp.write_text(key)
 
 
 def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=None,
@@ -310,13 +384,15 @@ def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=Non
     test_args = []
     if waves and simulator == "verilator":
         test_args = ["--trace-file", str(Path(waves).resolve())]
-    results = runner.test(
-        test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-        build_dir=build_dir,
-        test_dir=test_dir, extra_env=env, testcase=testcase, waves=bool(waves),
-        test_args=test_args,
-        timescale=("1ns", "1ps") if simulator == "icarus" else None,
-        results_xml=results_xml, log_file=log_file)
+    # A shared hold on the model's lock keeps evict() (in any process) off it meanwhile.
+    with _locked(Path(build_dir).with_suffix(".lock"), shared=True):
+        results = runner.test(
+            test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+            build_dir=build_dir,
+            test_dir=test_dir, extra_env=env, testcase=testcase, waves=bool(waves),
+            test_args=test_args,
+            timescale=("1ns", "1ps") if simulator == "icarus" else None,
+            results_xml=results_xml, log_file=log_file)
     if waves and simulator == "icarus":
         dump = Path(build_dir) / f"{toplevel}.fst"
         if dump.exists():
