@@ -186,8 +186,14 @@ def _cache_budget():
 
 
 def _tree_size(path):
-    return sum(os.lstat(os.path.join(top, name)).st_size
-               for top, _, names in os.walk(path) for name in names)
+    size = 0
+    for top, _, names in os.walk(path):
+        for name in names:
+            try:
+                size += os.lstat(os.path.join(top, name)).st_size
+            except FileNotFoundError:       # another process is deleting it
+                pass
+    return size
 
 
 def evict(root=None, *, budget=None, keep=(), min_idle=600.0, now=None):
@@ -210,7 +216,10 @@ def evict(root=None, *, budget=None, keep=(), min_idle=600.0, now=None):
     for path in models.iterdir():
         if path.is_dir() and not path.is_symlink():
             stamp = path / "systole-build-ok"
-            last = (stamp if stamp.exists() else path).stat().st_mtime
+            try:
+                last = (stamp if stamp.exists() else path).stat().st_mtime
+            except FileNotFoundError:       # another process is deleting it
+                continue
             entries.append((last, path, _tree_size(path)))
     total = sum(size for _, _, size in entries)
     keep = {Path(path).resolve() for path in keep}
