@@ -5,8 +5,8 @@ The UP5K has 5280 logic cells, 30 block RAMs of 4 Kib, 4 SPRAMs of 32 KiB and 8 
 board clock (12 MHz) runs the design directly: nothing larger than a few PEs could close
 timing much above it on this device, and the UART divisor is exact at 12 MHz.
 
-Measured (docs/boards.md): the default, a 1x1 array, fits (5,060 of the 5,280 logic
-cells) and meets the 12 MHz clock (Fmax 18.8 MHz). A 2x2 or the issue's 4x4 target does
+Measured (docs/boards.md): the default, a 1x1 array, fits (5,141 of the 5,280 logic
+cells) and meets the 12 MHz clock (Fmax 17.2 MHz). A 2x2 or the issue's 4x4 target does
 not fit: one PE and its column's normaliser take about 790 cells; ``systole build --board
 icebreaker --rows 4 --cols 4`` reports by how much.
 """

@@ -32,7 +32,7 @@ CI_CLOCK_MHZ = 15
 
 DOC_BUILDS = [
     ("icebreaker", {}, "the board default: a 1x1 array, smallest control path"),
-    ("ulx3s-85f", {"rows": 4, "cols": 4}, "a 4x4 array with the full control path"),
+    ("ulx3s-85f", {}, "the board default: an 8x8 array with both formats"),
     ("ulx3s-85f", CI_ECP5, "the CI configuration at the board's 100 MHz"),
     ("orangecrab-85f", CI_ECP5, "the CI configuration on the OrangeCrab"),
     ("ulx3s-85f", {**CI_ECP5, "clock_mhz": CI_CLOCK_MHZ}, "the CI build"),
@@ -342,11 +342,26 @@ Critical paths (nextpnr's slowest register-to-register path of the `sync` clock)
 
 {timing}
 
-The ULX3S and OrangeCrab default, an 8x8 array with both formats, was built once (source
-d906479 with the PE before the limb accumulator): it packed into 75,493 of the 83,640
-LUT4 slots (90%), 18,596 FFs, 169 EBR and 87 MULT18, and placement had not finished after
-28 minutes of nextpnr on the shared machine, so it is not in the table; the PE of 56e38ce
-is 227 LUT4 smaller, about 14,500 fewer for 64 PEs.
+Row 2 is the ULX3S and OrangeCrab default, an 8x8 array with both operand formats. It
+places and routes in about 40 minutes here. It uses 57% of the LUT4s but 91% of the block
+RAM, 128 of whose 190 EBR are the 256 KiB standing in for DRAM; at 551 LUT4 per PE the
+logic alone would leave room for a 10x10, the block RAM would not without a smaller
+memory.
+
+Why the ECP5 builds miss 100 MHz: the slowest paths start at block-RAM outputs (a DP16KD
+without its output register takes 5.6 ns from the clock to its data) or at the job's
+fields, and run through carry chains into the next block. The writer's was the slowest,
+from the tile queue's output through the C row address (a multiply by the C stride and
+three adders) into the write DMA's command intake, 23.7 ns; the writer now computes the
+next tile's address in registers ahead of time and counts rows down by the stride (the
+same cycles; 42.2 -> 51.6 MHz on the ULX3S 2x2). Next in line, each about 19 ns: the
+feeder's byte selection from the A and B buffers' outputs into the first PE's decoder and
+multiplier (an input register on the array cuts it, one cycle more per job: measured 52.4
+MHz with it, behind the next path), and the tiler's A-loader nest (K's chunk sizes, the
+super-row counter and its end test, one carry chain after another). 100 MHz leaves 10 ns,
+so it needs a pass over every block: block-RAM outputs into registers first, the loop
+nests' end tests registered a cycle ahead, and the cycle model (sim/perfmodel.py) taught
+every cycle that adds.
 
 While the design misses 100 MHz, `--clock-mhz MHZ` retunes the board PLL (iCE40: from
 16 MHz) so that `systole build` makes a bitstream that meets timing at a lower clock.
@@ -407,10 +422,12 @@ check (14 cycles longer):
 Every change but the check's latency is cycle for cycle the same as before: the system
 tests compare every job bit-exact with the golden model and its counters exactly, the
 cycle model still predicts them, and each rewritten block was also compared with its
-predecessor on every cycle in a random co-simulation (not committed).
+predecessor on every cycle in a random co-simulation (not committed). Since then the
+writer computes the C row addresses ahead, in registers, for the ECP5's clock (above),
+also cycle for cycle the same: 81 LC more, 5,141 LC.
 
 A 2x2 or the 4x4 target does not fit (row 7): each PE with its share of a column's
-normaliser is about 790 LC of the 1x1's 5,060, and 16 PEs alone are about 5,200 LC. A
+normaliser is about 790 LC of the 1x1's 5,141, and 16 PEs alone are about 5,200 LC. A
 4x4 needs a much cheaper PE, or one normaliser shared by the columns.
 
 ## The cost of a PE
