@@ -353,8 +353,9 @@ without its output register takes 5.6 ns from the clock to its data) or at the j
 fields, and run through carry chains into the next block. The writer's was the slowest,
 from the tile queue's output through the C row address (a multiply by the C stride and
 three adders) into the write DMA's command intake, 23.7 ns; the writer now computes the
-next tile's address in registers ahead of time and counts rows down by the stride (the
-same cycles; 42.2 -> 51.6 MHz on the ULX3S 2x2). Next in line, each about 19 ns: the
+next tile's address in registers ahead of time and counts rows down by the stride
+(42.2 -> 51.6 MHz on the ULX3S 2x2; of the jobs compared, none takes more cycles,
+docs/architecture.md). Next in line, each about 19 ns: the
 feeder's byte selection from the A and B buffers' outputs into the first PE's decoder and
 multiplier (an input register on the array cuts it, one cycle more per job: measured 52.4
 MHz with it, behind the next path), and the tiler's A-loader nest (K's chunk sizes, the
@@ -423,8 +424,9 @@ Every change but the check's latency is cycle for cycle the same as before: the 
 tests compare every job bit-exact with the golden model and its counters exactly, the
 cycle model still predicts them, and each rewritten block was also compared with its
 predecessor on every cycle in a random co-simulation (not committed). Since then the
-writer computes the C row addresses ahead, in registers, for the ECP5's clock (above),
-also cycle for cycle the same: 81 LC more, 5,141 LC.
+writer computes the C row addresses ahead, in registers, for the ECP5's clock (above):
+81 LC more, 5,141 LC; of the jobs compared, none takes more cycles, and jobs of many
+tiny-K tiles take fewer.
 
 A 2x2 or the 4x4 target does not fit (row 7): each PE with its share of a column's
 normaliser is about 790 LC of the 1x1's 5,141, and 16 PEs alone are about 5,200 LC. A
