@@ -84,8 +84,10 @@ class ResultWriter(wiring.Component):
         # in a second set of registers while its bottom row's address is computed in two
         # more cycles (a product, then a sum). A tile is announced at the start of its
         # last chunk, well before its first row leaves the array, so the address is ready
-        # by then and no row waits: only the adders and the multiplier leave the path from
-        # the C buffer's and the tile queue's block RAM outputs to the write DMA.
+        # by then: the adders and the multiplier leave the path from the C buffer's and
+        # the tile queue's block RAM outputs to the write DMA. (Taking the next tile early
+        # also frees its queue entry early, so the tiler no longer waits for a full queue
+        # on jobs of many tiny-K tiles.)
         aw = config.addr_width
         c_addr = job.c_addr[:aw]
         c_stride = job.c_stride[:aw]

@@ -343,7 +343,7 @@ Critical paths (nextpnr's slowest register-to-register path of the `sync` clock)
 {timing}
 
 Row 2 is the ULX3S and OrangeCrab default, an 8x8 array with both operand formats. It
-places and routes in about 40 minutes here. It uses 57% of the LUT4s but 91% of the block
+takes about 35 minutes to build here. It uses 57% of the LUT4s but 91% of the block
 RAM, 128 of whose 190 EBR are the 256 KiB standing in for DRAM; at 551 LUT4 per PE the
 logic alone would leave room for a 10x10, the block RAM would not without a smaller
 memory.
