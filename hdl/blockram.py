@@ -2,7 +2,7 @@
 
 A FIFO in block RAM trades flip-flops (one logic cell per stored bit on iCE40) for block
 RAMs (16 bits wide each on iCE40, 30 on the UP5K): worth it for queues of three or more
-entries; two-entry queues stay :class:`~amaranth.lib.fifo.SyncFIFO`.
+entries; shorter queues stay in registers (``_queue`` in hdl/dma.py picks by depth).
 """
 
 from amaranth.hdl import Elaboratable, Module, Mux, Signal

@@ -240,8 +240,9 @@ class Normalizer(wiring.Component):
                 taken = frame[-1] - taken
             frame = register(len(frame), frame, f"frame_{stage}")
             below = register(1, below, f"below_{stage}")
-            has_step = register(step, has_step[:step], f"has_step_{stage}")
-            ample = register(1, ample, f"ample_{stage}")
+            if step:                             # (read only by the steps still to come)
+                has_step = register(step, has_step[:step], f"has_step_{stage}")
+                ample = register(1, ample, f"ample_{stage}")
             taken = register(taken.shape(), taken, f"taken_{stage}")
             sign = register(1, sign, f"sign_{stage}")
         window = frame
@@ -304,12 +305,15 @@ class Normalizer(wiring.Component):
 
         for lo, hi in ((0, 8), (8, 16), (16, 32)):
             reaching = [fmt for fmt in OutFormat if fmt.spec.width > lo]
+            encoded = Cat(*[_per_format(out_format, lambda fmt: encoding_bit(fmt, bit)
+                                        if fmt in reaching else 0)
+                            for bit in range(lo, hi)])
             with m.If(self.advance):
-                with m.If(~Cat(*[out_format == fmt for fmt in reaching]).any()):
-                    m.d.sync += self.bits[lo:hi].eq(0)
-                with m.Else():
-                    m.d.sync += self.bits[lo:hi].eq(Cat(*[
-                        _per_format(out_format, lambda fmt: encoding_bit(fmt, bit)
-                                    if fmt in reaching else 0)
-                        for bit in range(lo, hi)]))
+                if len(reaching) == len(OutFormat):     # every format has these bits
+                    m.d.sync += self.bits[lo:hi].eq(encoded)
+                else:
+                    with m.If(~Cat(*[out_format == fmt for fmt in reaching]).any()):
+                        m.d.sync += self.bits[lo:hi].eq(0)
+                    with m.Else():
+                        m.d.sync += self.bits[lo:hi].eq(encoded)
         return m

@@ -92,6 +92,13 @@ def _small_difference(a, b, bound):
     return (a[:width] - b[:width])[:width]
 
 
+def _last_piece(length, log2):
+    """The index of the last ``2**log2``-sized piece of ``length`` (at least 1) and that
+    piece's length: a multiple of the piece size ends in a whole piece."""
+    whole = length[:log2] == 0
+    return length[log2:] - whole, Cat(length[:log2], whole)
+
+
 class _Nest:
     """Counters of the loop nest (s, j, c[, t]) for one engine: they restart on ``start``
     and advance on ``step``.
@@ -119,6 +126,9 @@ class _Nest:
         # Rows of the super-row: ms, or what is left of M.
         self.super_rows = Mux(self.s_last, _small_difference(job.m, self.s, plan.block_rows),
                               plan.ms)
+        # Columns of the column tile: cols, or what is left of N.
+        self.tile_cols = Mux(self.j_last, _small_difference(job.n, self.j, plan.cols),
+                             plan.cols)
         if with_t:
             # Where the row tile lives in the A buffer: for row tile index i within the
             # super-row, bank group i mod row_tiles and fold i div row_tiles.
@@ -188,9 +198,8 @@ class _Plan:
         # the depth ends in a whole chunk).
         self.last_chunk = Signal(range(((config.max_k - 1) >> depth_log2) + 1), name="last_chunk")
         self.last_chunk_len = Signal(range(config.sram_depth + 1), name="last_chunk_len")
-        whole = job.k[:depth_log2] == 0
-        m.d.comb += [self.last_chunk.eq(job.k[depth_log2:] - whole),
-                     self.last_chunk_len.eq(Cat(job.k[:depth_log2], whole))]
+        last_chunk, last_chunk_len = _last_piece(job.k, depth_log2)
+        m.d.comb += [self.last_chunk.eq(last_chunk), self.last_chunk_len.eq(last_chunk_len)]
         self.single_chunk = Signal(name="single_chunk")
         m.d.comb += self.single_chunk.eq(~above_constant(job.k, config.sram_depth))
         # Folds: how many row-tile groups of K bytes stack in one buffer's depth (a power of
@@ -338,9 +347,8 @@ class TileScheduler(wiring.Component):
         def a_last_seg(c_last):
             """The index of an A block's last segment and its length (``c_last``: the block
             is of the last K chunk)."""
-            length = a_block_len(c_last)
-            whole = length[:seg_log2] == 0
-            return (length[seg_log2:] - whole)[:len(a_seg)], Cat(length[:seg_log2], whole)
+            index, length = _last_piece(a_block_len(c_last), seg_log2)
+            return index[:len(a_seg)], length
 
         # Rows are counted from the block's first row (a_nest.s).
         a_tile_row = Signal(range(1 << block_rows_width))   # first row of the row tile requested
@@ -431,7 +439,7 @@ class TileScheduler(wiring.Component):
             m.d.comb += [
                 b_cmd_valid.eq(1),
                 b_cmd.addr.eq(b_addr),
-                b_cmd.length.eq(Mux(b_nest.j_last, _small_difference(job.n, b_nest.j, cols), cols)),
+                b_cmd.length.eq(b_nest.tile_cols),
                 b_cmd.tag.eq(TAG_B),
             ]
             with m.If(b_cmd_ready):
@@ -576,7 +584,7 @@ class TileScheduler(wiring.Component):
         a_ready = a_blk["loaded"] != a_blk["released"]
         b_ready = b_blk["loaded"] != b_blk["released"]
         tile_rows = Mux(f_nest.t_last, f_nest.rows_left[:len(range(rows + 1))], rows)
-        tile_cols = Mux(f_nest.j_last, _small_difference(job.n, f_nest.j, cols), cols)
+        tile_cols = f_nest.tile_cols
 
         # Stage 0 issues SRAM reads; stage 1 holds the read data for the array.
         s1_valid = Signal()

@@ -94,12 +94,11 @@ class ResultWriter(wiring.Component):
         bottom_off = Signal(aw)                 # (rows - 1) * c_stride
         m.d.sync += bottom_off.eq(c_stride * (rows - 1))
 
-        tile_layout = TileInfo(config)
-        nxt = Signal(tile_layout)
+        nxt = Signal(TileInfo(config))
         nxt_stage = Signal(range(4))            # 0 empty, 1 popped, 2 product, 3 address ready
         nxt_row_off = Signal(aw)                # row0 * c_stride
         nxt_addr = Signal(aw)                   # its bottom row's address
-        cur = Signal(tile_layout)
+        cur_cols = Signal.like(nxt.cols)        # the current tile's valid columns
         cur_valid = Signal()
         row_addr = Signal(aw)                   # the head row's address in C
         row_abs = Signal(config.dim_width + 1)  # and its row of C
@@ -115,7 +114,7 @@ class ResultWriter(wiring.Component):
             m.d.sync += [nxt_addr.eq(c_addr + nxt_row_off + nxt.col0 * width + bottom_off),
                          nxt_stage.eq(3)]
         with m.If(move):
-            m.d.sync += [cur.eq(nxt), cur_valid.eq(1), row_addr.eq(nxt_addr),
+            m.d.sync += [cur_cols.eq(nxt.cols), cur_valid.eq(1), row_addr.eq(nxt_addr),
                          row_abs.eq(nxt.row0 + (rows - 1)), nxt_stage.eq(0)]
         with m.Elif(row_done):
             if rows > 1:                        # (one row per tile: nothing counts down)
@@ -126,7 +125,7 @@ class ResultWriter(wiring.Component):
             m.d.sync += [nxt.eq(self.tiles.payload), nxt_stage.eq(1)]
         m.d.comb += buffer.r_en.eq(row_done)
 
-        length = cur.cols * width
+        length = cur_cols * width
         beat = Signal(range(4 * cols // bb + 2))
         remaining = Signal(range(4 * cols + 1))
         keep = row_abs < job.m[:config.dim_width]      # M of an accepted job fits

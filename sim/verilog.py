@@ -20,6 +20,7 @@ import importlib.util
 import os
 import re
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -205,7 +206,6 @@ def evict(root=None, *, budget=None, keep=(), min_idle=600.0, now=None):
     models whose lock is held (being built, or being run: :func:`run` holds it shared)
     stay. ``budget`` defaults to ``$SYSTOLE_CACHE_MAX_GB``; returns the deleted directories.
     """
-    import time
     root = _cache_root() if root is None else Path(root)
     budget = _cache_budget() if budget is None else budget
     now = time.time() if now is None else now

@@ -7,15 +7,15 @@ import pytest
 from systole.cli import main
 from systole.sim import verilog
 
+from helpers import require_simulator
+
 
 @pytest.mark.parametrize("argv", [
     ["--rows", "2", "--cols", "3"],
     ["--rows", "3", "--cols", "2", "--formats", "e4m3", "--max-k", "1024"],
 ])
 def test_verilog_lints(argv, tmp_path):
-    reason = verilog.simulator_missing("verilator")
-    if reason:
-        pytest.skip(reason)
+    require_simulator("verilator")
     out = tmp_path / "array.v"
     assert main(["verilog", *argv, "-o", str(out)]) == 0
     text = out.read_text()

@@ -16,7 +16,7 @@ import pytest
 
 from systole import SystoleConfig
 from systole.hdl.dma import burst_count
-from systole.sim import perfmodel, verilog
+from systole.sim import perfmodel
 from systole.sim.run import run_jobs
 from systole.sim.tb_accel import _layout, random_job_spec
 
@@ -85,9 +85,7 @@ def test_model_law_identities():
     ("2x5-bus128", 30, 23),
 ])
 def test_model_against_rtl_with_deterministic_memory(config_name, count, seed):
-    reason = verilog.simulator_missing("verilator")
-    if reason:
-        pytest.skip(reason)
+    require_simulator("verilator")
     config = SYSTEM_CONFIGS[config_name]
     seed = _seed(seed)
     count = int(os.environ.get("SYSTOLE_MODEL_JOBS", count))     # a wider sweep on demand
