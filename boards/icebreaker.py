@@ -33,7 +33,7 @@ class ICEBreaker(Board):
     # register.
     config = dict(rows=1, cols=1, formats=("e4m3",), max_k=4096, counter_width=32,
                   bus_width=32, addr_width=17, max_burst=16, max_outstanding=2,
-                  sram_depth=256, row_tiles=1)
+                  sram_depth=256, row_tiles=1, psum_depth=0)
     memory_bytes = 128 * 1024
     # Yosys maps multipliers to the UP5K's SB_MAC16 only when asked.
     synth_opts = "-dsp"

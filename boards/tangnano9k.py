@@ -69,7 +69,7 @@ class TangNano9K(Board):
     # the largest array that fits: 2x2.
     config = dict(rows=2, cols=2, formats=("e4m3",), max_k=4096, counter_width=32,
                   bus_width=32, addr_width=14, max_burst=16, max_outstanding=2,
-                  sram_depth=256, row_tiles=1)
+                  sram_depth=256, row_tiles=1, psum_depth=0)
     memory_bytes = 16 * 1024
 
     def platform(self):

@@ -24,7 +24,8 @@ class ULX3S85F(Board):
     family = "ecp5"
     target_mhz = 100.0
     config = dict(rows=8, cols=8)
-    memory_bytes = 256 * 1024
+    # 64 KiB of board memory (32 EBR): the partial-sum SRAM takes 76 EBR.
+    memory_bytes = 64 * 1024
 
     def platform(self):
         return _Platform()

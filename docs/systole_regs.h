@@ -18,13 +18,13 @@
 
 /* VERSION: Register interface version */
 #define SYSTOLE_VERSION_ADDR 0x4u
-#define SYSTOLE_VERSION_RESET 0x10000u
+#define SYSTOLE_VERSION_RESET 0x20001u
 #define SYSTOLE_VERSION_MINOR_SHIFT 0
 #define SYSTOLE_VERSION_MINOR_MASK 0xffffu
-#define SYSTOLE_VERSION_MINOR_VALUE 0x0u
+#define SYSTOLE_VERSION_MINOR_VALUE 0x1u
 #define SYSTOLE_VERSION_MAJOR_SHIFT 16
 #define SYSTOLE_VERSION_MAJOR_MASK 0xffff0000u
-#define SYSTOLE_VERSION_MAJOR_VALUE 0x1u
+#define SYSTOLE_VERSION_MAJOR_VALUE 0x2u
 
 /* CONFIG0: Build configuration: array shape, bus width, operand formats */
 #define SYSTOLE_CONFIG0_ADDR 0x8u
@@ -65,6 +65,16 @@
 #define SYSTOLE_CONFIG3_COUNTER_WIDTH_SHIFT 8
 #define SYSTOLE_CONFIG3_COUNTER_WIDTH_MASK 0xff00u
 #define SYSTOLE_CONFIG3_COUNTER_WIDTH_VALUE 0x40u
+
+/* CONFIG4: Build configuration: A bank depth and partial-sum SRAM */
+#define SYSTOLE_CONFIG4_ADDR 0x18u
+#define SYSTOLE_CONFIG4_RESET 0x80002u
+#define SYSTOLE_CONFIG4_ROW_TILES_SHIFT 0
+#define SYSTOLE_CONFIG4_ROW_TILES_MASK 0x1fu
+#define SYSTOLE_CONFIG4_ROW_TILES_VALUE 0x2u
+#define SYSTOLE_CONFIG4_PSUM_DEPTH_SHIFT 8
+#define SYSTOLE_CONFIG4_PSUM_DEPTH_MASK 0x1ffff00u
+#define SYSTOLE_CONFIG4_PSUM_DEPTH_VALUE 0x800u
 
 /* CTRL: Control: actions, taken when written with 1 */
 #define SYSTOLE_CTRL_ADDR 0x20u
@@ -187,6 +197,20 @@
 #define SYSTOLE_FORMAT_SATURATE_MASK 0x10u
 #define SYSTOLE_FORMAT_SCALE_EXP_SHIFT 8
 #define SYSTOLE_FORMAT_SCALE_EXP_MASK 0xff00u
+
+/* PLAN: Job descriptor: the tiling plan, C blocks, K chunks and loop order */
+#define SYSTOLE_PLAN_ADDR 0x74u
+#define SYSTOLE_PLAN_RESET 0x0u
+#define SYSTOLE_PLAN_MC_TILES_SHIFT 0
+#define SYSTOLE_PLAN_MC_TILES_MASK 0xffu
+#define SYSTOLE_PLAN_NC_TILES_SHIFT 8
+#define SYSTOLE_PLAN_NC_TILES_MASK 0xff00u
+#define SYSTOLE_PLAN_KC_LOG2_SHIFT 16
+#define SYSTOLE_PLAN_KC_LOG2_MASK 0x1f0000u
+#define SYSTOLE_PLAN_ORDER_SHIFT 24
+#define SYSTOLE_PLAN_ORDER_MASK 0x1000000u
+#define SYSTOLE_PLAN_ORDER_ROWS_OUTER 0u
+#define SYSTOLE_PLAN_ORDER_COLS_OUTER 1u
 
 /* CYCLES_LO: clock cycles from START to done (bits 31:0) */
 #define SYSTOLE_CYCLES_LO_ADDR 0x100u
@@ -358,7 +382,27 @@
 #define SYSTOLE_SRAM_C_WRITE_BYTES_HI_VALUE_SHIFT 0
 #define SYSTOLE_SRAM_C_WRITE_BYTES_HI_VALUE_MASK 0xffffffffu
 
-#define SYSTOLE_NUM_COUNTERS 17
+/* SRAM_PSUM_READ_BYTES_LO: bytes read from the partial-sum SRAM (a row of cols exact states per tile row added into) (bits 31:0) */
+#define SYSTOLE_SRAM_PSUM_READ_BYTES_LO_ADDR 0x188u
+#define SYSTOLE_SRAM_PSUM_READ_BYTES_LO_VALUE_SHIFT 0
+#define SYSTOLE_SRAM_PSUM_READ_BYTES_LO_VALUE_MASK 0xffffffffu
+
+/* SRAM_PSUM_READ_BYTES_HI: bytes read from the partial-sum SRAM (a row of cols exact states per tile row added into) (bits 63:32) */
+#define SYSTOLE_SRAM_PSUM_READ_BYTES_HI_ADDR 0x18cu
+#define SYSTOLE_SRAM_PSUM_READ_BYTES_HI_VALUE_SHIFT 0
+#define SYSTOLE_SRAM_PSUM_READ_BYTES_HI_VALUE_MASK 0xffffffffu
+
+/* SRAM_PSUM_WRITE_BYTES_LO: bytes written into the partial-sum SRAM (a row of cols exact states per tile row stored) (bits 31:0) */
+#define SYSTOLE_SRAM_PSUM_WRITE_BYTES_LO_ADDR 0x190u
+#define SYSTOLE_SRAM_PSUM_WRITE_BYTES_LO_VALUE_SHIFT 0
+#define SYSTOLE_SRAM_PSUM_WRITE_BYTES_LO_VALUE_MASK 0xffffffffu
+
+/* SRAM_PSUM_WRITE_BYTES_HI: bytes written into the partial-sum SRAM (a row of cols exact states per tile row stored) (bits 63:32) */
+#define SYSTOLE_SRAM_PSUM_WRITE_BYTES_HI_ADDR 0x194u
+#define SYSTOLE_SRAM_PSUM_WRITE_BYTES_HI_VALUE_SHIFT 0
+#define SYSTOLE_SRAM_PSUM_WRITE_BYTES_HI_VALUE_MASK 0xffffffffu
+
+#define SYSTOLE_NUM_COUNTERS 19
 
 /* ERROR_CODE.CODE values */
 #define SYSTOLE_ERROR_NONE 0u
@@ -371,5 +415,7 @@
 #define SYSTOLE_ERROR_BUSY 7u
 #define SYSTOLE_ERROR_AXI_READ_ERROR 8u
 #define SYSTOLE_ERROR_AXI_WRITE_ERROR 9u
+#define SYSTOLE_ERROR_BAD_PLAN 10u
+#define SYSTOLE_ERROR_OVERLAP 11u
 
 #endif /* SYSTOLE_REGS_H */

@@ -4,11 +4,13 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..plan import PsumOp
 from .fp8 import Fp8Format, OutFormat
 from .normalizer import SCALE_SHAPE, Normalizer
 from .pe import ProcessingElement
+from .psum import PartialSumUnit, PsumCommand, PsumRowTag
 
-__all__ = ["JobSettings", "OperandsLayout", "ResultsLayout", "SystolicArray"]
+__all__ = ["JobSettings", "OperandsLayout", "ResultsLayout", "PsumCommand", "SystolicArray"]
 
 
 #: Per-job numeric settings; they must not change while the array holds data.
@@ -56,10 +58,13 @@ class SystolicArray(wiring.Component):
     together. The beat marked ``last`` closes the tile: every PE moves its exact sum into
     its result register and the next tile follows without a bubble. Once the bottom-right
     PE has closed the tile, the result registers shift down the columns, one row per
-    beat, into one :class:`Normalizer` per column: a pipeline of
-    ``Normalizer.LATENCY`` register stages, beside which each row's valid bit, index and
-    ``last`` mark travel; a row leaves on ``results`` that many advancing cycles after it
-    left the bottom row.
+    beat, through the :class:`~systole.hdl.psum.PartialSumUnit` (two stages with a
+    partial-sum SRAM, none without: the tile's command from ``psum``, taken as its drain
+    starts, stores the rows, adds them into the stored partial sums, or passes them on)
+    into one :class:`Normalizer` per column: a pipeline of ``Normalizer.LATENCY`` register
+    stages, beside which each row's valid bit, index and ``last`` mark travel; a row that
+    goes on leaves on ``results`` ``2 + Normalizer.LATENCY`` advancing cycles after it left
+    the bottom row (``Normalizer.LATENCY`` without a partial-sum SRAM).
 
     The whole array (skew, PEs, drain, normaliser pipeline) advances together, and holds
     while ``results`` is valid but not ready, so back-pressure never loses data. Tiles shorter than
@@ -73,22 +78,29 @@ class SystolicArray(wiring.Component):
     Attributes
     ----------
     operands : In(stream.Signature(OperandsLayout(config)))
+    psum : In(stream.Signature(PsumCommand(config)))
+        One command per tile, in the order the tiles close.
     results : Out(stream.Signature(ResultsLayout(config)))
     job : In(JobSettings)
     idle : Out(1)
         No tile is open, in flight, draining or in the normaliser pipeline.
     advance : Out(1)
         The array moved this cycle (for the utilisation counters).
+    psum_read, psum_write : Out
+        Partial-sum SRAM bytes read / written this cycle.
     """
 
     def __init__(self, config):
         self._config = config
         super().__init__({
             "operands": In(stream.Signature(OperandsLayout(config))),
+            "psum": In(stream.Signature(PsumCommand(config))),
             "results": Out(stream.Signature(ResultsLayout(config))),
             "job": In(JobSettings),
             "idle": Out(1),
             "advance": Out(1),
+            "psum_read": Out(range(config.psum_row_bytes + 1)),
+            "psum_write": Out(range(config.psum_row_bytes + 1)),
         })
 
     @staticmethod
@@ -154,12 +166,17 @@ class SystolicArray(wiring.Component):
                 stage = delayed
             m.d.comb += pes[0][j].b_in.eq(stage)
 
-        # Drain: starts once the bottom-right PE (the last to finish) has closed the tile.
+        # Drain: starts once the bottom-right PE (the last to finish) has closed the tile,
+        # with the tile's partial-sum command (the tiler queues it before the tile's first
+        # beat, so it is there).
         draining = Signal()
         drained = Signal(range(rows))     # rows already handed out
+        command = Signal(PsumCommand(config))
+        closes = pes[rows - 1][cols - 1].tile_done
+        m.d.comb += self.psum.ready.eq(closes)
         with m.If(advance):
-            with m.If(pes[rows - 1][cols - 1].tile_done):
-                m.d.sync += [draining.eq(1), drained.eq(0)]
+            with m.If(closes):
+                m.d.sync += [draining.eq(1), drained.eq(0), command.eq(self.psum.payload)]
             with m.Elif(draining):
                 m.d.sync += drained.eq(drained + 1)
                 with m.If(drained == rows - 1):
@@ -169,14 +186,26 @@ class SystolicArray(wiring.Component):
             for j in range(cols):
                 m.d.comb += pes[i][j].shift.eq(draining & (drained < i))
 
-        # The rows handed out enter the normaliser pipeline; their position and validity
-        # travel beside it through as many registers, and leave on ``results``.
+        # The rows handed out pass the partial-sum unit, then the normalisers; their
+        # position and validity travel beside the normalisers through as many registers,
+        # and leave on ``results``.
+        m.submodules.psum_unit = psum_unit = PartialSumUnit(config)
+        m.d.comb += [
+            psum_unit.advance.eq(advance),
+            psum_unit.tag.valid.eq(draining),
+            psum_unit.tag.row.eq(rows - 1 - drained),
+            psum_unit.tag.last.eq(drained == rows - 1),
+            psum_unit.tag.command.eq(command),
+            self.psum_read.eq(psum_unit.psum_read),
+            self.psum_write.eq(psum_unit.psum_write),
+        ]
         for j in range(cols):
+            m.d.comb += psum_unit.states[j].eq(pes[rows - 1][j].result)
             norm = Normalizer(config)
             m.submodules[f"normalizer_{j}"] = norm
             m.d.comb += [
                 norm.advance.eq(advance),
-                norm.state.eq(pes[rows - 1][j].result),
+                norm.state.eq(psum_unit.out_states[j]),
                 norm.out_format.eq(self.job.out_format),
                 norm.saturate.eq(self.job.saturate),
                 norm.scale_exp.eq(self.job.scale_exp),
@@ -184,9 +213,9 @@ class SystolicArray(wiring.Component):
             ]
         handed_out = Signal(_RowTag(config))
         m.d.comb += [
-            handed_out.valid.eq(draining),
-            handed_out.row.eq(rows - 1 - drained),
-            handed_out.last.eq(drained == rows - 1),
+            handed_out.valid.eq(psum_unit.out_tag.valid),
+            handed_out.row.eq(psum_unit.out_tag.row),
+            handed_out.last.eq(psum_unit.out_tag.last),
         ]
         tag = handed_out
         for stage in range(Normalizer.LATENCY):
@@ -200,12 +229,17 @@ class SystolicArray(wiring.Component):
             self.results.payload.last.eq(tag.last),
         ]
 
-        # Tiles accepted but not yet fully drained, and whether one is half-way in.
+        # Tiles accepted but not yet fully drained, and whether one is half-way in. A tile
+        # that goes on closes on ``results``; one whose states stay in the partial-sum
+        # SRAM closes as its last row leaves the unit.
         in_flight = Signal(range(8))
         tile_open = Signal()
+        settled = psum_unit.settled
+        stored = (settled.valid & settled.last & advance
+                  & ((settled.command.op == PsumOp.WRITE) | (settled.command.op == PsumOp.ADD)))
         closing = self.results.valid & self.results.ready & self.results.payload.last
         opening = accepted & beat.last
-        m.d.sync += in_flight.eq(in_flight + opening - closing)
+        m.d.sync += in_flight.eq(in_flight + opening - closing - stored)
         with m.If(accepted):
             m.d.sync += tile_open.eq(~beat.last)
         m.d.comb += self.idle.eq((in_flight == 0) & ~tile_open)

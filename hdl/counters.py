@@ -29,6 +29,10 @@ COUNTERS = {
     "sram_b_write_bytes": "bytes written into the B SRAM",
     "sram_c_read_bytes": "bytes read from the C buffer by the write DMA",
     "sram_c_write_bytes": "bytes of results entering the C buffer (whole tile rows)",
+    "sram_psum_read_bytes": "bytes read from the partial-sum SRAM (a row of cols exact states "
+                            "per tile row added into)",
+    "sram_psum_write_bytes": "bytes written into the partial-sum SRAM (a row of cols exact "
+                             "states per tile row stored)",
 }
 
 

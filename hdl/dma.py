@@ -27,14 +27,15 @@ from .blockram import BlockRAMFIFO
 
 __all__ = ["MAX_LENGTH", "LENGTH_SHAPE", "TAG_SHAPE", "ReadCommand", "ReadData",
            "WriteCommand", "WriteData", "axi4_signature", "read_channels", "write_channels",
-           "burst_count", "DmaReader", "DmaWriter", "AXI4Master", "connect_axi4"]
+           "PAGE_BYTES", "burst_count", "DmaReader", "DmaWriter", "AXI4Master", "connect_axi4"]
 
 #: Longest command, in bytes (one command = one ``length`` field of 17 bits).
 MAX_LENGTH = 65536
 LENGTH_SHAPE = unsigned(17)
 TAG_SHAPE = unsigned(2)
 
-_PAGE = 4096          # AXI4: no burst crosses a 4 KiB boundary
+#: AXI4: no burst crosses a 4 KiB boundary.
+PAGE_BYTES = 4096
 
 
 def ReadCommand(config):
@@ -112,7 +113,7 @@ def burst_count(addr, length, *, bus_bytes, max_burst):
     """
     beat = addr // bus_bytes
     beats = (addr + length + bus_bytes - 1) // bus_bytes - beat
-    page_beats = _PAGE // bus_bytes
+    page_beats = PAGE_BYTES // bus_bytes
     bursts = 0
     while beats:
         n = min(beats, max_burst, page_beats - beat % page_beats)
@@ -241,7 +242,7 @@ class _BurstPlanner:
         self.next_beat = next_beat = Signal(config.addr_width - shift)   # bus beat address
         self.beats_left = beats_left = Signal(range(max_beats))     # bus beats, minus one
 
-        page_beats = _PAGE // bus_bytes
+        page_beats = PAGE_BYTES // bus_bytes
         page_beat = next_beat[:12 - shift]
         # The page end is less than max_burst beats away, against the address bits; the
         # beats to it, minus one, are then the complement of the position's low bits.

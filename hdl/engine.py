@@ -31,7 +31,7 @@ class GemmEngine(wiring.Component):
 
     Attributes
     ----------
-    descriptor : Out(FetchSignature(13))
+    descriptor : Out(FetchSignature(len(DESCRIPTOR_REGISTERS)))
         To the CSR bank's fetched descriptor registers
         (:data:`~systole.hdl.registers.DESCRIPTOR_REGISTERS`).
     start : In(1)
@@ -82,6 +82,7 @@ class GemmEngine(wiring.Component):
         connect(m, tiler.read_cmd, reader.cmd)
         connect(m, reader.data, tiler.read_data)
         connect(m, tiler.operands, array.operands)
+        connect(m, tiler.psum, array.psum)
         connect(m, array.results, writer.results)
         connect(m, tiler.tiles, writer.tiles)
         connect(m, writer.write_cmd, writer_dma.cmd)
@@ -115,6 +116,8 @@ class GemmEngine(wiring.Component):
             "sram_b_write_bytes": tiler.sram_b_write,
             "sram_c_read_bytes": writer.sram_c_read,
             "sram_c_write_bytes": writer.sram_c_write,
+            "sram_psum_read_bytes": array.psum_read,
+            "sram_psum_write_bytes": array.psum_write,
         }
         # The array reads rows bytes of A and cols bytes of B on every active cycle.
         m.submodules.counters = bank = CounterMemory(

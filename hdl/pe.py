@@ -6,18 +6,18 @@ from amaranth.lib.wiring import In, Out
 
 from .fp8 import Fp8Decoder, Fp8Format
 
-__all__ = ["RowBeat", "AccumulatorState", "ProcessingElement"]
+__all__ = ["RowBeat", "AccumulatorState", "ProcessingElement", "LIMB_WIDTH"]
 
 
 #: Widest accumulator limb: a limb plus its carry fits a 64-bit word.
-_LIMB_WIDTH = 56
+LIMB_WIDTH = 56
 #: Granularity of the coarse step of the product alignment shifter.
 _COARSE_STEP = 8
 
 
 def _limb_bounds(width):
     """Bit ranges [lo, hi) of the accumulator limbs, least significant first."""
-    return [(lo, min(lo + _LIMB_WIDTH, width)) for lo in range(0, width, _LIMB_WIDTH)]
+    return [(lo, min(lo + LIMB_WIDTH, width)) for lo in range(0, width, LIMB_WIDTH)]
 
 
 def _window(value, offset, lo, hi):
@@ -136,7 +136,7 @@ class ProcessingElement(wiring.Component):
             ]
 
         # Stage 2: accumulate. The sum is exact; overflow is impossible for K <= max_k.
-        # The accumulator is kept in limbs of at most _LIMB_WIDTH bits joined by carries:
+        # The accumulator is kept in limbs of at most LIMB_WIDTH bits joined by carries:
         # the same single carry chain as one wide adder, but every signal fits a machine
         # word, which keeps the Verilator model fast. A negative product is added as its
         # one's complement plus a carry-in (no separate negation).

@@ -8,32 +8,37 @@ from it.
 Layout (byte addresses in a 4 KiB window; see docs/registers.md for every field):
 
 =============  =====================================================================
-0x000-0x014    identification: ID, VERSION, CONFIG0..CONFIG3 (build constants)
+0x000-0x018    identification: ID, VERSION, CONFIG0..CONFIG4 (build constants)
 0x020-0x02c    control: CTRL, STATUS, IRQ_ENABLE, ERROR_CODE
-0x040-0x070    job descriptor: M, N, K, A/B/C_ADDR_LO/HI, A/B/C_STRIDE, FORMAT
-0x100-0x184    64-bit counters, ``<NAME>_LO`` then ``<NAME>_HI``, in :data:`COUNTER_NAMES`
+0x040-0x074    job descriptor: M, N, K, A/B/C_ADDR_LO/HI, A/B/C_STRIDE, FORMAT, PLAN
+0x100-0x194    64-bit counters, ``<NAME>_LO`` then ``<NAME>_HI``, in :data:`COUNTER_NAMES`
 =============  =====================================================================
 
-A job: write the descriptor, write CTRL.START, wait for STATUS.DONE (poll, or the
+A job: write the descriptor (with the tiling plan the host chose, :mod:`systole.plan`),
+write CTRL.START, wait for STATUS.DONE (poll, or the
 interrupt ``STATUS.DONE & IRQ_ENABLE.DONE``), check STATUS.ERROR / ERROR_CODE, read the
 counters, write 1 to STATUS.DONE (and ERROR) to clear them.
 """
 
 from amaranth.lib import enum
 
+from ..config import PSUM_DEPTH_MAX, ROW_TILES_MAX
+from ..plan import KC_LOG2_BITS, TILES_BITS, LoopOrder
 from .counters import COUNTERS
 from .csr import R, RW, W, W1C, Field, Register, RegisterMap
 from .fp8 import Fp8Format, OutFormat
 from .normalizer import SCALE_SHAPE
 
 __all__ = ["ErrorCode", "ERROR_CODES", "COUNTER_NAMES", "COUNTER_DESCRIPTIONS", "ID_MAGIC",
-           "VERSION", "REGISTER_ADDR_WIDTH", "DESCRIPTOR_REGISTERS", "Format",
+           "VERSION", "REGISTER_ADDR_WIDTH", "DESCRIPTOR_REGISTERS", "Format", "Plan",
            "systole_register_map"]
 
 #: "SYST" in ASCII: what the ID register reads.
 ID_MAGIC = 0x53595354
-#: Register interface version: major in bits 31:16, minor in bits 15:0.
-VERSION = 0x00010000
+#: Register interface version: major in bits 31:16, minor in bits 15:0. Interface 2: every
+#: job's descriptor includes PLAN (a job with PLAN at its reset value 0 is rejected); 2.1: a
+#: job whose C overlaps A or B is rejected (OVERLAP).
+VERSION = 0x00020001
 #: The bank decodes a 4 KiB window.
 REGISTER_ADDR_WIDTH = 12
 
@@ -41,7 +46,10 @@ REGISTER_ADDR_WIDTH = 12
 class ErrorCode(enum.Enum, shape=8):
     """Why the last job was rejected or aborted (ERROR_CODE; NONE after a good job).
 
-    A rejected job (every code up to BUSY) makes no memory access at all.
+    A rejected job (every code up to BUSY, BAD_PLAN and OVERLAP) makes no memory access at
+    all. The job checker reports the first failing rule in the order BAD_DIMENSION ...
+    BAD_FORMAT, then BAD_PLAN, then OVERLAP (added last, so the older codes keep their
+    values).
     """
     NONE = 0
     BAD_DIMENSION = 1
@@ -53,6 +61,8 @@ class ErrorCode(enum.Enum, shape=8):
     BUSY = 7
     AXI_READ_ERROR = 8
     AXI_WRITE_ERROR = 9
+    BAD_PLAN = 10
+    OVERLAP = 11
 
     @property
     def description(self):
@@ -72,6 +82,18 @@ _ERROR_DESCRIPTIONS = {
     "BUSY": "START was written while a job was running; the running job continues.",
     "AXI_READ_ERROR": "A memory read returned SLVERR or DECERR; the job was aborted.",
     "AXI_WRITE_ERROR": "A memory write returned SLVERR or DECERR; the job was aborted.",
+    "BAD_PLAN": "The tiling plan (PLAN) does not fit the buffers: MC_TILES or NC_TILES is "
+                "zero; 2**KC_LOG2 is less than a bus word or more than an A bank "
+                "(CONFIG4.ROW_TILES * CONFIG2.SRAM_DEPTH bytes) or a B bank holds; an A "
+                "block, MC_TILES << KC_LOG2 bytes, exceeds an A bank; a B block, NC_TILES "
+                "column tiles of 2**KC_LOG2 words spread over max(1, BUS_BYTES / COLS) "
+                "banks of SRAM_DEPTH / banks words, exceeds a bank; or K takes several "
+                "chunks (K > 2**KC_LOG2), the block has several tiles and MC_TILES * "
+                "NC_TILES exceeds the tiles the partial-sum SRAM holds (CONFIG4.PSUM_DEPTH "
+                "/ ROWS). The rules of systole.plan.check.",
+    "OVERLAP": "C's span (its first to its last byte, C_ADDR to C_ADDR + (M - 1) * C_STRIDE "
+               "+ N output elements) overlaps A's span or B's span: C would overwrite "
+               "operands that are still to be read. A and B may overlap each other.",
 }
 
 #: Error name to code, for the host driver.
@@ -89,7 +111,8 @@ _FORMAT_BITS = {"e4m3": 0, "e5m2": 1}
 #: CSR bank keeps them only in its block-RAM copy, and the job checker fetches them at
 #: START (:class:`~systole.hdl.job.JobChecker`).
 DESCRIPTOR_REGISTERS = ("M", "N", "K", "A_ADDR_LO", "A_ADDR_HI", "B_ADDR_LO", "B_ADDR_HI",
-                        "C_ADDR_LO", "C_ADDR_HI", "A_STRIDE", "B_STRIDE", "C_STRIDE", "FORMAT")
+                        "C_ADDR_LO", "C_ADDR_HI", "A_STRIDE", "B_STRIDE", "C_STRIDE", "FORMAT",
+                        "PLAN")
 
 
 # -- registers whose fields do not depend on the configuration ----------------------------
@@ -126,6 +149,18 @@ class Format(Register):
                                          "NaN/Inf (0)")
     scale_exp: Field(RW, SCALE_SHAPE, offset=8, desc="Results are round(sum * 2**scale_exp); "
                                                      "two's complement")
+
+
+class Plan(Register):
+    """Job descriptor: the tiling plan, C blocks, K chunks and loop order
+    (:class:`systole.plan.TilingPlan`, chosen by the host)."""
+    mc_tiles: Field(RW, TILES_BITS, desc="Row tiles of a C block (MC_TILES * ROWS rows of C); "
+                                         "at least 1")
+    nc_tiles: Field(RW, TILES_BITS, offset=8, desc="Column tiles of a C block (NC_TILES * COLS "
+                                                   "columns of C); at least 1")
+    kc_log2: Field(RW, KC_LOG2_BITS, offset=16, desc="log2 of the K chunk: K is reduced "
+                                                     "2**KC_LOG2 k-steps at a time")
+    order: Field(RW, LoopOrder, offset=24, desc="Which blocks of C the outer loop walks")
 
 
 def _value(description, width=32):
@@ -174,6 +209,14 @@ def systole_register_map(config):
         "Build configuration: address and counter widths",
         addr_width=(8, config.addr_width, "Memory address width in bits"),
         counter_width=(8, config.counter_width, "Significant bits of every counter")))
+    # What a host needs to choose tiling plans (systole.plan.check reads these).
+    regmap.add("CONFIG4", Register({
+        "row_tiles": Field(R, ROW_TILES_MAX.bit_length(), const=config.row_tiles,
+                           desc="Depth of an A bank in units of SRAM_DEPTH bytes"),
+        "psum_depth": Field(R, PSUM_DEPTH_MAX.bit_length(), offset=8, const=config.psum_depth,
+                            desc="Rows of the partial-sum SRAM (COLS exact sums each); 0: "
+                                 "none"),
+    }, description="Build configuration: A bank depth and partial-sum SRAM"))
 
     # Control and status.
     regmap.add("CTRL", Ctrl(), address=0x020)
@@ -190,6 +233,7 @@ def systole_register_map(config):
         "B_STRIDE": _value("Job: bytes from one row of B to the next"),
         "C_STRIDE": _value("Job: bytes from one row of C to the next"),
         "FORMAT": Format(),
+        "PLAN": Plan(),
     }
     for operand, what in (("A", "A (M x K, fp8)"), ("B", "B (K x N, fp8)"),
                           ("C", "C (M x N, out_format)")):

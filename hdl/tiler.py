@@ -1,66 +1,49 @@
-"""The tiling controller: operand loaders, double-buffered operand SRAMs, and the feeder.
+"""The tiling controller: it walks the job's tiling plan (systole/plan.py).
 
-Loop nest (the same in all three engines, each with its own counters)::
+Five components, joined by streams and buffer counters::
 
-    for s in super-rows of Ms rows:        Ms = row_tiles * rows * F if K <= sram_depth, else rows
-      for j in column tiles of cols:
-        for c in K chunks of sram_depth:   (one chunk when K fits)
-          for t in row tiles of s:         (rows at a time)
-            stream k over chunk c into the array
+    LoadSequencer --a_block--> ALoader --cmd--+                     +-- A banks --+
+                  --b_block--> BLoader --cmd--+--> ReadArbiter <--> DMA           +--> Feeder
+                                                                    +-- B banks --+   --> array
 
-The A loader fills an A buffer with block (s, c) — Ms rows by one K chunk — and the B
-loader a B buffer with block (c, j) — one K chunk by cols columns. A loader skips a step
-whose block equals the previous one (K fits: A stays for every j of a super-row; B stays
-for every s when there is one column tile and one chunk). Each operand has two buffers
-and three counters: blocks ``issued`` (commands sent), ``loaded`` (all data written),
-``released`` (feeder done with it). A loader may issue while ``issued - released < 2``;
-the feeder may use a buffer while ``loaded != released``. So the next blocks load while
-the array computes, and the accumulators in the PEs carry a tile across K chunks.
+* :class:`LoadSequencer` walks the steps of the plan (C block, K chunk) and hands each
+  block a step loads to its loader, in step order (A before B), once the loader has a
+  free buffer and no loader is issuing.
+* :class:`ALoader` reads an A block one command per row (the chunk of that row) into its
+  banks; :class:`BLoader` reads a B block one command per k row (the block's whole width,
+  so bursts are long) into its banks. Each counts the blocks it has ``loaded``.
+* :class:`ReadArbiter` puts the loaders' commands on the one read DMA (one loader issues
+  at a time, so it is a multiplexer) and returns each data beat to its loader by tag.
+* :class:`Feeder` walks the same steps, waits until both blocks of a step are loaded,
+  streams the step's tiles through the array one k-step per cycle, announces each tile
+  that leaves the array (to the partial-sum unit, and to the C path when it is final)
+  and releases a block after the last step that uses it.
 
-An A buffer is row_tiles * rows banks of sram_depth bytes. When K is short, F row-tile
-groups stack in each bank's depth (F the largest power of two, at most 8, with
-F * K <= sram_depth): a super-row then holds F times more rows, and B, which is re-read
-once per super-row, moves F times fewer bytes. When K is longer than sram_depth but at
-most row_tiles * sram_depth ("spread"), a super-row is one row tile and its K chunks lie
-side by side in the bank groups (chunk c in group c): the A loader loads the whole row
-tile, all of K, as one block, which stays for every column tile, so A is read once
-instead of once per column tile.
+The partial-sum unit follows the array (hdl/array.py).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect
 
-from .arith import above_constant, below_constant, times_constant
-from .array import OperandsLayout
+from ..plan import PsumOp, kc_log2_range
+from .arith import times_constant
+from .array import OperandsLayout, PsumCommand
 from .blockram import NO_COLLISION, BlockRAMFIFOBuffered, RegisteredReadPort
 from .dma import ReadCommand, ReadData
 from .job import JobDescriptor
 
-__all__ = ["TileInfo", "TileScheduler", "TAG_A", "TAG_B", "a_segment_bytes",
-           "max_read_length"]
+__all__ = ["TileInfo", "TileScheduler", "LoadSequencer", "ALoader", "BLoader",
+           "ReadArbiter", "Feeder", "TAG_A", "TAG_B", "max_read_length"]
 
 TAG_A, TAG_B = 0, 1
 
-#: Most row-tile groups of short K rows stacked in one A buffer (a power of two).
-_MAX_FOLD = 8
-
-#: Prefetch reads may have this many times max_outstanding beats in flight.
-_PREFETCH_BEATS = 2
-
-#: Bus beats per A segment: the feeder may start on an A block once its first segment of
-#: every row has arrived.
-_A_SEGMENT_BEATS = 8
-
-
-def a_segment_bytes(config):
-    """Bytes of k in one A segment (a power of two, so it never crosses a K chunk)."""
-    return min(_A_SEGMENT_BEATS * config.bus_bytes, config.sram_depth)
-
-
 def max_read_length(config):
-    """Longest read command the tiler issues, in bytes: an A segment or a B row."""
-    return max(_A_SEGMENT_BEATS * config.bus_bytes, config.cols)
+    """Longest read command the tiler issues, in bytes: an A row of a chunk or a B row of a
+    block (at most as many column tiles as a B buffer holds of the shortest chunk)."""
+    low, high = kc_log2_range(config)
+    b_tiles = min(255, (config.sram_depth // config.b_banks >> low) * config.b_banks)
+    return max(1 << high, b_tiles * config.cols)
 
 
 def TileInfo(config):
@@ -71,12 +54,37 @@ def TileInfo(config):
     })
 
 
-class _Job:
-    """The fields of the descriptor the tiler uses, at the widths an accepted job needs
-    (M, N below ``2**dim_width``, K at most max_k; addresses are computed modulo
-    ``2**addr_width``, the bus's address space)."""
+def _block_width(config):
+    """Bits of a block's rows or columns, or of an offset inside a block (up to 255
+    tiles)."""
+    return (255 * max(config.rows, config.cols)).bit_length()
 
-    def __init__(self, config, job):
+
+def _chunk_width(config):
+    """Bits of a chunk's length (up to the longest chunk)."""
+    return kc_log2_range(config)[1] + 1
+
+
+def ABlock(config):
+    """An A block to load: its first row's address at the chunk, its rows, the chunk."""
+    return data.StructLayout({"addr": config.addr_width, "rows": _block_width(config),
+                              "depth": _chunk_width(config)})
+
+
+def BBlock(config):
+    """A B block to load: its first k row's address at the block's first column, the
+    chunk's k rows, and the block's columns."""
+    return data.StructLayout({"addr": config.addr_width, "depth": _chunk_width(config),
+                              "cols": _block_width(config)})
+
+
+class _Job:
+    """The descriptor fields the tiler uses, at the widths an accepted job needs, and the
+    plan's sizes, registered in the cycle after ``start`` (the descriptor holds still from
+    ``start`` to done, and no engine reads them before)."""
+
+    def __init__(self, m, config, job):
+        bw, cw = _block_width(config), _chunk_width(config)
         self.m = job.m[:config.dim_width]
         self.n = job.n[:config.dim_width]
         self.k = job.k[:config.k_width]
@@ -84,156 +92,697 @@ class _Job:
         self.b_addr = job.b_addr[:config.addr_width]
         self.a_stride = job.a_stride[:config.addr_width]
         self.b_stride = job.b_stride[:config.addr_width]
-
-
-def _small_difference(a, b, bound):
-    """``a - b`` for a difference known to lie in [0, bound]: only its low bits."""
-    width = bound.bit_length()
-    return (a[:width] - b[:width])[:width]
-
-
-def _last_piece(length, log2):
-    """The index of the last ``2**log2``-sized piece of ``length`` (at least 1) and that
-    piece's length: a multiple of the piece size ends in a whole piece."""
-    whole = length[:log2] == 0
-    return length[log2:] - whole, Cat(length[:log2], whole)
+        self.order = job.plan.order
+        self.mc_tiles = job.plan.mc_tiles
+        self.kc_log2 = job.plan.kc_log2[:(cw - 1).bit_length()]
+        # (Block sizes are shifts and adds of the plan's fields: no registers.)
+        self.mc = times_constant(job.plan.mc_tiles, config.rows)[:bw]
+        self.nc = times_constant(job.plan.nc_tiles, config.cols)[:bw]
+        self.kc = (Const(1, cw) << self.kc_log2)[:cw]
+        self.single_chunk = Signal(name="plan_single_chunk")
+        self.uses_psum = Signal(name="plan_uses_psum")
+        single = ((self.k - 1) >> self.kc_log2) == 0
+        m.d.sync += [
+            self.single_chunk.eq(single),
+            self.uses_psum.eq(~single & ((job.plan.mc_tiles != 1) | (job.plan.nc_tiles != 1))),
+        ]
 
 
 class _Nest:
-    """Counters of the loop nest (s, j, c[, t]) for one engine: they restart on ``start``
-    and advance on ``step``.
+    """Counters of the plan's step nest, one copy per engine: block (s, j), chunk c.
 
-    ``s`` is the super-row's first row, ``j`` the column tile's first column and ``c`` the
-    K chunk's index. With ``with_t``, ``tile`` counts the row tiles of the super-row,
-    ``group`` and ``fold`` say where the row tile lives in the A buffer, ``row`` is its
-    first row relative to s and ``t`` its first row. ``last`` is high on the final
-    iteration. A counter only ever holds a value below M, N or the chunk count while the
-    nest is active (the step after ``last`` may wrap; nothing reads it).
+    ``s`` / ``j`` are the block's first row / column and ``c`` the chunk's first k;
+    ``rows``, ``cols``, ``depth`` their extents within M, N and K. ``load_a`` /
+    ``load_b``: the step loads that block (with K in one chunk a block equal to the
+    previous step's stays). ``next_load_a`` / ``next_load_b``: the same for the next step,
+    valid while stepping. ``step_s`` / ``step_c`` and their wraps: how the step moves s
+    and c (for addresses kept by accumulation). ``last``: the final step.
     """
 
-    def __init__(self, m, name, job, plan, start, *, with_t):
-        dim = len(job.m)
-        self.s = Signal(dim, name=f"{name}_s")
-        self.j = Signal(dim, name=f"{name}_j")
-        self.c = Signal(plan.last_chunk.shape(), name=f"{name}_c")
+    def __init__(self, m, name, config, job, start):
+        bw, cw = _block_width(config), _chunk_width(config)
         self._m = m
         self._stepping = Signal(name=f"{name}_step")
-        next_s = self.s + plan.ms
-        next_j = self.j + plan.cols
-        self.c_last = self.c == plan.last_chunk
-        self.j_last = next_j >= job.n
+        self.s = Signal(config.dim_width, name=f"{name}_s")
+        self.j = Signal(config.dim_width, name=f"{name}_j")
+        self.c = Signal(config.k_width, name=f"{name}_c")
+        self.load_a = Signal(name=f"{name}_load_a")
+        self.load_b = Signal(name=f"{name}_load_b")
+        next_s, next_j, next_c = self.s + job.mc, self.j + job.nc, self.c + job.kc
+        self.c_last = next_c >= job.k
         self.s_last = next_s >= job.m
-        # Rows of the super-row: ms, or what is left of M.
-        self.super_rows = Mux(self.s_last, _small_difference(job.m, self.s, plan.block_rows),
-                              plan.ms)
-        # Columns of the column tile: cols, or what is left of N.
-        self.tile_cols = Mux(self.j_last, _small_difference(job.n, self.j, plan.cols),
-                             plan.cols)
-        if with_t:
-            # Where the row tile lives in the A buffer: for row tile index i within the
-            # super-row, bank group i mod row_tiles and fold i div row_tiles.
-            self.tile = Signal(range(plan.row_tiles * _MAX_FOLD), name=f"{name}_tile")
-            self.group = Signal(range(plan.row_tiles), name=f"{name}_group")
-            self.fold = Signal(range(_MAX_FOLD), name=f"{name}_fold")
-            self.row = times_constant(self.tile, plan.rows)
-            # The row tile's first row. s is a multiple of ms and row is below ms, so when ms
-            # is a power of two (row_tiles * rows is one) the sum has no carries.
-            tile_rows = plan.row_tiles * plan.rows
-            self.t = self.s | self.row if tile_rows & (tile_rows - 1) == 0 else self.s + self.row
-            self.rows_left = self.super_rows - self.row     # of the super-row, from row on
-            self.t_last = ~above_constant(self.rows_left, plan.rows)
-        else:
-            self.t_last = Const(1)
-        self.group_last = self.c_last & self.j_last & self.s_last
-        self.last = self.t_last & self.group_last
-
-        # Each counter restarts at 0 on start and when it wraps: one condition, so that it
-        # maps onto the flip-flops' synchronous reset instead of a multiplexer per bit.
-        step_c = self._stepping & self.t_last       # the step moves to the next chunk
-        step_j = step_c & self.c_last               # to the next column tile
-        step_s = step_j & self.j_last               # to the next super-row
-        with m.If(start | step_j):
+        self.j_last = next_j >= job.n
+        self.rows = Mux(self.s_last, (job.m - self.s)[:bw], job.mc)
+        self.cols = Mux(self.j_last, (job.n - self.j)[:bw], job.nc)
+        self.depth = Mux(self.c_last, (job.k - self.c)[:cw], job.kc)
+        self.last = self.c_last & self.s_last & self.j_last
+        rows_outer = job.order == 0
+        # c is innermost; then j (ROWS_OUTER) or s (COLS_OUTER); then the other.
+        step_block = self._stepping & self.c_last
+        inner_last = Mux(rows_outer, self.j_last, self.s_last)
+        step_outer = step_block & inner_last
+        self.step_c = self._stepping
+        self.wrap_c = step_block
+        self.step_s = Mux(rows_outer, step_outer, step_block)
+        self.wrap_s = self.step_s & Mux(rows_outer, self.s_last, inner_last)
+        step_j = Mux(rows_outer, step_block, step_outer)
+        wrap_j = step_j & Mux(rows_outer, inner_last, self.j_last)
+        # With K in one chunk a block is loaded again only if the step really moves it (a
+        # wrap back to 0 from 0 leaves it where it is).
+        self.next_load_a = ~job.single_chunk | (self.step_s & ~(self.wrap_s & (self.s == 0)))
+        self.next_load_b = ~job.single_chunk | (step_j & ~(wrap_j & (self.j == 0)))
+        # Each counter restarts on one condition (the flip-flops' synchronous reset).
+        with m.If(start | self.wrap_c):
             m.d.sync += self.c.eq(0)
-        with m.Elif(step_c):
-            m.d.sync += self.c.eq(self.c + 1)
-        with m.If(start | step_s):
+        with m.Elif(self.step_c):
+            m.d.sync += self.c.eq(next_c)
+        with m.If(start | self.wrap_s):
+            m.d.sync += self.s.eq(0)
+        with m.Elif(self.step_s):
+            m.d.sync += self.s.eq(next_s)
+        with m.If(start | wrap_j):
             m.d.sync += self.j.eq(0)
         with m.Elif(step_j):
             m.d.sync += self.j.eq(next_j)
         with m.If(start):
-            m.d.sync += self.s.eq(0)
-        with m.Elif(step_s):
-            m.d.sync += self.s.eq(next_s)
-        if with_t:
-            with m.If(start):
-                m.d.sync += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
-            with m.Elif(step_c):
-                m.d.sync += [self.tile.eq(0), self.group.eq(0), self.fold.eq(0)]
-                with m.If(plan.spread & ~self.c_last):
-                    m.d.sync += self.group.eq(self.group + 1)
-            with m.Elif(self._stepping):
-                m.d.sync += self.tile.eq(self.tile + 1)
-                with m.If(self.group == plan.row_tiles - 1):
-                    m.d.sync += [self.group.eq(0), self.fold.eq(self.fold + 1)]
-                with m.Else():
-                    m.d.sync += self.group.eq(self.group + 1)
+            m.d.sync += [self.load_a.eq(1), self.load_b.eq(1)]
+        with m.Elif(self._stepping):
+            m.d.sync += [self.load_a.eq(self.next_load_a), self.load_b.eq(self.next_load_b)]
 
     def step(self):
-        """Advance to the next iteration (call inside a condition)."""
+        """Advance to the next step (call inside a condition)."""
         self._m.d.comb += self._stepping.eq(1)
 
 
-class _Plan:
-    """Per-job constants of the loop nest, shared by the engines."""
+def _free_buffer(issued, released):
+    """A loader may take a block while fewer than two of its blocks are unreleased."""
+    return (issued - released)[:3] < 2
 
-    def __init__(self, m, config, job):
-        self.rows = config.rows
-        self.cols = config.cols
-        self.depth = config.sram_depth
-        self.row_tiles = config.row_tiles
-        self.block_rows = config.row_tiles * config.rows * _MAX_FOLD    # the most in a block
-        self.block_rows_width = self.block_rows.bit_length()
-        depth_log2 = config.sram_depth.bit_length() - 1
-        # K chunks: the index of the last, and its length (K is at least 1; a multiple of
-        # the depth ends in a whole chunk).
-        self.last_chunk = Signal(range(((config.max_k - 1) >> depth_log2) + 1), name="last_chunk")
-        self.last_chunk_len = Signal(range(config.sram_depth + 1), name="last_chunk_len")
-        last_chunk, last_chunk_len = _last_piece(job.k, depth_log2)
-        m.d.comb += [self.last_chunk.eq(last_chunk), self.last_chunk_len.eq(last_chunk_len)]
-        self.single_chunk = Signal(name="single_chunk")
-        m.d.comb += self.single_chunk.eq(~above_constant(job.k, config.sram_depth))
-        # Folds: how many row-tile groups of K bytes stack in one buffer's depth (a power of
-        # two, at most _MAX_FOLD). A super-row holds row_tiles * rows * folds rows, so B is
-        # re-read ceil(M / Ms) times instead of ceil(M / (row_tiles * rows)).
-        self.fold_log2 = Signal(range(_MAX_FOLD.bit_length()), name="fold_log2")
-        fold_choices = [log2 for log2 in range(_MAX_FOLD.bit_length() - 1, 0, -1)
-                        if config.sram_depth >> log2 >= config.bus_bytes]
-        fold_choice = Const(0, self.fold_log2.shape())
-        for log2 in reversed(fold_choices):      # the largest fitting fold wins
-            fold_choice = Mux(~above_constant(job.k, config.sram_depth >> log2), log2,
-                              fold_choice)
-        m.d.comb += self.fold_log2.eq(fold_choice)
-        self.ms = Mux(self.single_chunk, (config.row_tiles * config.rows) << self.fold_log2,
-                      config.rows)
-        self.single_col = ~above_constant(job.n, config.cols)
-        # Spread: K longer than one bank but at most row_tiles banks deep. A super-row is
-        # one row tile, and its K chunks lie side by side in the row-tile bank groups
-        # (chunk c in group c), so the block stays for every column tile like a short-K
-        # block, instead of being re-read for each.
-        self.spread = Signal(name="spread")
-        m.d.comb += self.spread.eq(~self.single_chunk
-                                   & ~above_constant(job.k, config.row_tiles * config.sram_depth)
-                                   if config.row_tiles > 1 else 0)
-        # Column tiles share the A block (it is loaded once per super-row).
-        self.a_shared = self.single_chunk | self.spread
 
-    def chunk_len(self, c_last):
-        """Length of a K chunk (``c_last``: it is the last)."""
-        return Mux(c_last, self.last_chunk_len, self.depth)
+class LoadSequencer(wiring.Component):
+    """Walks the plan's steps and hands each block a step loads to its loader.
+
+    Blocks go in step order, A before B; one goes only when no loader is issuing (so the
+    commands of two blocks never interleave) and its loader has a free buffer. Addresses
+    are kept by accumulation: the A block's first row at k = 0 moves by ``mc * a_stride``
+    per row block (read off the A loader after the job's first block: no multiplier), the
+    B chunk's first row by ``b_stride << kc_log2`` per chunk.
+
+    Attributes
+    ----------
+    start, abort : In(1)
+    a_block : Out(stream.Signature(ABlock(config)))
+    b_block : Out(stream.Signature(BBlock(config)))
+    issuing : In(1)
+        A loader is sending the commands of a block.
+    a_next_addr : In(addr_width)
+        The A loader's next command address.
+    a_released, b_released : In(3)
+        Blocks the feeder has released (mod 8).
+    busy : Out(1)
+    """
+
+    def __init__(self, config, job):
+        self._config = config
+        self._job = job
+        super().__init__({
+            "start": In(1),
+            "abort": In(1),
+            "a_block": Out(stream.Signature(ABlock(config))),
+            "b_block": Out(stream.Signature(BBlock(config))),
+            "issuing": In(1),
+            "a_next_addr": In(config.addr_width),
+            "a_released": In(3),
+            "b_released": In(3),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, job = self._config, self._job
+        aw = config.addr_width
+        nest = _Nest(m, "seq", config, job, self.start)
+
+        # mc * a_stride, the step of a_base from one row block to the next: the A loader's
+        # address after the job's first block (a whole block of mc rows whenever there is
+        # a second row block) less the block's own address.
+        product = Signal(aw)
+        captured = Signal()
+        a_started = Signal()
+        a_base = Signal(aw)         # A row s at k = 0
+        b_base = Signal(aw)         # B row c at column 0
+        with m.If(self.start | nest.wrap_s):
+            m.d.sync += a_base.eq(job.a_addr)
+        with m.Elif(nest.step_s):
+            m.d.sync += a_base.eq(a_base + product)
+        with m.If(self.start | nest.wrap_c):
+            m.d.sync += b_base.eq(job.b_addr)
+        with m.Elif(nest.step_c):
+            m.d.sync += b_base.eq(b_base + (job.b_stride << job.kc_log2)[:aw])
+
+        a_issued = Signal(3)
+        b_issued = Signal(3)
+        active = Signal()
+        phase_b = Signal()          # the step's A block is handed over (or stays)
+        m.d.comb += [
+            self.a_block.payload.addr.eq(a_base + nest.c),
+            self.a_block.payload.rows.eq(nest.rows),
+            self.a_block.payload.depth.eq(nest.depth),
+            self.b_block.payload.addr.eq(b_base + nest.j),
+            self.b_block.payload.depth.eq(nest.depth),
+            self.b_block.payload.cols.eq(nest.cols),
+        ]
+        quiet = ~self.issuing & ~self.a_block.valid & ~self.b_block.valid
+        with m.If(self.start):
+            m.d.sync += [captured.eq(0), a_started.eq(0)]
+        with m.Elif(self.a_block.valid & self.a_block.ready):
+            m.d.sync += a_started.eq(1)
+        with m.Elif(a_started & ~captured & quiet):
+            m.d.sync += [product.eq(self.a_next_addr - job.a_addr), captured.eq(1)]
+        with m.If(self.start):
+            m.d.sync += [active.eq(1), phase_b.eq(0), a_issued.eq(0), b_issued.eq(0),
+                         self.a_block.valid.eq(0), self.b_block.valid.eq(0)]
+        with m.Elif(self.abort):
+            m.d.sync += [active.eq(0), self.a_block.valid.eq(0), self.b_block.valid.eq(0)]
+        with m.Elif(self.a_block.valid):
+            with m.If(self.a_block.ready):
+                m.d.sync += [self.a_block.valid.eq(0), a_issued.eq(a_issued + 1),
+                             phase_b.eq(1)]
+        with m.Elif(self.b_block.valid):
+            with m.If(self.b_block.ready):
+                m.d.sync += [self.b_block.valid.eq(0), b_issued.eq(b_issued + 1),
+                             phase_b.eq(0), active.eq(~nest.last)]
+                nest.step()
+        with m.Elif(active & ~phase_b):
+            with m.If(~nest.load_a):
+                m.d.sync += phase_b.eq(1)
+            with m.Elif(quiet & _free_buffer(a_issued, self.a_released)):
+                m.d.sync += self.a_block.valid.eq(1)
+        with m.Elif(active & phase_b):
+            with m.If(~nest.load_b):
+                m.d.sync += [phase_b.eq(0), active.eq(~nest.last)]
+                nest.step()
+            with m.Elif(quiet & _free_buffer(b_issued, self.b_released)):
+                m.d.sync += self.b_block.valid.eq(1)
+        m.d.comb += self.busy.eq(active | self.a_block.valid | self.b_block.valid)
+        return m
+
+
+def _row_commands(m, loader, *, count, length, stride, tag):
+    """A loader's command side: for each block taken from ``loader.block``, ``count`` read
+    commands of ``length`` bytes, ``stride`` apart from the block's address, while
+    ``loader.issuing``. Returns the FIFO that carries each block's ``count`` to the data
+    side (two blocks in flight), and the next command's address."""
+    m.submodules.sizes = sizes = fifo.SyncFIFO(width=len(count), depth=2)
+    addr = Signal.like(loader.block.payload.addr)
+    left = Signal.like(count)
+    held_length = Signal.like(length)
+    take = loader.block.valid & loader.block.ready
+    m.d.comb += [loader.block.ready.eq(~loader.issuing & sizes.w_rdy),
+                 sizes.w_data.eq(count), sizes.w_en.eq(take)]
+    with m.If(take):
+        m.d.sync += [loader.issuing.eq(1), addr.eq(loader.block.payload.addr),
+                     left.eq(count), held_length.eq(length)]
+    m.d.comb += [loader.cmd.valid.eq(loader.issuing & ~loader.abort),
+                 loader.cmd.payload.addr.eq(addr), loader.cmd.payload.length.eq(held_length),
+                 loader.cmd.payload.tag.eq(tag)]
+    with m.If(loader.cmd.valid & loader.cmd.ready):
+        m.d.sync += [addr.eq(addr + stride), left.eq(left - 1)]
+        with m.If(left == 1):
+            m.d.sync += loader.issuing.eq(0)
+    with m.If(loader.start | loader.abort):
+        m.d.sync += loader.issuing.eq(0)
+    return sizes, addr
+
+
+class ALoader(wiring.Component):
+    """Reads A blocks into the A banks and lets the feeder read them.
+
+    A block of ``rows`` rows by one chunk: one read command per row, rows in order. Row r
+    of the block lives in bank ``r mod rows`` (an array row) at byte offset
+    ``(r div rows) << kc_log2`` of one of the two buffers; the feeder reads all banks at one
+    word and takes lane ``k mod bus_bytes`` of each.
+
+    Attributes
+    ----------
+    start, abort : In(1)
+    block : In(stream.Signature(ABlock(config)))
+    cmd : Out(stream.Signature(ReadCommand(config)))
+    data : In(stream.Signature(ReadData(config)))
+    issuing : Out(1)
+    next_addr : Out(addr_width)
+        The next command's address (after a block: its address plus rows * a_stride).
+    loaded : Out(3)
+        Blocks completely written (mod 8).
+    read_addr : In(...)
+        Word address (the buffer in its top bit) the feeder reads on ``read_en``.
+    read_en : In(1)
+    read_data : Out(ArrayLayout(ArrayLayout(8, bus_bytes), rows))
+        One word per bank, from the last ``read_en``.
+    sram_write : Out(range(bus_bytes + 1))
+        Bytes written this cycle.
+    """
+
+    def __init__(self, config, job):
+        self._config = config
+        self._job = job
+        self.words = config.a_bank_bytes // config.bus_bytes        # per buffer
+        super().__init__({
+            "start": In(1),
+            "abort": In(1),
+            "block": In(stream.Signature(ABlock(config))),
+            "cmd": Out(stream.Signature(ReadCommand(config))),
+            "data": In(stream.Signature(ReadData(config))),
+            "issuing": Out(1),
+            "next_addr": Out(config.addr_width),
+            "loaded": Out(3),
+            "read_addr": In(range(2 << (self.words - 1).bit_length())),
+            "read_en": In(1),
+            "read_data": Out(data.ArrayLayout(data.ArrayLayout(8, config.bus_bytes),
+                                              config.rows)),
+            "sram_write": Out(range(config.bus_bytes + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, job = self._config, self._job
+        rows, bb = config.rows, config.bus_bytes
+        log2_bb = bb.bit_length() - 1
+        bw = _block_width(config)
+
+        # -- command side: one command per row ---------------------------------------------
+        sizes, next_addr = _row_commands(m, self, count=self.block.payload.rows,
+                                         length=self.block.payload.depth,
+                                         stride=job.a_stride, tag=TAG_A)
+        m.d.comb += self.next_addr.eq(next_addr)
+
+        # -- data side: beat w of block row r goes to bank r mod rows, word
+        # ((r div rows) << kc_log2) / bus_bytes + w of the buffer being loaded -------------
+        bank = Signal(range(rows))
+        tile = Signal(range(max(2, config.a_bank_bytes)))
+        row = Signal(bw)                # rows of the block written
+        word = Signal(range(self.words + 1))
+        beat = self.data.payload
+        fire = self.data.valid
+        m.d.comb += self.data.ready.eq(1)           # SRAM writes never stall
+        tile_word = (tile << job.kc_log2) >> log2_bb
+        buffer = self.loaded[0]
+        mems = []
+        for index in range(rows):
+            # The buffer is the top address bit (a buffer spans a power of two of words).
+            mem = memory.Memory(shape=data.ArrayLayout(8, bb),
+                                depth=2 << (self.words - 1).bit_length(), init=[],
+                                attrs=NO_COLLISION)
+            m.submodules[f"bank_{index}"] = mem
+            mems.append(mem)
+            port = mem.write_port(granularity=1)
+            m.d.comb += [
+                port.addr.eq(Cat((tile_word + word)[:len(port.addr) - 1], buffer)),
+                port.data.eq(beat.data),
+                port.en.eq(Mux(fire & (bank == index), (1 << beat.count) - 1, 0)),
+            ]
+            reader = RegisteredReadPort(m, mem, name=f"bank_{index}_read")
+            m.d.comb += [reader.addr.eq(self.read_addr), reader.en.eq(self.read_en),
+                         self.read_data[index].eq(reader.data)]
+        with m.If(fire):
+            m.d.comb += self.sram_write.eq(beat.count)
+            m.d.sync += word.eq(word + 1)
+            with m.If(beat.last):
+                m.d.sync += [word.eq(0), row.eq(row + 1), bank.eq(bank + 1)]
+                with m.If(bank == rows - 1):
+                    m.d.sync += [bank.eq(0), tile.eq(tile + 1)]
+                with m.If(row + 1 == sizes.r_data):
+                    m.d.comb += sizes.r_en.eq(1)
+                    m.d.sync += [row.eq(0), bank.eq(0), tile.eq(0),
+                                 self.loaded.eq(self.loaded + 1)]
+        with m.If(self.start):
+            m.d.sync += [word.eq(0), row.eq(0), bank.eq(0), tile.eq(0), self.loaded.eq(0)]
+        return m
+
+
+class BLoader(wiring.Component):
+    """Reads B blocks into the B banks and lets the feeder read them.
+
+    A block of one chunk's k rows by ``cols`` columns: one read command per k row, all of
+    the block's columns. Column tile q of the block (``cols`` bytes of each k row) lives in
+    bank ``q mod b_banks`` at word ``((q div b_banks) << kc_log2) + k`` of one of the two
+    buffers. A bus beat wider than a tile fills one word in each of ``b_banks`` banks; a
+    narrower one fills lanes of one word.
+
+    Attributes
+    ----------
+    start, abort : In(1)
+    block : In(stream.Signature(BBlock(config)))
+    cmd : Out(stream.Signature(ReadCommand(config)))
+    data : In(stream.Signature(ReadData(config)))
+    issuing : Out(1)
+    loaded : Out(3)
+    read_addr : In(...)
+        Word address (buffer in its top bit), the same in every bank.
+    read_en : In(1)
+    read_data : Out(ArrayLayout(ArrayLayout(8, cols), b_banks))
+    sram_write : Out(range(bus_bytes + 1))
+    """
+
+    def __init__(self, config, job):
+        self._config = config
+        self._job = job
+        self.words = config.sram_depth // config.b_banks            # per bank and buffer
+        super().__init__({
+            "start": In(1),
+            "abort": In(1),
+            "block": In(stream.Signature(BBlock(config))),
+            "cmd": Out(stream.Signature(ReadCommand(config))),
+            "data": In(stream.Signature(ReadData(config))),
+            "issuing": Out(1),
+            "loaded": Out(3),
+            "read_addr": In(range(2 * self.words)),
+            "read_en": In(1),
+            "read_data": Out(data.ArrayLayout(data.ArrayLayout(8, config.cols),
+                                              config.b_banks)),
+            "sram_write": Out(range(config.bus_bytes + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, job = self._config, self._job
+        cols, bb, banks = config.cols, config.bus_bytes, config.b_banks
+        cw = _chunk_width(config)
+
+        # -- command side: one command per k row --------------------------------------------
+        sizes, _ = _row_commands(m, self, count=self.block.payload.depth,
+                                 length=self.block.payload.cols, stride=job.b_stride,
+                                 tag=TAG_B)
+
+        # -- data side ----------------------------------------------------------------------
+        krow = Signal(cw)               # k rows of the block written
+        tile = Signal(range(max(2, self.words)))    # bank word tile: (q div b_banks)
+        lane = Signal(range(max(2, cols)))          # first lane of the beat (cols > bus)
+        beat = self.data.payload
+        fire = self.data.valid
+        m.d.comb += self.data.ready.eq(1)
+        word = Cat(((tile << job.kc_log2) + krow)[:(self.words - 1).bit_length()],
+                   self.loaded[0])
+        mask = Signal(bb)
+        m.d.comb += mask.eq((1 << beat.count) - 1)
+        for index in range(banks):
+            mem = memory.Memory(shape=data.ArrayLayout(8, cols), depth=2 * self.words,
+                                init=[], attrs=NO_COLLISION)
+            m.submodules[f"bank_{index}"] = mem
+            port = mem.write_port(granularity=1)
+            if banks > 1:
+                # Bytes [index * cols, (index + 1) * cols) of the beat are tile
+                # w * banks + index.
+                lanes = mask[index * cols:(index + 1) * cols]
+                value = Value.cast(beat.data)[8 * index * cols:8 * (index + 1) * cols]
+            else:
+                # The beat lies inside one tile, from lane ``lane`` on.
+                lanes = (mask << lane)[:cols]
+                value = (Value.cast(beat.data) << (lane * 8))[:8 * cols]
+            m.d.comb += [port.addr.eq(word), port.data.eq(value),
+                         port.en.eq(Mux(fire, lanes, 0))]
+            reader = RegisteredReadPort(m, mem, name=f"bank_{index}_read")
+            m.d.comb += [reader.addr.eq(self.read_addr), reader.en.eq(self.read_en),
+                         self.read_data[index].eq(reader.data)]
+        with m.If(fire):
+            m.d.comb += self.sram_write.eq(beat.count)
+            if banks > 1 or cols == bb:
+                m.d.sync += tile.eq(tile + 1)
+            else:
+                with m.If(lane == cols - bb):
+                    m.d.sync += [lane.eq(0), tile.eq(tile + 1)]
+                with m.Else():
+                    m.d.sync += lane.eq(lane + bb)
+            with m.If(beat.last):
+                m.d.sync += [tile.eq(0), lane.eq(0), krow.eq(krow + 1)]
+                with m.If(krow + 1 == sizes.r_data):
+                    m.d.comb += sizes.r_en.eq(1)
+                    m.d.sync += [krow.eq(0), self.loaded.eq(self.loaded + 1)]
+        with m.If(self.start):
+            m.d.sync += [tile.eq(0), lane.eq(0), krow.eq(0), self.loaded.eq(0)]
+        return m
+
+
+class ReadArbiter(wiring.Component):
+    """The loaders' commands onto the one read DMA, and its data back by tag.
+
+    The load sequencer lets only one loader issue at a time, so the arbiter passes
+    whichever command is offered (A first, for a definite choice).
+
+    Attributes
+    ----------
+    a_cmd, b_cmd : In(stream.Signature(ReadCommand(config)))
+    cmd : Out(stream.Signature(ReadCommand(config)))
+    data : In(stream.Signature(ReadData(config)))
+    a_data, b_data : Out(stream.Signature(ReadData(config)))
+    """
+
+    def __init__(self, config):
+        super().__init__({
+            "a_cmd": In(stream.Signature(ReadCommand(config))),
+            "b_cmd": In(stream.Signature(ReadCommand(config))),
+            "cmd": Out(stream.Signature(ReadCommand(config))),
+            "data": In(stream.Signature(ReadData(config))),
+            "a_data": Out(stream.Signature(ReadData(config))),
+            "b_data": Out(stream.Signature(ReadData(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        grant_a = self.a_cmd.valid
+        m.d.comb += [
+            self.cmd.valid.eq(self.a_cmd.valid | self.b_cmd.valid),
+            self.cmd.payload.eq(Mux(grant_a, self.a_cmd.payload, self.b_cmd.payload)),
+            self.a_cmd.ready.eq(self.cmd.ready & grant_a),
+            self.b_cmd.ready.eq(self.cmd.ready & ~grant_a),
+        ]
+        is_a = self.data.payload.tag == TAG_A
+        m.d.comb += [
+            self.a_data.payload.eq(self.data.payload),
+            self.b_data.payload.eq(self.data.payload),
+            self.a_data.valid.eq(self.data.valid & is_a),
+            self.b_data.valid.eq(self.data.valid & ~is_a),
+            self.data.ready.eq(Mux(is_a, self.a_data.ready, self.b_data.ready)),
+        ]
+        return m
+
+
+class Feeder(wiring.Component):
+    """Streams the plan's tiles through the array, one k-step per cycle.
+
+    For each step it waits until the step's A and B blocks are both loaded, then feeds
+    its tiles (column tiles outer, row tiles inner) back to back: per k, the A banks at
+    the tile's word (lane ``k mod bus_bytes``) and the B word of the tile, with rows past
+    M and columns past N zeroed. A tile that leaves the array at the end of the step is
+    announced before its first beat: its partial-sum command (op, and its place in the
+    block) to the partial-sum unit, and, when it is final, its placement to the C path;
+    its last beat is marked ``last``. After the step's last tile it releases each block
+    the next step does not use.
+
+    Attributes
+    ----------
+    start, abort : In(1)
+    busy : Out(1)
+    a_loaded, b_loaded : In(3)
+    a_released, b_released : Out(3)
+    a_read_addr, a_read_en, a_read_data, b_read_addr, b_read_en, b_read_data
+        The loaders' read ports.
+    operands : Out(stream.Signature(OperandsLayout(config)))
+    tiles : Out(stream.Signature(TileInfo(config)))
+    psum : Out(stream.Signature(PsumCommand(config)))
+    macs, padded_macs : Out
+    """
+
+    def __init__(self, config, job, a_words, b_words):
+        self._config = config
+        self._job = job
+        self._a_words, self._b_words = a_words, b_words
+        super().__init__({
+            "start": In(1),
+            "abort": In(1),
+            "busy": Out(1),
+            "a_loaded": In(3),
+            "b_loaded": In(3),
+            "a_released": Out(3),
+            "b_released": Out(3),
+            "a_read_addr": Out(range(2 << (a_words - 1).bit_length())),
+            "a_read_en": Out(1),
+            "a_read_data": In(data.ArrayLayout(data.ArrayLayout(8, config.bus_bytes),
+                                               config.rows)),
+            "b_read_addr": Out(range(2 * b_words)),
+            "b_read_en": Out(1),
+            "b_read_data": In(data.ArrayLayout(data.ArrayLayout(8, config.cols),
+                                               config.b_banks)),
+            "operands": Out(stream.Signature(OperandsLayout(config))),
+            "tiles": Out(stream.Signature(TileInfo(config))),
+            "psum": Out(stream.Signature(PsumCommand(config))),
+            "macs": Out(range(config.rows * config.cols + 1)),
+            "padded_macs": Out(range(config.rows * config.cols + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, job = self._config, self._job
+        rows, cols, bb, banks = config.rows, config.cols, config.bus_bytes, config.b_banks
+        log2_bb = bb.bit_length() - 1
+        log2_banks = banks.bit_length() - 1
+        bw, cw = _block_width(config), _chunk_width(config)
+        nest = _Nest(m, "feed", config, job, self.start)
+
+        # The tile within the step: t (rows from the block's first), jt (columns), and its
+        # sequence number, which is its place in the block's partial sums (every chunk of
+        # a block walks the same tiles in the same order).
+        t_index = Signal(8)             # row tile within the block
+        j_index = Signal(8)             # column tile within the block
+        t = times_constant(t_index, rows)[:bw]
+        jt = times_constant(j_index, cols)[:bw]
+        seq = Signal(range(max(2, config.psum_tiles)))
+        t_last = t + rows >= nest.rows
+        jt_last = jt + cols >= nest.cols
+        tile_rows = Mux(t_last, (nest.rows - t)[:len(range(rows + 1))], rows)
+        tile_cols = Mux(jt_last, (nest.cols - jt)[:len(range(cols + 1))], cols)
+        step_last_tile = t_last & jt_last
+
+        # What the step's tiles do as they leave the array (systole.plan.psum_op).
+        op = Signal(PsumOp)
+        leaves = Signal()
+        with m.If(~job.uses_psum):
+            m.d.comb += [op.eq(PsumOp.OUT), leaves.eq(nest.c_last)]
+        with m.Else():
+            m.d.comb += [op.eq(Mux(nest.c == 0, PsumOp.WRITE,
+                                   Mux(nest.c_last, PsumOp.ADD_OUT, PsumOp.ADD))),
+                         leaves.eq(1)]
+        final = leaves & ((op == PsumOp.OUT) | (op == PsumOp.ADD_OUT))
+
+        # Placements of announced tiles wait in queues for the partial-sum unit and the C
+        # path (the array holds a few tiles between being fed and leaving). The command
+        # queue is deeper than the final tiles the C path can hold back (its four, the
+        # writer's two), so only the C path ever stops the feeder. Without a partial-sum
+        # SRAM every tile leaves OUT, the array's default: no commands, no queue.
+        m.submodules.tile_queue = tile_queue = BlockRAMFIFOBuffered(
+            width=TileInfo(config).size, depth=4)
+        m.d.comb += [
+            self.tiles.valid.eq(tile_queue.r_rdy),
+            self.tiles.payload.eq(tile_queue.r_data),
+            tile_queue.r_en.eq(self.tiles.ready),
+        ]
+        if config.psum_depth:
+            m.submodules.psum_queue = psum_queue = BlockRAMFIFOBuffered(
+                width=PsumCommand(config).size, depth=8)
+            m.d.comb += [
+                self.psum.valid.eq(psum_queue.r_rdy),
+                self.psum.payload.eq(psum_queue.r_data),
+                psum_queue.r_en.eq(self.psum.ready),
+            ]
+            psum_room = psum_queue.w_rdy
+        else:
+            psum_room = Const(1)
+        announce = Signal(TileInfo(config))
+        command = Signal(PsumCommand(config))
+        m.d.comb += [announce.row0.eq(nest.s + t), announce.col0.eq(nest.j + jt),
+                     announce.rows.eq(tile_rows), announce.cols.eq(tile_cols),
+                     command.op.eq(op), command.tile.eq(seq)]
+
+        active = Signal()
+        streaming = Signal()
+        k = Signal(cw)
+        begin = Signal()
+        a_ready = self.a_loaded != self.a_released
+        b_ready = self.b_loaded != self.b_released
+        can_begin = (a_ready & b_ready & (~leaves | psum_room)
+                     & (~final | tile_queue.w_rdy))
+
+        # Stage 0 reads the SRAMs; stage 1 holds the words for the array.
+        s1_valid = Signal()
+        s1_ready = self.operands.ready | ~s1_valid
+        s0_valid = Signal()
+        s0_fire = s0_valid & s1_ready
+        a_word = ((t_index << job.kc_log2) + k) >> log2_bb
+        b_word = ((j_index >> log2_banks) << job.kc_log2) + k
+        m.d.comb += [
+            self.a_read_addr.eq(Cat(a_word[:(self._a_words - 1).bit_length()],
+                                    self.a_released[0])),
+            self.a_read_en.eq(s0_fire),
+            self.b_read_addr.eq(Cat(b_word[:(self._b_words - 1).bit_length()],
+                                    self.b_released[0])),
+            self.b_read_en.eq(s0_fire),
+        ]
+        s1_lane = Signal(range(bb))
+        s1_bank = Signal(range(banks))
+        s1_rows = Signal(range(rows + 1))
+        s1_cols = Signal(range(cols + 1))
+        s1_last = Signal()
+
+        with m.If(self.start):
+            m.d.sync += [active.eq(1), streaming.eq(0), t_index.eq(0),
+                         j_index.eq(0), seq.eq(0), self.a_released.eq(0),
+                         self.b_released.eq(0)]
+        with m.Elif(self.abort):
+            m.d.sync += [active.eq(0), streaming.eq(0)]
+        with m.Elif(active & ~streaming):
+            with m.If(can_begin):
+                m.d.comb += [begin.eq(1),
+                             tile_queue.w_en.eq(final), tile_queue.w_data.eq(announce)]
+                if config.psum_depth:
+                    m.d.comb += [psum_queue.w_en.eq(leaves), psum_queue.w_data.eq(command)]
+                m.d.sync += streaming.eq(1)
+        with m.Elif(streaming):
+            m.d.comb += s0_valid.eq(1)
+            with m.If(s0_fire):
+                tile_end = k + 1 == nest.depth
+                m.d.sync += [
+                    s1_lane.eq(k[:log2_bb] if bb > 1 else 0),
+                    s1_bank.eq(j_index[:log2_banks] if banks > 1 else 0),
+                    s1_rows.eq(tile_rows),
+                    s1_cols.eq(tile_cols),
+                    s1_last.eq(tile_end & leaves),
+                ]
+                with m.If(tile_end):
+                    m.d.sync += [streaming.eq(0), seq.eq(seq + 1), t_index.eq(t_index + 1)]
+                    with m.If(t_last):
+                        m.d.sync += [t_index.eq(0), j_index.eq(j_index + 1)]
+                    with m.If(step_last_tile):
+                        m.d.sync += [j_index.eq(0), seq.eq(0),
+                                     active.eq(~nest.last)]
+                        with m.If(nest.next_load_a | nest.last):
+                            m.d.sync += self.a_released.eq(self.a_released + 1)
+                        with m.If(nest.next_load_b | nest.last):
+                            m.d.sync += self.b_released.eq(self.b_released + 1)
+                        nest.step()
+        with m.If(begin):
+            m.d.sync += k.eq(0)
+        with m.Elif(s0_fire):
+            m.d.sync += k.eq(k + 1)
+        with m.If(s0_fire):
+            m.d.sync += s1_valid.eq(1)
+        with m.Elif(self.operands.ready):
+            m.d.sync += s1_valid.eq(0)
+        with m.If(self.start | self.abort):
+            m.d.sync += s1_valid.eq(0)
+
+        # Stage 1: each array row's byte from its bank, each column from the tile's B bank,
+        # padding zeroed.
+        out = self.operands.payload
+        for i in range(rows):
+            byte = Signal(8, name=f"feed_a_{i}")
+            m.d.comb += byte.eq(Value.cast(self.a_read_data[i]).word_select(s1_lane, 8))
+            m.d.comb += out.a[i].eq(Mux(i < s1_rows, byte, 0))
+        b_row = self.b_read_data[0]
+        for index in range(1, banks):
+            b_row = Mux(s1_bank == index, self.b_read_data[index], b_row)
+        b_row = data.View(data.ArrayLayout(8, cols), b_row)
+        for j in range(cols):
+            m.d.comb += out.b[j].eq(Mux(j < s1_cols, b_row[j], 0))
+        m.d.comb += [out.last.eq(s1_last), self.operands.valid.eq(s1_valid)]
+        useful = s1_rows * s1_cols
+        with m.If(self.operands.valid & self.operands.ready):
+            m.d.comb += [self.macs.eq(useful), self.padded_macs.eq(rows * cols - useful)]
+        m.d.comb += self.busy.eq(active | s1_valid)
+        return m
 
 
 class TileScheduler(wiring.Component):
-    """Loads operand blocks over the read DMA and feeds the array, tile after tile.
+    """The tiling controller: load sequencer, loaders, read arbiter and feeder.
 
     Parameters
     ----------
@@ -242,9 +791,9 @@ class TileScheduler(wiring.Component):
     Attributes
     ----------
     job : In(JobDescriptor)
-        Must hold still from ``start`` until ``done``.
+        Must hold still from ``start`` until ``done``; its plan has passed the checker.
     start : In(1)
-        Pulse: begin the job (all counters of the nest restart).
+        Pulse: begin the job.
     abort : In(1)
         Stop issuing reads and feeding (after an AXI error).
     busy : Out(1)
@@ -254,7 +803,9 @@ class TileScheduler(wiring.Component):
     operands : Out(stream.Signature(OperandsLayout(config)))
         To the array.
     tiles : Out(stream.Signature(TileInfo(config)))
-        One entry per output tile, in the order the array finishes them.
+        One entry per final output tile, in the order the array finishes them.
+    psum : Out(stream.Signature(PsumCommand(config)))
+        One entry per tile leaving the array, for the partial-sum unit.
     macs, padded_macs : Out
         Useful and padding multiply-accumulates of the beat on ``operands`` this cycle.
     sram_a_write, sram_b_write : Out(range(bus_bytes + 1))
@@ -272,6 +823,7 @@ class TileScheduler(wiring.Component):
             "read_data": In(stream.Signature(ReadData(config))),
             "operands": Out(stream.Signature(OperandsLayout(config))),
             "tiles": Out(stream.Signature(TileInfo(config))),
+            "psum": Out(stream.Signature(PsumCommand(config))),
             "macs": Out(range(config.rows * config.cols + 1)),
             "padded_macs": Out(range(config.rows * config.cols + 1)),
             "sram_a_write": Out(range(config.bus_bytes + 1)),
@@ -281,419 +833,42 @@ class TileScheduler(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config = self._config
-        job = self.job
-        rows, cols, bb = config.rows, config.cols, config.bus_bytes
-        depth = config.sram_depth
-        a_banks = config.row_tiles * rows
-        words = depth // bb                     # A bank words per buffer
-        depth_log2 = depth.bit_length() - 1
-        log2_bb = bb.bit_length() - 1
-        aw = config.addr_width
-        job = _Job(config, job)
-        plan = _Plan(m, config, job)
-
-        # ---- SRAMs ------------------------------------------------------------------
-        # The feeder never reads a word in the cycle it is written (it reads a block's word
-        # only once the loader has moved past it, see a_row_in and b_row_in below, or from
-        # the other buffer), so Yosys need not emulate a read-before-write collision.
-        a_mems = []
-        for bank in range(a_banks):
-            mem = memory.Memory(shape=data.ArrayLayout(8, bb), depth=2 * words, init=[],
-                                attrs=NO_COLLISION)
-            m.submodules[f"sram_a_{bank}"] = mem
-            a_mems.append(mem)
-        b_mem = memory.Memory(shape=data.ArrayLayout(8, cols), depth=2 * depth, init=[],
-                              attrs=NO_COLLISION)
-        m.submodules.sram_b = b_mem
-
-        # ---- block bookkeeping --------------------------------------------------------
-        def counters(name):
-            return {key: Signal(3, name=f"{name}_{key}") for key in ("issued", "loaded", "released")}
-        a_blk, b_blk = counters("a"), counters("b")
-        with m.If(self.start):
-            m.d.sync += [sig.eq(0) for blk in (a_blk, b_blk) for sig in blk.values()]
-
-        # Block sizes travel from the command side to the data side in order: the rows of
-        # the A block and whether it is of the last K chunk; whether the B block is.
-        block_rows_width = plan.block_rows_width
-        a_k_width = (config.row_tiles * depth).bit_length()
-        a_sizes = fifo.SyncFIFO(width=block_rows_width + 1, depth=2)
-        b_sizes = fifo.SyncFIFO(width=1, depth=2)
-        m.submodules.a_sizes, m.submodules.b_sizes = a_sizes, b_sizes
-
-        # ---- loaders (command side) ----------------------------------------------------
-        a_cmd = Signal(ReadCommand(config))
-        a_cmd_valid = Signal()
-        b_cmd = Signal(ReadCommand(config))
-        b_cmd_valid = Signal()
-        a_cmd_ready = Signal()
-        b_cmd_ready = Signal()
-
-        # A loader.
-        a_nest = _Nest(m, "a_load", job, plan, self.start, with_t=False)
-        # K of an A block: one chunk, or all of K when spread.
-        a_block_len = lambda c_last: Mux(plan.spread, job.k[:a_k_width], plan.chunk_len(c_last))
-        a_active = Signal()                 # walking the nest
-        a_issuing = Signal()                # sending the rows of one block
-        a_addr = Signal(aw)
-        # A blocks load row tile by row tile, each in segments of seg bytes of k, every row
-        # of the tile before the next segment: the feeder can start a tile on
-        # k < (segments loaded) * seg instead of waiting for whole rows of K bytes, and the
-        # first tile of a job needs only its own rows.
-        seg = a_segment_bytes(config)
-        seg_log2 = seg.bit_length() - 1
-        a_seg = Signal(range(config.row_tiles * depth // seg))     # segment requested
-
-        def a_last_seg(c_last):
-            """The index of an A block's last segment and its length (``c_last``: the block
-            is of the last K chunk)."""
-            index, length = _last_piece(a_block_len(c_last), seg_log2)
-            return index[:len(a_seg)], length
-
-        # Rows are counted from the block's first row (a_nest.s).
-        a_tile_row = Signal(range(1 << block_rows_width))   # first row of the row tile requested
-        a_tile_off = Signal(range(rows))    # row being requested, from a_tile_row
-        a_block_end = a_tile_row + a_tile_off + 1 == a_nest.super_rows   # the block's last row
-        a_tile_end = (a_tile_off == rows - 1) | a_block_end             # the tile's last row
-        # Address of row a_tile_row at k = 0; between blocks, of the block's first row. A
-        # block of several row tiles is a single chunk (c = 0), and a block of a longer K is
-        # one row tile, so the tile base steps by rows * a_stride both from tile to tile and,
-        # after the block's last tile, to the next super-row.
-        a_tile_base = Signal(aw)
-        a_seg_base = Signal(aw)             # address of row a_tile_row, k = c + a_seg * seg
-        a_next_tile = a_tile_base + times_constant(job.a_stride, rows)
-        last_seg, a_seg_tail = a_last_seg(a_nest.c_last)
-        a_seg_last = a_seg == last_seg
-        a_skip = (plan.a_shared & (a_nest.j != 0)) | (plan.spread & (a_nest.c != 0))
-        with m.If(self.start):
-            m.d.sync += [a_active.eq(1), a_issuing.eq(0), a_tile_base.eq(job.a_addr)]
-        with m.Elif(self.abort):
-            m.d.sync += [a_active.eq(0), a_issuing.eq(0)]
-        with m.Elif(a_active & ~a_issuing):
-            with m.If(a_skip):
-                m.d.sync += a_active.eq(~a_nest.last)
-                with m.If(a_nest.c_last & a_nest.j_last):
-                    m.d.sync += a_tile_base.eq(a_next_tile)
-                a_nest.step()
-            with m.Elif(((a_blk["issued"] - a_blk["released"])[:3] < 2) & a_sizes.w_rdy):
-                chunk_base = Cat(a_tile_base[:depth_log2], a_tile_base[depth_log2:] + a_nest.c)
-                m.d.comb += [a_sizes.w_en.eq(1),
-                             a_sizes.w_data.eq(Cat(a_nest.super_rows, a_nest.c_last))]
-                m.d.sync += [
-                    a_issuing.eq(1),
-                    a_seg.eq(0),
-                    a_tile_row.eq(0),
-                    a_tile_off.eq(0),
-                    a_seg_base.eq(chunk_base),
-                    a_addr.eq(chunk_base),
-                ]
-        with m.Elif(a_issuing & ~self.abort):
-            m.d.comb += [
-                a_cmd_valid.eq(1),
-                a_cmd.addr.eq(a_addr),
-                a_cmd.length.eq(Mux(a_seg_last, a_seg_tail, seg)),
-                a_cmd.tag.eq(TAG_A),
-            ]
-            with m.If(a_cmd_ready):
-                with m.If(~a_tile_end):
-                    m.d.sync += [a_tile_off.eq(a_tile_off + 1), a_addr.eq(a_addr + job.a_stride)]
-                with m.Elif(~a_seg_last):
-                    m.d.sync += [a_tile_off.eq(0), a_seg.eq(a_seg + 1),
-                                 a_seg_base.eq(a_seg_base + seg), a_addr.eq(a_seg_base + seg)]
-                with m.Elif(~a_block_end):
-                    m.d.sync += [a_tile_off.eq(0), a_tile_row.eq(a_tile_row + rows), a_seg.eq(0),
-                                 a_tile_base.eq(a_next_tile), a_seg_base.eq(a_next_tile),
-                                 a_addr.eq(a_next_tile)]
-                with m.Else():
-                    m.d.sync += [a_issuing.eq(0), a_blk["issued"].eq(a_blk["issued"] + 1),
-                                 a_active.eq(~a_nest.last)]
-                    with m.If(a_nest.c_last & a_nest.j_last):
-                        m.d.sync += a_tile_base.eq(a_next_tile)
-                    a_nest.step()
-
-        # B loader.
-        b_nest = _Nest(m, "b_load", job, plan, self.start, with_t=False)
-        b_active = Signal()
-        b_issuing = Signal()
-        b_krow = Signal(range(depth + 1))
-        b_begin = Signal()                  # a block starts issuing
-        # Address of the k row being requested. The chunks of a column tile are consecutive
-        # k rows, so only the block of the first chunk starts it anew.
-        b_addr = Signal(aw)
-        b_skip = plan.single_chunk & plan.single_col & (b_nest.s != 0)
-        with m.If(self.start):
-            m.d.sync += [b_active.eq(1), b_issuing.eq(0)]
-        with m.Elif(self.abort):
-            m.d.sync += [b_active.eq(0), b_issuing.eq(0)]
-        with m.Elif(b_active & ~b_issuing):
-            with m.If(b_skip):
-                m.d.sync += b_active.eq(~b_nest.last)
-                b_nest.step()
-            with m.Elif(((b_blk["issued"] - b_blk["released"])[:3] < 2) & b_sizes.w_rdy):
-                m.d.comb += [b_sizes.w_en.eq(1), b_sizes.w_data.eq(b_nest.c_last)]
-                m.d.sync += b_issuing.eq(1)
-                m.d.comb += b_begin.eq(1)
-                with m.If(b_nest.c == 0):
-                    m.d.sync += b_addr.eq(job.b_addr + b_nest.j)
-        with m.Elif(b_issuing & ~self.abort):
-            m.d.comb += [
-                b_cmd_valid.eq(1),
-                b_cmd.addr.eq(b_addr),
-                b_cmd.length.eq(b_nest.tile_cols),
-                b_cmd.tag.eq(TAG_B),
-            ]
-            with m.If(b_cmd_ready):
-                m.d.sync += b_addr.eq(b_addr + job.b_stride)
-                with m.If(b_krow + 1 == plan.chunk_len(b_nest.c_last)):
-                    m.d.sync += [b_issuing.eq(0), b_blk["issued"].eq(b_blk["issued"] + 1),
-                                 b_active.eq(~b_nest.last)]
-                    b_nest.step()
-        # (A counter's restart is one condition, as in _Nest: the flip-flops' reset.)
-        with m.If(b_begin):
-            m.d.sync += b_krow.eq(0)
-        with m.Elif(b_cmd_ready):
-            m.d.sync += b_krow.eq(b_krow + 1)
-
-        # Arbitration onto the one read DMA. Urgent: a command of the A row tile and the B
-        # block the feeder is on. When both are urgent they are interleaved in k: B goes
-        # while its rows are behind the A segment being requested (A leads by at most
-        # one segment), so neither queues far ahead of the other (an A command carries
-        # eight beats, a B command one). Otherwise a prefetch, needed-soonest first: A while its loader is still on
-        # the feeder's block (the next row tile), then B (the next column tile), then A
-        # (the next super-row); and only while fewer than 2 * max_outstanding beats are
-        # in flight, so that prefetched data never queues far ahead of an urgent request
-        # (the DMA would otherwise take 64 eight-beat commands, 512 beats, at once).
-        a_urgent = Signal()
-        b_urgent = Signal()
-        a_near = Signal()                   # the A loader is on the feeder's block
-        grant_b = Signal()
-        inflight = Signal(16)               # data beats requested and not yet received
-        prefetch_ok = below_constant(inflight, _PREFETCH_BEATS * config.max_outstanding)
-        with m.If(a_urgent & b_urgent):
-            m.d.comb += [grant_b.eq(b_krow[seg_log2:] < a_seg), self.read_cmd.valid.eq(1)]
-        with m.Elif(a_urgent):
-            m.d.comb += [grant_b.eq(0), self.read_cmd.valid.eq(1)]
-        with m.Elif(b_urgent):
-            m.d.comb += [grant_b.eq(1), self.read_cmd.valid.eq(1)]
-        with m.Else():
-            m.d.comb += [grant_b.eq(b_cmd_valid & ~(a_cmd_valid & a_near)),
-                         self.read_cmd.valid.eq((a_cmd_valid | b_cmd_valid) & prefetch_ok)]
+        job = _Job(m, config, self.job)
+        m.submodules.sequencer = sequencer = LoadSequencer(config, job)
+        m.submodules.a_loader = a_loader = ALoader(config, job)
+        m.submodules.b_loader = b_loader = BLoader(config, job)
+        m.submodules.arbiter = arbiter = ReadArbiter(config)
+        m.submodules.feeder = feeder = Feeder(config, job, a_loader.words, b_loader.words)
+        for engine in (sequencer, a_loader, b_loader, feeder):
+            m.d.comb += [engine.start.eq(self.start), engine.abort.eq(self.abort)]
+        connect(m, sequencer.a_block, a_loader.block)
+        connect(m, sequencer.b_block, b_loader.block)
+        connect(m, a_loader.cmd, arbiter.a_cmd)
+        connect(m, b_loader.cmd, arbiter.b_cmd)
+        connect(m, arbiter.a_data, a_loader.data)
+        connect(m, arbiter.b_data, b_loader.data)
+        connect(m, arbiter.cmd, wiring.flipped(self.read_cmd))
+        connect(m, wiring.flipped(self.read_data), arbiter.data)
+        connect(m, feeder.operands, wiring.flipped(self.operands))
+        connect(m, feeder.tiles, wiring.flipped(self.tiles))
+        connect(m, feeder.psum, wiring.flipped(self.psum))
         m.d.comb += [
-            self.read_cmd.payload.eq(Mux(grant_b, b_cmd, a_cmd)),
-            a_cmd_ready.eq(self.read_cmd.ready & self.read_cmd.valid & ~grant_b),
-            b_cmd_ready.eq(self.read_cmd.ready & self.read_cmd.valid & grant_b),
+            sequencer.issuing.eq(a_loader.issuing | b_loader.issuing),
+            sequencer.a_next_addr.eq(a_loader.next_addr),
+            sequencer.a_released.eq(feeder.a_released),
+            sequencer.b_released.eq(feeder.b_released),
+            feeder.a_loaded.eq(a_loader.loaded),
+            feeder.b_loaded.eq(b_loader.loaded),
+            a_loader.read_addr.eq(feeder.a_read_addr),
+            a_loader.read_en.eq(feeder.a_read_en),
+            feeder.a_read_data.eq(a_loader.read_data),
+            b_loader.read_addr.eq(feeder.b_read_addr),
+            b_loader.read_en.eq(feeder.b_read_en),
+            feeder.b_read_data.eq(b_loader.read_data),
+            self.macs.eq(feeder.macs),
+            self.padded_macs.eq(feeder.padded_macs),
+            self.sram_a_write.eq(a_loader.sram_write),
+            self.sram_b_write.eq(b_loader.sram_write),
+            self.busy.eq(feeder.busy),
         ]
-        cmd = self.read_cmd.payload
-        length = cmd.length[:len(range(max_read_length(config) + 1))]
-        cmd_beats = (length + bb - 1) >> log2_bb       # data beats, lane-0 aligned
-        issued_beats = Mux(self.read_cmd.valid & self.read_cmd.ready, cmd_beats, 0)
-        m.d.sync += inflight.eq(inflight + (issued_beats - self.read_data.valid))
-        with m.If(self.start):
-            m.d.sync += inflight.eq(0)
-
-        # ---- loaders (data side) --------------------------------------------------------
-        beat = self.read_data.payload
-        m.d.comb += self.read_data.ready.eq(1)      # SRAM writes never stall
-        fire = self.read_data.valid
-        a_beat = fire & (beat.tag == TAG_A)
-        # A: segments arrive in order, rows in order within a segment; beat w of row r in
-        # the segment at k offset g goes to word g / bb + w of bank r - s.
-        # Row r of the block lives in bank (r mod a_banks) at fold (r div a_banks); a fold
-        # is words >> fold_log2 words deep.
-        a_wword = Signal(range(words + 1))
-        a_wseg = Signal.like(a_seg)         # segment written
-        a_wtile = Signal(range(a_banks * _MAX_FOLD + 1))    # first row of the row tile written
-        a_wtile_off = Signal(range(rows))   # row written, from a_wtile
-        a_wtbank = Signal(range(a_banks))   # the tile's bank
-        a_wfold = Signal(range(_MAX_FOLD))  # its fold
-        # (Spread: chunk c of the row tile lives in bank group c.)
-        chunk_segs_log2 = depth_log2 - seg_log2
-        a_wbank = (a_wtbank + times_constant(a_wseg[chunk_segs_log2:], rows) + a_wtile_off)
-        fold_shift = Signal(range(words.bit_length()))     # log2 of a fold's words
-        m.d.comb += fold_shift.eq((words.bit_length() - 1) - plan.fold_log2)
-        a_block_rows = a_sizes.r_data[:block_rows_width]
-        a_wseg_last = a_wseg == a_last_seg(a_sizes.r_data[block_rows_width])[0]
-        a_wblock_end = a_wtile + a_wtile_off + 1 == a_block_rows    # the block's last row
-        a_wtile_end = (a_wtile_off == rows - 1) | a_wblock_end      # the tile's last row
-        a_wbuf = a_blk["loaded"][0]
-        for bank, mem in enumerate(a_mems):
-            port = mem.write_port(granularity=1)
-            m.d.comb += [
-                port.addr.eq(Cat((a_wword + (a_wseg[:chunk_segs_log2] << (seg_log2 - log2_bb))
-                                  + (a_wfold << fold_shift))
-                                 [:len(port.addr) - 1], a_wbuf)),
-                port.data.eq(beat.data),
-                port.en.eq(Mux(a_beat & (a_wbank == bank),
-                               (1 << beat.count) - 1, 0)),
-            ]
-        with m.If(self.start | (a_beat & beat.last)):
-            m.d.sync += a_wword.eq(0)
-        with m.Elif(a_beat):
-            m.d.sync += a_wword.eq(a_wword + 1)
-        with m.If(a_beat):
-            m.d.comb += self.sram_a_write.eq(beat.count)
-            with m.If(beat.last):
-                with m.If(~a_wtile_end):
-                    m.d.sync += a_wtile_off.eq(a_wtile_off + 1)
-                with m.Elif(~a_wseg_last):
-                    m.d.sync += [a_wtile_off.eq(0), a_wseg.eq(a_wseg + 1)]
-                with m.Elif(~a_wblock_end):
-                    m.d.sync += [a_wtile_off.eq(0), a_wtile.eq(a_wtile + rows), a_wseg.eq(0)]
-                    with m.If(a_wtbank + rows == a_banks):
-                        m.d.sync += [a_wtbank.eq(0), a_wfold.eq(a_wfold + 1)]
-                    with m.Else():
-                        m.d.sync += a_wtbank.eq(a_wtbank + rows)
-                with m.Else():
-                    m.d.comb += a_sizes.r_en.eq(1)
-                    m.d.sync += [a_wtile_off.eq(0), a_wseg.eq(0), a_wtile.eq(0),
-                                 a_wtbank.eq(0), a_wfold.eq(0),
-                                 a_blk["loaded"].eq(a_blk["loaded"] + 1)]
-        # B: k rows arrive in order; beat w of k row r fills bytes [w*bb, w*bb + count).
-        b_wrow = Signal(range(depth + 1))
-        b_wbeat = Signal(range(max(1, -(-cols // bb)) + 1))
-        b_port = b_mem.write_port(granularity=1)
-        lanes = Signal(cols)
-        shifted = Signal(8 * cols)
-        m.d.comb += [
-            lanes.eq((((1 << beat.count) - 1) << (b_wbeat * bb))[:cols]),
-            shifted.eq((beat.data << (b_wbeat * bb * 8))[:8 * cols]),
-            b_port.addr.eq(Cat(b_wrow[:len(b_port.addr) - 1], b_blk["loaded"][0])),
-            b_port.data.eq(shifted),
-            b_port.en.eq(Mux(fire & (beat.tag == TAG_B), lanes, 0)),
-        ]
-        with m.If(fire & (beat.tag == TAG_B)):
-            m.d.comb += self.sram_b_write.eq(beat.count)
-            m.d.sync += b_wbeat.eq(b_wbeat + 1)
-            with m.If(beat.last):
-                m.d.sync += [b_wbeat.eq(0), b_wrow.eq(b_wrow + 1)]
-                with m.If(b_wrow + 1 == plan.chunk_len(b_sizes.r_data)):
-                    m.d.comb += b_sizes.r_en.eq(1)
-                    m.d.sync += [b_wrow.eq(0), b_blk["loaded"].eq(b_blk["loaded"] + 1)]
-        with m.If(self.start):
-            m.d.sync += [a_wtile_off.eq(0), a_wseg.eq(0), a_wtile.eq(0),
-                         a_wtbank.eq(0), a_wfold.eq(0),
-                         b_wrow.eq(0), b_wbeat.eq(0)]
-
-        # ---- feeder ---------------------------------------------------------------------
-        f_nest = _Nest(m, "feed", job, plan, self.start, with_t=True)
-        f_active = Signal()
-        f_streaming = Signal()
-        f_k = Signal(range(depth + 1))
-        f_begin = Signal()                  # a chunk of a tile starts streaming
-        f_k_end = plan.chunk_len(f_nest.c_last)
-        a_ready = a_blk["loaded"] != a_blk["released"]
-        b_ready = b_blk["loaded"] != b_blk["released"]
-        tile_rows = Mux(f_nest.t_last, f_nest.rows_left[:len(range(rows + 1))], rows)
-        tile_cols = f_nest.tile_cols
-
-        # Stage 0 issues SRAM reads; stage 1 holds the read data for the array.
-        s1_valid = Signal()
-        s1_ready = self.operands.ready | ~s1_valid
-        s0_valid = Signal()
-        s0_fire = s0_valid & s1_ready
-        a_rd_ports = [RegisteredReadPort(m, mem, name=f"sram_a_{bank}_read")
-                      for bank, mem in enumerate(a_mems)]
-        b_rd_port = RegisteredReadPort(m, b_mem, name="sram_b_read")
-        f_word = (f_k >> log2_bb) + (f_nest.fold << fold_shift)
-        a_rd_word = Cat(f_word[:len(a_rd_ports[0].addr) - 1], a_blk["released"][0])
-        for port in a_rd_ports:
-            m.d.comb += [port.addr.eq(a_rd_word), port.en.eq(s0_fire)]
-        m.d.comb += [b_rd_port.addr.eq(Cat(f_k[:len(b_rd_port.addr) - 1], b_blk["released"][0])),
-                     b_rd_port.en.eq(s0_fire)]
-
-        s1_lane = Signal(range(bb))
-        s1_group = Signal(range(config.row_tiles))     # bank group of the row tile
-        s1_rows = Signal(range(rows + 1))
-        s1_cols = Signal(range(cols + 1))
-        s1_last = Signal()
-        # Placements of announced tiles wait here for the C path (the array holds at most
-        # a few tiles between being fed and drained).
-        m.submodules.tile_queue = tile_queue = BlockRAMFIFOBuffered(
-            width=TileInfo(config).size, depth=4)
-        m.d.comb += [
-            self.tiles.valid.eq(tile_queue.r_rdy),
-            self.tiles.payload.eq(tile_queue.r_data),
-            tile_queue.r_en.eq(self.tiles.ready),
-        ]
-        announce = Signal(TileInfo(config))
-        # A tile starts while its blocks are still arriving: each beat waits for its own
-        # k — B rows and A segments land in k order, so the feeder streams behind the
-        # loaders.
-        can_start = tile_queue.w_rdy | ~f_nest.c_last
-        b_row_in = b_ready | (f_k < b_wrow)
-        f_row = f_nest.row                  # first row of the feeder's row tile in its block
-        # k within the A block (f_k < depth)
-        f_block_k = Mux(plan.spread, Cat(f_k[:depth_log2], f_nest.c), f_k)
-        f_seg = f_block_k[seg_log2:][:len(a_wseg)]     # its segment
-        a_row_in = a_ready | (a_wtile > f_row) | ((a_wtile == f_row) & (f_seg < a_wseg))
-        m.d.comb += [a_near.eq(a_blk["issued"] == a_blk["released"]),
-                     # (On the same block both count rows from the same s.)
-                     a_urgent.eq(a_cmd_valid & a_near & (a_tile_row == f_row)),
-                     b_urgent.eq(b_cmd_valid & (b_blk["issued"] == b_blk["released"]))]
-        with m.If(self.start):
-            m.d.sync += [f_active.eq(1), f_streaming.eq(0)]
-        with m.Elif(self.abort):
-            m.d.sync += [f_active.eq(0), f_streaming.eq(0)]
-        with m.Elif(f_active & ~f_streaming):
-            with m.If(can_start):
-                m.d.sync += f_streaming.eq(1)
-                m.d.comb += f_begin.eq(1)
-                # The tile's last chunk: announce where its results go.
-                m.d.comb += [tile_queue.w_en.eq(f_nest.c_last), tile_queue.w_data.eq(announce)]
-        with m.Elif(f_streaming):
-            m.d.comb += s0_valid.eq(~self.abort & b_row_in & a_row_in)
-            with m.If(s0_fire):
-                m.d.sync += [
-                    s1_lane.eq(f_k[:len(s1_lane)] if bb > 1 else 0),
-                    s1_group.eq(f_nest.group),
-                    s1_rows.eq(tile_rows),
-                    s1_cols.eq(tile_cols),
-                    s1_last.eq((f_k + 1 == f_k_end) & f_nest.c_last),
-                ]
-                with m.If(f_k + 1 == f_k_end):
-                    m.d.sync += [f_streaming.eq(0), f_active.eq(~f_nest.last)]
-                    with m.If(f_nest.t_last):
-                        # Done with this (s, j, c) group: free the buffers whose block changes.
-                        a_done = ~plan.a_shared | (f_nest.j_last & f_nest.c_last)
-                        b_done = ~(plan.single_chunk & plan.single_col) | f_nest.s_last
-                        with m.If(a_done | f_nest.last):
-                            m.d.sync += a_blk["released"].eq(a_blk["released"] + 1)
-                        with m.If(b_done | f_nest.last):
-                            m.d.sync += b_blk["released"].eq(b_blk["released"] + 1)
-                    f_nest.step()
-        with m.If(f_begin):
-            m.d.sync += f_k.eq(0)
-        with m.Elif(s0_fire):
-            m.d.sync += f_k.eq(f_k + 1)
-        m.d.comb += [
-            announce.row0.eq(f_nest.t),
-            announce.col0.eq(f_nest.j),
-            announce.rows.eq(tile_rows),
-            announce.cols.eq(tile_cols),
-        ]
-        with m.If(s0_fire):
-            m.d.sync += s1_valid.eq(1)
-        with m.Elif(self.operands.ready):
-            m.d.sync += s1_valid.eq(0)
-        with m.If(self.start | self.abort):
-            m.d.sync += s1_valid.eq(0)
-
-        # Stage 1: select each array row's byte from its bank and zero the padding.
-        out = self.operands.payload
-        for i in range(rows):
-            candidates = [a_rd_ports[t * rows + i].data for t in range(config.row_tiles)]
-            word = candidates[0]
-            for t in range(1, config.row_tiles):
-                word = Mux(s1_group == t, candidates[t], word)
-            byte = Signal(8, name=f"feed_a_{i}")
-            m.d.comb += byte.eq(Value.cast(word).word_select(s1_lane, 8))
-            m.d.comb += out.a[i].eq(Mux(i < s1_rows, byte, 0))
-        for j in range(cols):
-            m.d.comb += out.b[j].eq(Mux(j < s1_cols, b_rd_port.data[j], 0))
-        m.d.comb += [out.last.eq(s1_last), self.operands.valid.eq(s1_valid)]
-        useful = s1_rows * s1_cols
-        with m.If(self.operands.valid & self.operands.ready):
-            m.d.comb += [self.macs.eq(useful), self.padded_macs.eq(rows * cols - useful)]
-
-        m.d.comb += self.busy.eq(f_active | s1_valid)
         return m

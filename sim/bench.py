@@ -4,9 +4,10 @@ Figures of DESIGN.md section 7:
 
 * roofline: attainable MAC/cycle = min(rows * cols, intensity * bus_bytes), with intensity
   the MACs per DRAM byte the job moves (reads and writes);
-* I/O lower bound for C = A.B with S bytes of on-chip operand memory (Smith et al. 2019,
-  leading term): max(M*K + K*N + M*N*b_out, 2*M*N*K / sqrt(S) + M*N*b_out), S being the
-  A and B SRAMs of the configuration;
+* I/O lower bound for C = A.B with S bytes of on-chip memory (Smith et al. 2019, leading
+  term): max(M*K + K*N + M*N*b_out, 2*M*N*K / sqrt(S) + M*N*b_out), S being every on-chip
+  buffer a job may use (``config.onchip_sram_bytes``: A, B, partial sums, C;
+  :func:`systole.plan.io_lower_bound`);
 * energy from M. Horowitz, "Computing's energy problem (and what we can do about it)",
   ISSCC 2014, 45 nm: see :data:`ENERGY_PJ` and :func:`energy_per_mac`.
 """
@@ -14,10 +15,11 @@ Figures of DESIGN.md section 7:
 import math
 from dataclasses import dataclass
 
+from .. import plan as tiling
 from ..formats import output_format
 
 __all__ = ["Gemm", "gpt2_gemms", "ENERGY_PJ", "energy_per_mac", "lower_bound_bytes",
-           "attainable_utilization", "evaluate", "GPT2_WIDTHS"]
+           "attainable_utilization", "average_read_burst", "evaluate", "GPT2_WIDTHS"]
 
 #: Model width d of GPT-2 small / medium / large / XL.
 GPT2_WIDTHS = {"small": 768, "medium": 1024, "large": 1280, "xl": 1600}
@@ -81,10 +83,11 @@ def compute_pj_per_mac(config):
 
 def energy_per_mac(config, counters, out_format="fp32"):
     """pJ per useful MAC split into compute, SRAM and DRAM (DRAM at the middle of
-    Horowitz's 1.3-2.6 nJ per 64-bit access)."""
+    Horowitz's 1.3-2.6 nJ per 64-bit access; each SRAM at the energy of its size)."""
     macs = counters["macs"]
     c_bytes = 2 * config.rows * output_format(out_format).width // 8 * config.cols
-    sram = (
+    psum = (counters["sram_psum_read_bytes"] + counters["sram_psum_write_bytes"])
+    sram = (psum * _sram_pj_per_byte(config.psum_sram_bytes) if psum else 0.0) + (
         (counters["sram_a_read_bytes"] + counters["sram_a_write_bytes"])
         * _sram_pj_per_byte(config.a_sram_bytes)
         + (counters["sram_b_read_bytes"] + counters["sram_b_write_bytes"])
@@ -97,15 +100,16 @@ def energy_per_mac(config, counters, out_format="fp32"):
     return {"compute": compute / macs, "sram": sram / macs, "dram": dram / macs}
 
 
-def operand_sram_bytes(config):
-    return config.a_sram_bytes + config.b_sram_bytes
-
-
 def lower_bound_bytes(config, m, n, k, out_format="fp32"):
-    """DESIGN.md section 7: the I/O lower bound for the configured operand SRAM."""
-    b_out = output_format(out_format).width // 8
-    s = operand_sram_bytes(config)
-    return max(m * k + k * n + m * n * b_out, 2 * m * n * k / math.sqrt(s) + m * n * b_out)
+    """DESIGN.md section 7: the I/O lower bound with all of the configuration's on-chip
+    SRAM (:func:`systole.plan.io_lower_bound`)."""
+    return tiling.io_lower_bound(config, m, n, k,
+                                 out_bytes=output_format(out_format).width // 8)
+
+
+def average_read_burst(config, counters):
+    """Bus beats per AXI read burst: dram_read_bytes / bus bytes / dram_read_bursts."""
+    return counters["dram_read_bytes"] / config.bus_bytes / counters["dram_read_bursts"]
 
 
 def attainable_utilization(config, counters):
@@ -116,8 +120,9 @@ def attainable_utilization(config, counters):
     return min(peak, intensity * config.bus_bytes) / peak
 
 
-def evaluate(config, gemm, counters, source):
-    """One result row of ``systole bench`` (the JSON schema of issue 4)."""
+def evaluate(config, gemm, counters, source, plan):
+    """One result row of ``systole bench`` (the JSON schema of issue 4): ``counters`` are
+    every counter of the job, run with tiling ``plan``."""
     peak = config.rows * config.cols
     util = counters["macs"] / (peak * counters["cycles"])
     attainable = attainable_utilization(config, counters)
@@ -129,7 +134,10 @@ def evaluate(config, gemm, counters, source):
         "cycles": counters["cycles"], "utilization": util,
         "attainable_utilization": attainable, "utilization_ratio": util / attainable,
         "compute_bound": attainable >= 1.0,
-        "dram_bytes": dram, "lower_bound_bytes": lb, "traffic_ratio": dram / lb,
+        "dram_bytes": dram, "onchip_sram_bytes": config.onchip_sram_bytes,
+        "lower_bound_bytes": lb, "traffic_ratio": dram / lb,
+        "avg_read_burst_beats": average_read_burst(config, counters),
+        "plan": plan.to_dict(),
         "energy_pj_per_mac": energy_per_mac(config, counters, gemm.out_format),
-        "counters": counters,
+        "counters": dict(counters),
     }

@@ -35,7 +35,7 @@ from ..hdl.registers import ErrorCode
 from . import golden, verilog
 from .run import HDL_MEMORY_BYTES, TOPLEVEL, build_accelerator
 from .stimulus import random_fp8
-from .tb_accel import AccelTB, _layout, config_from_json, counter_law_violations
+from .tb_accel import AccelTB, spec_layout, config_from_json, counter_law_violations
 
 __all__ = ["main", "benchmark_jobs"]
 
@@ -50,7 +50,7 @@ def _shapes(config):
 
 async def _timed_job(tb, config, spec, rng):
     """Run one job; return its counters, problems and the wall time of each phase."""
-    job, end = _layout(spec, config)
+    job, end = spec_layout(spec, config)
     a = random_fp8(rng, (job.m, job.k), job.a_format)
     b = random_fp8(rng, (job.k, job.n), job.b_format)
     image = np.zeros(end, dtype=np.uint8)

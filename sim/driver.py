@@ -12,14 +12,16 @@ and optionally ``await port.wait_interrupt()``, which returns once the done inte
 high; without it the driver polls STATUS.
 """
 
+import functools
 import inspect
 from dataclasses import dataclass
 
+from .. import plan as tiling
 from ..formats import input_format, output_format
 from ..hdl.counters import COUNTERS
 from ..hdl.registers import ErrorCode, systole_register_map
 
-__all__ = ["GemmJob", "JobOutcome", "SystoleDriver", "CocotbPort", "JobError"]
+__all__ = ["GemmJob", "JobOutcome", "SystoleDriver", "CocotbPort", "JobError", "job_plan"]
 
 
 class JobError(RuntimeError):
@@ -32,7 +34,12 @@ class JobError(RuntimeError):
 
 @dataclass(frozen=True)
 class GemmJob:
-    """A job descriptor as the host writes it (addresses and strides in bytes)."""
+    """A job descriptor as the host writes it (addresses and strides in bytes).
+
+    ``plan`` is the tiling plan to write (a :class:`systole.plan.TilingPlan`, written as
+    given, even one the hardware rejects with BAD_PLAN), or None for the host's choice,
+    :func:`job_plan`.
+    """
     m: int
     n: int
     k: int
@@ -47,12 +54,45 @@ class GemmJob:
     out_format: str = "fp32"
     saturate: bool = True
     scale_exp: int = 0
+    plan: tiling.TilingPlan = None
+
+    def __post_init__(self):
+        if self.plan is not None and not isinstance(self.plan, tiling.TilingPlan):
+            raise TypeError(f"GemmJob plan must be a TilingPlan or None, not {self.plan!r}")
 
 
 @dataclass
 class JobOutcome:
     error: str                  # ErrorCode name; "NONE" for a completed job
     counters: dict
+    plan: tiling.TilingPlan = None      # the plan the descriptor carried
+
+
+@functools.lru_cache(maxsize=4096)
+def _chosen_plan(config, m, n, k, out_bytes):
+    if min(m, n, k) < 1 or k > config.max_k or max(m * k, k * n, m * n * out_bytes) \
+            > 1 << config.addr_width:
+        # The checker rejects this job by an earlier rule (a dimension, K, or an operand
+        # larger than memory) whatever its plan, and choose() has no answer for it (or,
+        # for huge M or N, takes long to find one): the smallest plan.
+        return tiling.TilingPlan(1, 1, tiling.kc_log2_range(config)[0])
+    return tiling.choose(config, m, n, k, out_bytes=out_bytes)
+
+
+def job_plan(config, job):
+    """The tiling plan the driver writes for ``job``: its own ``plan``, else the host's
+    choice :func:`systole.plan.choose` for the job's output format (a job that the
+    checker rejects whatever its plan gets the smallest plan instead).
+
+    Raises
+    ------
+    systole.plan.PlanError
+        When the configuration's buffers allow no plan at all.
+    """
+    if job.plan is not None:
+        return job.plan
+    return _chosen_plan(config, job.m, job.n, job.k,
+                        output_format(job.out_format).width // 8)
 
 
 _FORMAT_CODES = {"e4m3": 0, "e5m2": 1}
@@ -75,6 +115,11 @@ class SystoleDriver:
         self.config = config
         self.regmap = systole_register_map(config)
 
+    def job_plan(self, job):
+        """The :class:`~systole.plan.TilingPlan` :meth:`write_job` writes for ``job``
+        (:func:`job_plan`)."""
+        return job_plan(self.config, job)
+
     def _address(self, name):
         return self.regmap[name].address
 
@@ -85,6 +130,8 @@ class SystoleDriver:
         await self.port.write32(self._address(name), self.regmap[name].encode(**fields))
 
     async def write_job(self, job):
+        """Write the descriptor registers of ``job``, its tiling plan included; returns the
+        plan written (:meth:`job_plan`)."""
         input_format(job.a_format), input_format(job.b_format), output_format(job.out_format)
         for name in ("m", "n", "k", "a_stride", "b_stride", "c_stride"):
             await self.write_register(name.upper(), value=getattr(job, name) & 0xFFFF_FFFF)
@@ -96,6 +143,10 @@ class SystoleDriver:
             "FORMAT", a_format=_FORMAT_CODES[job.a_format], b_format=_FORMAT_CODES[job.b_format],
             out_format=_OUT_CODES[job.out_format], saturate=int(job.saturate),
             scale_exp=job.scale_exp)
+        plan = self.job_plan(job)
+        await self.write_register("PLAN", mc_tiles=plan.mc_tiles, nc_tiles=plan.nc_tiles,
+                                  kc_log2=plan.kc_log2, order=plan.order)
+        return plan
 
     async def read_counters(self):
         values = {}
@@ -119,20 +170,21 @@ class SystoleDriver:
         raise TimeoutError("Systole did not finish the job")
 
     async def run(self, job):
-        """Write the descriptor, START, wait, and return the outcome (error code, counters).
+        """Write the descriptor, START, wait, and return the outcome (error code, counters,
+        the plan written).
 
         The done and error flags are cleared before the job and after it.
         """
         await self.write_register("STATUS", done=1, error=1)
         await self.write_register("IRQ_ENABLE", done=1)
-        await self.write_job(job)
+        plan = await self.write_job(job)
         await self.start()
         await self.wait_done()
         # A rejected descriptor sets error without ever setting busy; a job sets done.
         code = ErrorCode((await self.read_register("ERROR_CODE"))["code"])
         counters = await self.read_counters()
         await self.write_register("STATUS", done=1, error=1)
-        return JobOutcome(error=code.name, counters=counters)
+        return JobOutcome(error=code.name, counters=counters, plan=plan)
 
 
 class CocotbPort:
@@ -145,6 +197,9 @@ class CocotbPort:
         self.ram = ram
         self.irq = irq
         self.clock = clock
+        #: Clock cycles :meth:`wait_interrupt` waits before it raises TimeoutError (None:
+        #: no limit); the testbench sets it for each job.
+        self.watchdog_cycles = None
 
     async def read32(self, address):
         data = await self.csr.read(address, 4)
@@ -163,9 +218,14 @@ class CocotbPort:
         return (await data) if inspect.isawaitable(data) else data
 
     async def wait_interrupt(self):
-        from cocotb.triggers import RisingEdge
+        from cocotb.triggers import ClockCycles, First, RisingEdge
         if self.irq is None:
             return
         # One trigger, not a loop over clock edges: the simulator runs free meanwhile.
         if not int(self.irq.value):
-            await RisingEdge(self.irq)
+            if self.watchdog_cycles is None:
+                await RisingEdge(self.irq)
+                return
+            await First(RisingEdge(self.irq), ClockCycles(self.clock, self.watchdog_cycles))
+            if not int(self.irq.value):
+                raise TimeoutError(f"no interrupt within {self.watchdog_cycles} cycles")

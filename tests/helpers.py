@@ -11,12 +11,13 @@ __all__ = ["SYSTEM_CONFIGS", "require_simulator", "run_simulation", "stream_put"
 
 #: The configurations the system tests build: the default bus, a narrow one with a single
 #: format, a wide one. (4x4-bus64: sram_depth 128 gives two A segments of 64 bytes per
-#: chunk, and K > 128 spans several chunks.)
+#: chunk, and K > 128 spans several chunks. 2x8-bus128: a bus beat fills two B words, so
+#: B blocks spread over two banks.)
 SYSTEM_CONFIGS = {
     "4x4-bus64": SystoleConfig(rows=4, cols=4, sram_depth=128, row_tiles=2, max_k=4096),
     "3x2-bus32-e4m3": SystoleConfig(rows=3, cols=2, bus_width=32, sram_depth=16, row_tiles=3,
                                     formats=("e4m3",), max_k=1024),
-    "2x5-bus128": SystoleConfig(rows=2, cols=5, bus_width=128, sram_depth=16, row_tiles=1,
+    "2x8-bus128": SystoleConfig(rows=2, cols=8, bus_width=128, sram_depth=32, row_tiles=1,
                                 max_k=1024),
 }
 

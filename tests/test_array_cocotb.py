@@ -15,7 +15,7 @@ from helpers import require_simulator
 # small one, for 4-state semantics of the same Verilog.
 CASES = {
     "verilator": dict(config=SystoleConfig(rows=4, cols=4), jobs=8, tiles=3, max_k=1024),
-    "icarus": dict(config=SystoleConfig(rows=2, cols=3), jobs=6, tiles=2, max_k=48),
+    "icarus": dict(config=SystoleConfig(rows=3, cols=2), jobs=6, tiles=2, max_k=48),
 }
 
 

@@ -412,6 +412,12 @@ def test_board_gemm_through_a_pseudo_terminal(tmp_path, capsys):
             assert server.poll() is None, f"board sim ended early:\n{server.stdout.read()}"
             assert time.monotonic() < deadline, "board sim did not come up"
             time.sleep(0.2)
+        # A job the board's configuration cannot run is refused before any upload.
+        with pytest.raises(SystemExit) as refused:
+            main(["board", "gemm", "--port", ready.read_text(), "-M", "16", "-N", "12",
+                  "-K", "2000", "--timeout", "2"])
+        assert refused.value.code == ("systole board gemm: K = 2000 exceeds the board's "
+                                      "max_k = 1024")
         report = tmp_path / "report.json"
         status = main(["board", "gemm", "--port", ready.read_text(), "-M", "16", "-N", "12",
                        "-K", "40", "--seed", str(seed), "--timeout", "2", "--rows", "4",

@@ -49,6 +49,11 @@ def test_formats_are_canonically_ordered():
     (dict(counter_width=16), ValueError, r"counter_width must be between 32 and 64, not 16"),
     (dict(addr_width=11), ValueError, r"addr_width must be between 12 and 64, not 11"),
     (dict(addr_width=65), ValueError, r"addr_width must be between 12 and 64, not 65"),
+    (dict(cols=3), ValueError, r"Array cols must divide the bus width in bytes \(8\) or be a "
+                               r"multiple of it, not 3"),
+    (dict(cols=2, sram_depth=8), ValueError,
+     r"sram_depth must be at least 32 \(a bus word of k-steps in each of the 4 B banks\), not 8"),
+    (dict(psum_depth=-1), ValueError, r"psum_depth must be between 0 and 65536, not -1"),
 ])
 def test_bad_parameters_are_rejected(kwargs, error, message):
     with pytest.raises(error, match=message):

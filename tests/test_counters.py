@@ -18,7 +18,7 @@ _NAMES = list(COUNTERS)
 def test_counter_memory_reads_exact_counts(counter_width):
     seed = int(os.environ.get("SYSTOLE_SEED", 41))
     rng = random.Random(seed)
-    config = SystoleConfig(rows=2, cols=3, counter_width=counter_width)
+    config = SystoleConfig(rows=2, cols=4, counter_width=counter_width)
     widths = {name: rng.choice([1, 1, 3, 6]) for name in COUNTERS}
     derived = {"sram_a_read_bytes": ("active_cycles", 2),
                "sram_b_read_bytes": ("active_cycles", 3)}

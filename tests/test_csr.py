@@ -24,6 +24,7 @@ from systole.hdl.csr import R, RW, W, W1C, CSRBank, Field, Register, RegisterMap
 from systole.hdl.fp8 import Fp8Format, OutFormat
 from systole.hdl.registers import (COUNTER_NAMES, DESCRIPTOR_REGISTERS, ERROR_CODES, ID_MAGIC,
                                    ErrorCode, systole_register_map)
+from systole.plan import LoopOrder
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -579,9 +580,10 @@ def test_fetched_registers():
     regmap = systole_register_map(SystoleConfig())
     dut = CSRBank(regmap, fetched=DESCRIPTOR_REGISTERS)
     axi = dut.axi
-    values = {name: (0x01020304 * (index + 1)) & 0xFFFFFFFF
+    # (The copy keeps only the bits of a register's fields: FORMAT's and PLAN's gaps read 0.)
+    values = {name: (0x01020304 * (index + 1))
+              & sum(field.mask for field in regmap[name].fields.values())
               for index, name in enumerate(DESCRIPTOR_REGISTERS)}
-    values["FORMAT"] &= sum(field.mask for field in regmap["FORMAT"].fields.values())
 
     async def bench(ctx):
         for name, value in values.items():
@@ -635,22 +637,27 @@ def test_fetched_registers():
 
 def test_systole_map_contents():
     config = SystoleConfig(rows=4, cols=16, formats=("e5m2",), max_k=4096, bus_width=128,
-                           counter_width=48, sram_depth=512)
+                           counter_width=48, sram_depth=512, row_tiles=16, psum_depth=1 << 16)
     regmap = systole_register_map(config)
     assert regmap.frozen
     assert regmap["ID"].reset == ID_MAGIC == 0x53595354
-    assert regmap["VERSION"].reset == 0x00010000
+    assert regmap["VERSION"].reset == 0x00020001
     assert regmap["CONFIG0"].decode(regmap["CONFIG0"].reset) == {
         "rows": 4, "cols": 16, "bus_bytes": 16, "formats": 0b10}
     assert regmap["CONFIG1"].reset == 4096
     assert regmap["CONFIG2"].reset == config.sram_depth
     assert regmap["CONFIG3"].decode(regmap["CONFIG3"].reset) == {"addr_width": 32,
                                                                 "counter_width": 48}
+    # The largest row_tiles and psum_depth fit CONFIG4's fields.
+    assert regmap["CONFIG4"].address == 0x018
+    assert regmap["CONFIG4"].decode(regmap["CONFIG4"].reset) == {"row_tiles": 16,
+                                                                "psum_depth": 1 << 16}
     assert [counter.name for counter in regmap.counters] == list(COUNTER_NAMES) == [
         "cycles", "active_cycles", "stall_load_cycles", "stall_store_cycles",
         "overhead_cycles", "macs", "padded_macs", "dram_read_bytes", "dram_write_bytes",
         "dram_read_bursts", "dram_write_bursts", "sram_a_read_bytes", "sram_a_write_bytes",
-        "sram_b_read_bytes", "sram_b_write_bytes", "sram_c_read_bytes", "sram_c_write_bytes"]
+        "sram_b_read_bytes", "sram_b_write_bytes", "sram_c_read_bytes", "sram_c_write_bytes",
+        "sram_psum_read_bytes", "sram_psum_write_bytes"]
     for counter in regmap.counters:
         assert counter.width == 48
         assert regmap[counter.name.upper() + "_HI"].address == counter.lo.address + 4
@@ -662,9 +669,19 @@ def test_systole_map_contents():
                  "C_ADDR_LO", "C_ADDR_HI", "A_STRIDE", "B_STRIDE", "C_STRIDE"):
         (field,) = regmap[name].fields.values()
         assert (field.access, field.width) == (RW, 32)
+    # PLAN: the last descriptor register, right after FORMAT; reset 0 is no plan (BAD_PLAN).
+    assert DESCRIPTOR_REGISTERS[-2:] == ("FORMAT", "PLAN")
+    plan = regmap["PLAN"]
+    assert (regmap["FORMAT"].address, plan.address, plan.reset) == (0x070, 0x074, 0)
+    assert {name: (field.access, field.bits) for name, field in plan.fields.items()} == {
+        "mc_tiles": (RW, (7, 0)), "nc_tiles": (RW, (15, 8)), "kc_log2": (RW, (20, 16)),
+        "order": (RW, (24, 24))}
+    assert plan.encode(mc_tiles=3, nc_tiles=255, kc_log2=31, order=LoopOrder.COLS_OUTER) \
+        == 0x011fff03
     assert ERROR_CODES == {"NONE": 0, "BAD_DIMENSION": 1, "K_TOO_LARGE": 2, "BAD_STRIDE": 3,
                            "MISALIGNED_OUTPUT": 4, "ADDRESS_OVERFLOW": 5, "BAD_FORMAT": 6,
-                           "BUSY": 7, "AXI_READ_ERROR": 8, "AXI_WRITE_ERROR": 9}
+                           "BUSY": 7, "AXI_READ_ERROR": 8, "AXI_WRITE_ERROR": 9,
+                           "BAD_PLAN": 10, "OVERLAP": 11}
     assert all(code.description for code in ErrorCode)
     bank = CSRBank(regmap)
     Fragment.get(bank, None)

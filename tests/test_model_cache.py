@@ -1,10 +1,14 @@
-"""The simulator model cache's eviction (``systole.sim.verilog.evict``): least recently
-used models go first, until the models fit the budget; busy, kept and fresh models stay."""
+"""The simulator model cache: its eviction (``systole.sim.verilog.evict``: least recently
+used models go first, until the models fit the budget; busy, kept and fresh models stay),
+its budget setting, and a damaged entry rebuilt instead of reused."""
 
 import fcntl
 import os
 
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
 
 from systole.sim import verilog
 
@@ -63,7 +67,57 @@ def test_budget_from_the_environment(cache, monkeypatch):
     monkeypatch.setenv("SYSTOLE_CACHE", str(root))
     monkeypatch.setenv("SYSTOLE_CACHE_MAX_GB", str(3500 / 2**30))
     assert verilog.evict(now=NOW) == [a]
-    monkeypatch.setenv("SYSTOLE_CACHE_MAX_GB", "lots")
-    with pytest.raises(ValueError, match=r"SYSTOLE_CACHE_MAX_GB must be a size in GiB "
-                                         r"\(>= 0\), got 'lots'"):
-        verilog.evict(now=NOW)
+    for value in ("lots", "inf", "-1", "nan"):
+        monkeypatch.setenv("SYSTOLE_CACHE_MAX_GB", value)
+        with pytest.raises(ValueError, match=rf"SYSTOLE_CACHE_MAX_GB must be a finite size "
+                                             rf"in GiB \(>= 0\), got '{value}'"):
+            verilog.evict(now=NOW)
+
+
+def test_bad_budget_fails_before_a_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYSTOLE_CACHE", str(tmp_path))
+    monkeypatch.setenv("SYSTOLE_CACHE_MAX_GB", "inf")
+
+    def never():
+        raise AssertionError("the model was built before the budget was checked")
+    with pytest.raises(ValueError, match="SYSTOLE_CACHE_MAX_GB must be a finite size"):
+        verilog.build(never, "counter", "bad-budget")
+
+
+class _Counter(wiring.Component):
+    count: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
+def test_damaged_model_is_rebuilt(tmp_path, monkeypatch, capsys):
+    """A stamped model whose executable was truncated, or deleted, is rebuilt, not reused;
+    a stamp that records nothing (an older cache's) counts as damaged too."""
+    monkeypatch.setenv("SYSTOLE_CACHE", str(tmp_path))
+    built = []
+
+    def make():
+        built.append(1)
+        return _Counter()
+    build_dir = verilog.build(make, "counter", "damage")
+    product = build_dir / "counter"
+    size = product.stat().st_size
+    assert verilog.build(make, "counter", "damage") == build_dir and len(built) == 1
+    with open(product, "r+b") as file:
+        file.truncate(size // 2)
+    capsys.readouterr()
+    assert verilog.build(make, "counter", "damage") == build_dir and len(built) == 2
+    assert f"counter is {size // 2} bytes, the build made {size}" in capsys.readouterr().err
+    assert product.stat().st_size == size
+    for damage, reason in ((product.unlink, "counter is missing"),
+                           (lambda: (build_dir / "systole-build-ok").write_text("damage"),
+                            "its build stamp is unreadable")):
+        damage()
+        rebuilt = len(built) + 1
+        assert verilog.build(make, "counter", "damage") == build_dir and len(built) == rebuilt
+        assert f"is damaged ({reason}); rebuilding it" in capsys.readouterr().err
+        assert product.stat().st_size == size
+    assert verilog.build(make, "counter", "damage") == build_dir and len(built) == 4

@@ -42,7 +42,7 @@ def _run(config_name, jobs, *, seed, simulator="verilator", latency=32, pause=0.
     ("4x4-bus64", 60, 32, 0.2, 11),
     ("4x4-bus64", 40, 1, 0.0, 12),
     ("3x2-bus32-e4m3", 30, 17, 0.3, 13),
-    ("2x5-bus128", 30, 40, 0.1, 14),
+    ("2x8-bus128", 30, 40, 0.1, 14),
 ])
 def test_random_jobs(config_name, count, latency, pause, seed):
     seed = _seed(seed)
@@ -50,6 +50,41 @@ def test_random_jobs(config_name, count, latency, pause, seed):
     jobs = [random_job_spec(rng, CONFIGS[config_name]) for _ in range(count)]
     results = _run(config_name, jobs, seed=seed, latency=latency, pause=pause)
     assert len(results) == count and all(r["bit_exact"] for r in results)
+
+
+def _plan(mc, nc, kc_log2, order="ROWS_OUTER"):
+    return {"mc_tiles": mc, "nc_tiles": nc, "kc_log2": kc_log2, "order": order}
+
+
+#: Jobs that force partial sums at small sizes on 4x4-bus64 (chunks of 8 k-steps): K in
+#: many chunks, blocks with edge tiles in both directions, M or N of 1, both loop orders.
+PSUM_SHAPES = [
+    (9, 11, 70, _plan(2, 2, 3)),
+    (9, 11, 70, _plan(2, 2, 3, "COLS_OUTER")),
+    (1, 13, 40, _plan(1, 3, 3)),
+    (13, 1, 33, _plan(3, 1, 3)),
+    (6, 7, 300, _plan(2, 2, 3)),
+    (17, 9, 129, _plan(3, 2, 4, "COLS_OUTER")),
+]
+#: Every output format and overflow mode.
+OUTPUTS = [("fp32", True), ("bf16", True), ("e4m3", True), ("e4m3", False), ("e5m2", True),
+           ("e5m2", False)]
+
+
+def test_partial_sum_jobs():
+    seed = _seed(16)
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for index, (m, n, k, plan) in enumerate(PSUM_SHAPES):
+        for out, saturate in (OUTPUTS if index == 0 else OUTPUTS[index % len(OUTPUTS):][:1]):
+            jobs.append({"m": m, "n": n, "k": k, "plan": plan, "out_format": out,
+                         "saturate": saturate, "a_format": str(rng.choice(["e4m3", "e5m2"])),
+                         "b_format": str(rng.choice(["e4m3", "e5m2"])),
+                         "scale_exp": int(rng.choice([0, -9, 7])), "specials": 0.02,
+                         "a_pad": int(rng.integers(0, 9)), "b_offset": int(rng.integers(0, 8))})
+    results = _run("4x4-bus64", jobs, seed=seed, latency=8, pause=0.15)
+    assert len(results) == len(jobs) and all(r["bit_exact"] for r in results)
+    assert all(r["counters"]["sram_psum_write_bytes"] > 0 for r in results)
 
 
 def test_gateware_memory_model():
@@ -82,6 +117,18 @@ BAD_DESCRIPTORS = [
     ("ADDRESS_OVERFLOW", dict(a_addr=(1 << 32) - 16)),
     ("ADDRESS_OVERFLOW", dict(c_addr=(1 << 32) - 64)),
     ("ADDRESS_OVERFLOW", dict(b_addr=1 << 40)),
+    # 28 GiB of A: the testbench makes no operands for a rejected descriptor.
+    ("ADDRESS_OVERFLOW", dict(m=(1 << 32) - 1)),
+    # Plans the buffers cannot run (4x4-bus64: 256-byte A banks, 128-word B buffers,
+    # 512 partial-sum tiles): an A block too deep, a B block too wide, a chunk shorter
+    # than a bus word.
+    ("BAD_PLAN", dict(plan={"mc_tiles": 5, "nc_tiles": 1, "kc_log2": 6, "order": "ROWS_OUTER"})),
+    ("BAD_PLAN", dict(plan={"mc_tiles": 1, "nc_tiles": 3, "kc_log2": 6, "order": "COLS_OUTER"})),
+    ("BAD_PLAN", dict(plan={"mc_tiles": 1, "nc_tiles": 1, "kc_log2": 2, "order": "ROWS_OUTER"})),
+    # C on B (it would overwrite B before B is read), and C from A's last byte (A spans
+    # 0x1000 to 0x1022).
+    ("OVERLAP", dict(a_addr=0x1000, b_addr=0x1100, c_addr=0x1100)),
+    ("OVERLAP", dict(a_addr=0x1000, b_addr=0x1100, c_addr=0x1022, out_format="e4m3")),
 ]
 
 
@@ -174,7 +221,7 @@ def test_run_gemm_api():
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((7, 33)).astype(ml_dtypes.float8_e4m3fn)
     b = rng.standard_normal((33, 9)).astype(ml_dtypes.float8_e5m2)
-    run = run_gemm(a, b, "bf16", config=CONFIGS["2x5-bus128"], seed=seed, latency=5)
+    run = run_gemm(a, b, "bf16", config=CONFIGS["2x8-bus128"], seed=seed, latency=5)
     assert run.c.dtype == ml_dtypes.bfloat16 and run.c.shape == (7, 9)
     np.testing.assert_array_equal(golden.to_bits(run.c), golden.to_bits(golden.gemm(a, b, "bf16")))
     assert list(run.counters) == list(COUNTERS)
@@ -194,11 +241,34 @@ def test_run_gemm_rejects_bad_arguments():
                  config=CONFIGS["3x2-bus32-e4m3"])
 
 
+def test_run_gemm_rejects_a_pause_that_stops_every_beat():
+    a = np.zeros((2, 3), dtype=ml_dtypes.float8_e4m3fn)
+    with pytest.raises(ValueError, match=r"pause must be a probability from 0 to less than "
+                                         r"1 \(1 would stop every beat\), not 1.0"):
+        run_gemm(a, a.T.copy(), pause=1.0)
+
+
+def test_a_hang_fails_with_its_cause_and_keeps_the_log(capfd):
+    """The watchdog (here shortened below the job's own length, as a hang looks to the
+    testbench) stops the run; the error carries the testbench's own message and the path
+    of the kept log, and nothing of the simulator's log reaches stdout."""
+    require_simulator("verilator")
+    spec = dict(_valid(), watchdog_cycles=30)
+    with pytest.raises(AssertionError) as failure:
+        run_jobs(CONFIGS["4x4-bus64"], [spec], seed=_seed(24))
+    message = str(failure.value)
+    assert "did not finish within 30 cycles (the watchdog; the performance model predicts" \
+        in message
+    log = message.rsplit("(log: ", 1)[1].rstrip(")")
+    assert "systole-failed-" in log and "did not finish within 30 cycles" in open(log).read()
+    assert "TESTS=1" not in capfd.readouterr().out
+
+
 def test_cli_gemm_report(tmp_path, capsys):
     require_simulator("verilator")
     report = tmp_path / "gemm.json"
-    code = main(["gemm", "-M", "5", "-N", "11", "-K", "21", "--rows", "2", "--cols", "5",
-                 "--bus-width", "128", "--sram-depth", "16", "--row-tiles", "1",
+    code = main(["gemm", "-M", "5", "-N", "11", "-K", "21", "--rows", "2", "--cols", "8",
+                 "--bus-width", "128", "--sram-depth", "32", "--row-tiles", "1",
                  "--max-k", "1024", "--out-format", "e5m2", "--mem-latency", "9",
                  "--json", str(report), "--wave", str(tmp_path / "gemm.vcd")])
     out = capsys.readouterr().out
