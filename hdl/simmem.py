@@ -27,6 +27,7 @@ from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out, flipped
 
 from .axi import AXI4Signature, RESP_OKAY
+from .monitor import MonitorSignature, watch
 
 __all__ = ["AxiMemory", "SimulationTop", "SIMRAM_VERILOG", "BACKDOOR_FILE"]
 
@@ -242,9 +243,10 @@ class _Port:
 class SimulationTop(wiring.Component):
     """The accelerator with an :class:`AxiMemory` as its external memory.
 
-    Only the CSR port and the interrupt leave the module; the testbench loads and reads the
-    memory (``memory.storage``, a ``systole_simram``) through its file backdoor. The
-    exported Verilog must be followed by :attr:`extra_verilog`.
+    Only the CSR port, the interrupt and the report of an
+    :class:`~systole.hdl.monitor.AxiMonitor` on both buses leave the module; the testbench
+    loads and reads the memory (``memory.storage``, a ``systole_simram``) through its file
+    backdoor. The exported Verilog must be followed by :attr:`extra_verilog`.
     """
 
     #: Verilog modules the export instantiates but does not define.
@@ -261,6 +263,7 @@ class SimulationTop(wiring.Component):
         super().__init__({
             "csr": Out(self.accelerator.csr.signature),
             "irq": Out(1),
+            "report": Out(MonitorSignature()),
         })
 
     def elaborate(self, platform):
@@ -269,5 +272,6 @@ class SimulationTop(wiring.Component):
         m.submodules.memory = self.memory
         wiring.connect(m, flipped(self.csr), acc.csr)
         wiring.connect(m, acc.mem, self.memory.bus)
+        watch(m, acc, flipped(self.report), self._config.max_outstanding)
         m.d.comb += self.irq.eq(acc.irq)
         return m

@@ -44,9 +44,10 @@ def build_accelerator(config, simulator="verilator", *, waves=False, memory="coc
                       latency=32, pause=0.0, seed=1, mem_size=HDL_MEMORY_BYTES):
     """Build (or reuse from the cache) the simulator model of the accelerator.
 
-    ``memory="cocotb"`` exports the accelerator alone (external memory: cocotbext-axi);
+    ``memory="cocotb"`` exports ``MonitoredAccelerator`` (external memory: cocotbext-axi);
     ``memory="hdl"`` exports ``SimulationTop``, the accelerator with the gateware memory
-    model of the given latency and pause rate built in (``mem_size`` bytes).
+    model of the given latency and pause rate built in (``mem_size`` bytes). Both carry
+    the AXI protocol monitor of hdl/monitor.py, which the testbench reads after each job.
     """
     if memory == "hdl":
         from ..hdl.simmem import SimulationTop
@@ -55,9 +56,9 @@ def build_accelerator(config, simulator="verilator", *, waves=False, memory="coc
                                   pause=pause, seed=seed),
             TOPLEVEL, f"{config!r}|hdl-memory|{mem_size}|{latency}|{pause}|{seed}",
             simulator, waves=waves)
-    from ..hdl.top import Accelerator
-    return verilog.build(lambda: Accelerator(config), TOPLEVEL, repr(config), simulator,
-                         waves=waves)
+    from ..hdl.monitor import MonitoredAccelerator
+    return verilog.build(lambda: MonitoredAccelerator(config), TOPLEVEL, repr(config),
+                         simulator, waves=waves)
 
 
 def _config_json(config):

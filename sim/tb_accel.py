@@ -30,6 +30,7 @@ from ..formats import output_format
 from .. import plan as tiling
 from . import golden, perfmodel
 from ..hdl.counters import COUNTERS
+from ..hdl.monitor import MonitorSignature, violated_rules
 from ..hdl.registers import ErrorCode
 from .driver import CocotbPort, GemmJob, JobOutcome, SystoleDriver
 from .memory import LatencyAxiRam, StorageBackdoor, quiet_axi_logs, random_pauses
@@ -237,6 +238,7 @@ class AccelTB:
             self.ram.error_range = (job.a_addr, job.a_addr + job.m * job.a_stride)
         elif inject == "write":
             self.ram.error_range = (job.c_addr, job.c_addr + job.m * job.c_stride)
+        seen = self._monitor_report()
         started = time.perf_counter()
         predicted, self.port.watchdog_cycles = self._watchdog(spec, job)
         try:
@@ -280,6 +282,7 @@ class AccelTB:
             problems += [f"counter law broken: {law}"
                          for law in counter_law_violations(self.config, spec, outcome.counters,
                                                            job)]
+        problems += self._monitor_problems(seen, outcome.counters)
         if not np.array_equal(after, expected_image):
             wrong = np.flatnonzero(after != expected_image)
             ob = output_format(job.out_format).width // 8
@@ -292,6 +295,26 @@ class AccelTB:
                 f"{[(int(r // job.c_stride), int(r % job.c_stride)) for r in rel[in_c][:8]]}")
         return result, problems
 
+
+    def _monitor_report(self):
+        """The AXI monitor's report (hdl/monitor.py), read off the top level's ports."""
+        return {name: int(getattr(self.dut, f"report__{name}").value)
+                for name in MonitorSignature().members}
+
+    def _monitor_problems(self, before, counters):
+        """The monitor's broken rules (sticky since reset), and its beat and byte counts over
+        the job against the accelerator's DRAM counters: two observers of one bus."""
+        after = self._monitor_report()
+        problems = []
+        if after["violations"]:
+            problems.append(f"AXI monitor: {', '.join(violated_rules(after['violations']))} "
+                            f"broken, first at cycle {after['first_cycle']} after reset")
+        read_bytes = (after["read_beats"] - before["read_beats"]) * self.config.bus_bytes
+        write_bytes = after["write_bytes"] - before["write_bytes"]
+        for name, seen in (("dram_read_bytes", read_bytes), ("dram_write_bytes", write_bytes)):
+            if counters[name] != seen:
+                problems.append(f"{name} is {counters[name]}, the AXI monitor saw {seen}")
+        return problems
 
     def _watchdog(self, spec, job):
         """The model's cycles for a job that runs (0 for one the checker rejects), and the
