@@ -324,7 +324,9 @@ class DmaReader(wiring.Component):
     cmd : In(stream.Signature(ReadCommand(config)))
     data : Out(stream.Signature(ReadData(config)))
     error : Out(1)
-        Sticky: an R beat carried SLVERR or DECERR.
+        Sticky: an R beat carried SLVERR or DECERR, or ``stop`` was raised.
+    stop : In(1)
+        A pulse: halt as after an error response (the job was aborted).
     clear : In(1)
         Clears ``error`` (a pulse; an error in the same cycle wins).
     idle : Out(1)
@@ -345,6 +347,7 @@ class DmaReader(wiring.Component):
             "cmd": In(stream.Signature(ReadCommand(config))),
             "data": Out(stream.Signature(ReadData(config))),
             "error": Out(1),
+            "stop": In(1),
             "clear": In(1),
             "idle": Out(1),
             "ar_fire": Out(1),
@@ -504,7 +507,7 @@ class DmaReader(wiring.Component):
         m.d.sync += outstanding.eq(outstanding + planner.load - (fire & bus.rlast))
         # Halted until the bus has drained and the queues have been emptied (one entry
         # per cycle).
-        _error_and_halt(m, bad=bad, clear=self.clear, error=self.error, halted=halted,
+        _error_and_halt(m, bad=bad | self.stop, clear=self.clear, error=self.error, halted=halted,
                         drained=(outstanding == 0) & ~info_fifo.r_rdy & ~out_queue.r_rdy)
         with m.If(halted):
             m.d.sync += [planner.busy.eq(0), first.eq(1), flush.eq(0)]
@@ -550,7 +553,9 @@ class DmaWriter(wiring.Component):
     cmd : In(stream.Signature(WriteCommand(config)))
     data : In(stream.Signature(WriteData(config)))
     error : Out(1)
-        Sticky: a B response carried SLVERR or DECERR.
+        Sticky: a B response carried SLVERR or DECERR, or ``stop`` was raised.
+    stop : In(1)
+        A pulse: halt as after an error response (the job was aborted).
     clear : In(1)
         Clears ``error`` (a pulse; an error in the same cycle wins).
     idle : Out(1)
@@ -573,6 +578,7 @@ class DmaWriter(wiring.Component):
             "cmd": In(stream.Signature(WriteCommand(config))),
             "data": In(stream.Signature(WriteData(config))),
             "error": Out(1),
+            "stop": In(1),
             "clear": In(1),
             "idle": Out(1),
             "aw_fire": Out(1),
@@ -709,7 +715,7 @@ class DmaWriter(wiring.Component):
         b_fire = bus.bvalid
         bad = b_fire & bus.bresp[1]
         m.d.sync += outstanding.eq(outstanding + planner.load - b_fire)
-        _error_and_halt(m, bad=bad, clear=self.clear, error=self.error, halted=halted,
+        _error_and_halt(m, bad=bad | self.stop, clear=self.clear, error=self.error, halted=halted,
                         drained=(outstanding == 0) & ~info_fifo.r_rdy & ~bus.wvalid)
         with m.If(halted):
             m.d.sync += planner.busy.eq(0)

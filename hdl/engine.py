@@ -36,12 +36,16 @@ class GemmEngine(wiring.Component):
         (:data:`~systole.hdl.registers.DESCRIPTOR_REGISTERS`).
     start : In(1)
         Pulse, while not ``busy``.
+    abort : In(1)
+        Pulse: end the running job with ABORTED. While the descriptor is checked it takes
+        effect when the check ends (a rejected job keeps its code); while the job runs
+        the DMAs halt as on an AXI error and the job ends once the bus has drained.
     busy : Out(1)
     done : Out(1)
         Pulse at the end of the job, with ``error`` valid.
     error : Out(ErrorCode)
-        NONE, the checker's code of a rejected descriptor, or the AXI error that aborted
-        the job.
+        NONE, the checker's code of a rejected descriptor, the AXI error that aborted
+        the job, or ABORTED.
     counter_index : In(range(len(COUNTERS)))
     counter_value : Out(config.counter_width)
         The counter ``counter_index`` named on the previous cycle (see
@@ -54,6 +58,7 @@ class GemmEngine(wiring.Component):
         super().__init__({
             "descriptor": Out(FetchSignature(len(DESCRIPTOR_REGISTERS))),
             "start": In(1),
+            "abort": In(1),
             "busy": Out(1),
             "done": Out(1),
             "error": Out(ErrorCode),
@@ -97,6 +102,7 @@ class GemmEngine(wiring.Component):
         axi_error = reader.error | writer_dma.error
         dma_idle = reader.idle & writer_dma.idle
         running = Signal()
+        aborted = Signal()      # ABORT was written during this job
 
         # Every running cycle falls in exactly one of the four cycle classes.
         fed = tiler.operands.valid & tiler.operands.ready
@@ -134,11 +140,17 @@ class GemmEngine(wiring.Component):
                 with m.If(self.start):
                     m.d.comb += [bank.clear.eq(1), reader.clear.eq(1), writer_dma.clear.eq(1),
                                  checker.start.eq(1)]
+                    m.d.sync += aborted.eq(0)
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += running.eq(1)
+                with m.If(self.abort):
+                    m.d.sync += aborted.eq(1)
                 with m.If(checker.done & (checker.error != ErrorCode.NONE)):
                     m.d.comb += [self.done.eq(1), self.error.eq(checker.error)]
+                    m.next = "IDLE"
+                with m.Elif(checker.done & (aborted | self.abort)):
+                    m.d.comb += [self.done.eq(1), self.error.eq(ErrorCode.ABORTED)]
                     m.next = "IDLE"
                 with m.Elif(checker.done):
                     # The checker holds the accepted descriptor: start the tiler on it.
@@ -146,7 +158,11 @@ class GemmEngine(wiring.Component):
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
-                with m.If(axi_error):
+                with m.If(self.abort):
+                    m.d.comb += [reader.stop.eq(1), writer_dma.stop.eq(1)]
+                    m.d.sync += aborted.eq(1)
+                    m.next = "ABORT"
+                with m.Elif(axi_error):
                     m.next = "ABORT"
                 with m.Elif(~tiler.busy & array.idle & ~writer.busy & dma_idle):
                     m.d.comb += [self.done.eq(1), self.error.eq(ErrorCode.NONE)]
@@ -156,7 +172,9 @@ class GemmEngine(wiring.Component):
                 m.d.comb += [running.eq(1), tiler.abort.eq(1), writer.abort.eq(1)]
                 with m.If(dma_idle):
                     m.d.comb += [flush.eq(1), self.done.eq(1)]
-                    with m.If(reader.error):
+                    with m.If(aborted):
+                        m.d.comb += self.error.eq(ErrorCode.ABORTED)
+                    with m.Elif(reader.error):
                         m.d.comb += self.error.eq(ErrorCode.AXI_READ_ERROR)
                     with m.Else():
                         m.d.comb += self.error.eq(ErrorCode.AXI_WRITE_ERROR)

@@ -37,8 +37,9 @@ __all__ = ["ErrorCode", "ERROR_CODES", "COUNTER_NAMES", "COUNTER_DESCRIPTIONS", 
 ID_MAGIC = 0x53595354
 #: Register interface version: major in bits 31:16, minor in bits 15:0. Interface 2: every
 #: job's descriptor includes PLAN (a job with PLAN at its reset value 0 is rejected); 2.1: a
-#: job whose C overlaps A or B is rejected (OVERLAP).
-VERSION = 0x00020001
+#: job whose C overlaps A or B is rejected (OVERLAP); 2.2: CTRL.ABORT ends a running job
+#: (ABORTED).
+VERSION = 0x00020002
 #: The bank decodes a 4 KiB window.
 REGISTER_ADDR_WIDTH = 12
 
@@ -63,6 +64,7 @@ class ErrorCode(enum.Enum, shape=8):
     AXI_WRITE_ERROR = 9
     BAD_PLAN = 10
     OVERLAP = 11
+    ABORTED = 12
 
     @property
     def description(self):
@@ -94,6 +96,9 @@ _ERROR_DESCRIPTIONS = {
     "OVERLAP": "C's span (its first to its last byte, C_ADDR to C_ADDR + (M - 1) * C_STRIDE "
                "+ N output elements) overlaps A's span or B's span: C would overwrite "
                "operands that are still to be read. A and B may overlap each other.",
+    "ABORTED": "CTRL.ABORT was written while the job ran: no further burst was issued, "
+               "the outstanding ones completed (write bursts already addressed with WSTRB "
+               "0), and the job ended with part of C written and nothing outside C.",
 }
 
 #: Error name to code, for the host driver.
@@ -120,6 +125,7 @@ DESCRIPTOR_REGISTERS = ("M", "N", "K", "A_ADDR_LO", "A_ADDR_HI", "B_ADDR_LO", "B
 class Ctrl(Register):
     """Control: actions, taken when written with 1."""
     start: Field(W, 1, desc="Start the job held in the descriptor registers")
+    abort: Field(W, 1, desc="Abort the running job (ERROR_CODE ABORTED); ignored when idle")
 
 
 class Status(Register):

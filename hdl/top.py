@@ -20,7 +20,8 @@ class Accelerator(wiring.Component):
     :class:`~systole.hdl.job.JobChecker`); a bad one ends the job with STATUS.ERROR and its
     code, and nothing reaches the memory bus. START while a job runs sets ERROR with
     code BUSY and leaves the running job alone. An AXI error response aborts the job
-    (AXI_READ_ERROR / AXI_WRITE_ERROR) after the outstanding transactions complete.
+    (AXI_READ_ERROR / AXI_WRITE_ERROR) after the outstanding transactions complete, and
+    so does CTRL.ABORT (ABORTED).
 
     Parameters
     ----------
@@ -69,6 +70,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += error_code.eq(engine.error)
                 m.d.comb += bank.status.error_set.eq(1)
         m.d.comb += [
+            engine.abort.eq(bank.ctrl.abort),
             bank.status.busy.eq(engine.busy),
             bank.error_code.code.eq(error_code),
             self.irq.eq(bank.status.done & bank.irq_enable.done),

@@ -160,6 +160,10 @@ class SystoleDriver:
     async def start(self):
         await self.write_register("CTRL", start=1)
 
+    async def abort(self):
+        """End the running job: it reports ABORTED once its bursts have drained."""
+        await self.write_register("CTRL", abort=1)
+
     async def wait_done(self, *, max_polls=10_000_000):
         if hasattr(self.port, "wait_interrupt"):
             await self.port.wait_interrupt()

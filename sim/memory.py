@@ -5,7 +5,8 @@ handles bursts one after another, so it has no latency to hide. ``LatencyAxiRam`
 write side and replaces the read side with two coroutines: one accepts AR beats as fast as
 the (paused) channel allows and stamps each with ``now + latency`` cycles; the other sends
 the bursts' R beats in order, each burst no earlier than its stamp. Outstanding reads are
-therefore limited only by the DMA, as with a real DRAM controller.
+therefore limited only by the DMA, as with a real DRAM controller. A reset drops every
+read in flight, so a job cut short by a reset leaves no stale R beat for the next one.
 """
 
 import collections
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.triggers import Event, RisingEdge
+from cocotb.triggers import Event, FallingEdge, RisingEdge
 from cocotbext.axi import AxiRam
 from cocotbext.axi.constants import AxiResp
 
@@ -65,7 +66,9 @@ class LatencyAxiRam(AxiRam):
         # Replace the serial read process with the pipelined one.
         read_if._process_read = self._accept_reads
         cocotb.start_soon(self._tick())
-        cocotb.start_soon(self._send_reads())
+        self._sender = cocotb.start_soon(self._send_reads())
+        if reset is not None:
+            cocotb.start_soon(self._drop_reads_at_reset(reset))
         self._wrap_writes()
 
     def _in_error_range(self, address, length):
@@ -87,6 +90,17 @@ class LatencyAxiRam(AxiRam):
         while True:
             await RisingEdge(self._clock)
             self._now += 1
+
+    async def _drop_reads_at_reset(self, reset):
+        """A reset ends every read in flight: the bursts waiting for their latency and the
+        one being sent. (cocotbext-axi resets the channels and restarts the AR side.)"""
+        while True:
+            await RisingEdge(reset)
+            self._sender.cancel()
+            self._pending.clear()
+            self.read_if.r_channel.clear()
+            await FallingEdge(reset)
+            self._sender = cocotb.start_soon(self._send_reads())
 
     async def _accept_reads(self):
         read_if = self.read_if

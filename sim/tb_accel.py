@@ -22,7 +22,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster
 
 from ..config import SystoleConfig
@@ -205,12 +205,14 @@ class AccelTB:
 
     async def start(self):
         Clock(self.dut.clk, 10, unit="ns").start()
+        await self.reset()
+
+    async def reset(self):
+        """Hold reset for four cycles, then wait two."""
         self.dut.rst.value = 1
-        for _ in range(4):
-            await RisingEdge(self.dut.clk)
+        await ClockCycles(self.dut.clk, 4)
         self.dut.rst.value = 0
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
+        await ClockCycles(self.dut.clk, 2)
 
     async def run_job(self, spec, a=None, b=None, nprng=None):
         """Run one job; return (result dict, list of problems)."""
@@ -244,6 +246,8 @@ class AccelTB:
         try:
             if spec.get("start_twice"):
                 outcome = await self._run_with_second_start(job)
+            elif "abort_after" in spec or "reset_after" in spec:
+                outcome = await self._run_interrupted(job, spec)
             else:
                 outcome = await self.driver.run(job)
         except TimeoutError:
@@ -259,9 +263,14 @@ class AccelTB:
         result = {"spec": spec, "error": outcome.error, "counters": outcome.counters,
                   "run_seconds": time.perf_counter() - started}
         want_error = spec.get("expect", "NONE")
+        # An abort or a reset may land after the job has finished: then it must be exact.
+        interrupted = outcome.error in ("ABORTED", "RESET") and (
+            "abort_after" in spec or "reset_after" in spec)
+        if interrupted:
+            want_error = outcome.error
         if outcome.error != want_error:
             problems.append(f"error code {outcome.error}, expected {want_error}")
-        if inject:
+        if inject or interrupted:
             # An aborted job may have written part of C, but nothing else.
             ob = output_format(job.out_format).width // 8
             for i in range(job.m):
@@ -282,7 +291,8 @@ class AccelTB:
             problems += [f"counter law broken: {law}"
                          for law in counter_law_violations(self.config, spec, outcome.counters,
                                                            job)]
-        problems += self._monitor_problems(seen, outcome.counters)
+        if outcome.error != "RESET":     # a reset clears the monitor and the counters
+            problems += self._monitor_problems(seen, outcome.counters)
         if not np.array_equal(after, expected_image):
             wrong = np.flatnonzero(after != expected_image)
             ob = output_format(job.out_format).width // 8
@@ -326,6 +336,28 @@ class AccelTB:
             predicted = perfmodel.predict(self.config, job, memory)["cycles"]
         limit = int(8 * predicted / (1 - self.pause)) + 20_000
         return predicted, spec.get("watchdog_cycles", limit)
+
+    async def _run_interrupted(self, job, spec):
+        """START, then ``abort_after`` cycles later CTRL.ABORT (the job ends ABORTED), or
+        ``reset_after`` cycles later a reset of the accelerator and its memory model for a
+        few cycles (the outcome is RESET). Either one that lands after the job has ended
+        leaves its outcome as it was."""
+        driver = self.driver
+        await driver.write_register("STATUS", done=1, error=1)
+        await driver.write_register("IRQ_ENABLE", done=1)
+        await driver.write_job(job)
+        await driver.start()
+        await ClockCycles(self.dut.clk, spec.get("abort_after", spec.get("reset_after", 0)) + 1)
+        if "reset_after" in spec and (await driver.read_register("STATUS"))["busy"]:
+            await self.reset()
+            return JobOutcome(error="RESET", counters={})
+        if "abort_after" in spec:
+            await driver.abort()
+        await driver.wait_done()
+        code = ErrorCode((await driver.read_register("ERROR_CODE"))["code"])
+        counters = await driver.read_counters()
+        await driver.write_register("STATUS", done=1, error=1)
+        return JobOutcome(error=code.name, counters=counters)
 
     async def _run_with_second_start(self, job):
         """START, then START again while busy: BUSY is reported, the job is unharmed."""

@@ -509,7 +509,7 @@ def test_systole_map_random_traffic(counter_port, fetched):
     model = _BankModel(regmap, hardware, counters)
     mapped = [register.address for register in regmap.registers]
     unmapped = [a for a in range(0, 1 << regmap.addr_width, 4) if a not in mapped]
-    start_log = []
+    pulse_logs = {name: [] for name in ("start", "abort")}    # CTRL's W fields
 
     async def bench(ctx):
         ctx.set(dut.status.busy, 1)
@@ -556,12 +556,14 @@ def test_systole_map_random_traffic(counter_port, fetched):
                     assert value == model.stored[register.name, field.name], \
                         f"seed={seed}: port {register.name}.{field.name}"
 
-    monitors = [pulse_monitor(dut.ctrl.start, start_log)]
+    monitors = [pulse_monitor(getattr(dut.ctrl, name), log) for name, log in pulse_logs.items()]
     if counter_port:
         monitors.append(counter_port_responder(
             dut, lambda index: counters[COUNTER_NAMES[index]]))
     simulate(dut, bench, *monitors)
-    assert start_log.count(1) == len(model.pulses), f"seed={seed}"
+    for name, log in pulse_logs.items():
+        assert log.count(1) == [field for _, field, _ in model.pulses].count(name), \
+            f"seed={seed}: CTRL.{name}"
 
 
 async def fetch_word(ctx, dut, index):
@@ -641,7 +643,7 @@ def test_systole_map_contents():
     regmap = systole_register_map(config)
     assert regmap.frozen
     assert regmap["ID"].reset == ID_MAGIC == 0x53595354
-    assert regmap["VERSION"].reset == 0x00020001
+    assert regmap["VERSION"].reset == 0x00020002
     assert regmap["CONFIG0"].decode(regmap["CONFIG0"].reset) == {
         "rows": 4, "cols": 16, "bus_bytes": 16, "formats": 0b10}
     assert regmap["CONFIG1"].reset == 4096
@@ -681,7 +683,7 @@ def test_systole_map_contents():
     assert ERROR_CODES == {"NONE": 0, "BAD_DIMENSION": 1, "K_TOO_LARGE": 2, "BAD_STRIDE": 3,
                            "MISALIGNED_OUTPUT": 4, "ADDRESS_OVERFLOW": 5, "BAD_FORMAT": 6,
                            "BUSY": 7, "AXI_READ_ERROR": 8, "AXI_WRITE_ERROR": 9,
-                           "BAD_PLAN": 10, "OVERLAP": 11}
+                           "BAD_PLAN": 10, "OVERLAP": 11, "ABORTED": 12}
     assert all(code.description for code in ErrorCode)
     bank = CSRBank(regmap)
     Fragment.get(bank, None)

@@ -20,7 +20,8 @@ from systole.cli import main
 from systole.hdl.counters import COUNTERS
 from systole.sim import golden, run_gemm
 from systole.sim.run import run_jobs
-from systole.sim.tb_accel import random_job_spec
+from systole.sim import perfmodel
+from systole.sim.tb_accel import random_job_spec, spec_layout
 
 from helpers import SYSTEM_CONFIGS as CONFIGS, require_simulator
 
@@ -154,6 +155,40 @@ def test_axi_errors_abort_and_recover():
     jobs = [_valid(m=9, n=11, k=70, axi_error="read", expect="AXI_READ_ERROR"), _valid(),
             _valid(m=9, n=11, k=70, axi_error="write", expect="AXI_WRITE_ERROR"), _valid()]
     _run("4x4-bus64", jobs, seed=seed, pause=0.2)
+
+
+def _interrupted_jobs(rng, config, kind, count, latency):
+    """``count`` random jobs, each cut short (``kind``: ``abort_after`` or ``reset_after``)
+    at a random cycle before the performance model's end of it, each followed by a
+    valid job."""
+    jobs = []
+    for _ in range(count):
+        spec = random_job_spec(rng, config)
+        job, _ = spec_layout(spec, config)
+        cycles = perfmodel.predict(config, job, perfmodel.MemoryModel(latency=latency))["cycles"]
+        jobs += [{**spec, kind: int(rng.integers(0, int(0.9 * cycles)))},
+                 random_job_spec(rng, config)]
+    return jobs
+
+
+@pytest.mark.parametrize("kind,memory,seed", [
+    ("abort_after", "cocotb", 24), ("reset_after", "cocotb", 25),
+    ("abort_after", "hdl", 26), ("reset_after", "hdl", 27),
+])
+def test_abort_and_reset_mid_job(kind, memory, seed):
+    """CTRL.ABORT or a reset at a random cycle of a random job: nothing outside C is
+    written, and the next job is exact on the whole memory image (the testbench checks
+    both on every job). An ABORT ends the job with ABORTED after its bursts drain."""
+    seed = _seed(seed)
+    rng = np.random.default_rng(seed)
+    config = CONFIGS["4x4-bus64"]
+    latency = 24
+    jobs = _interrupted_jobs(rng, config, kind, 13, latency)
+    results = _run("4x4-bus64", jobs, seed=seed, latency=latency, pause=0.2, memory=memory)
+    cut = [r["error"] for r in results[::2]]
+    # Cut at most 90% of the model's cycles in, nearly every job is still running.
+    assert sum(error in ("ABORTED", "RESET") for error in cut) >= 10, cut
+    assert all(r["bit_exact"] for r in results[1::2])
 
 
 @pytest.mark.icarus
