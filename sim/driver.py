@@ -173,16 +173,20 @@ class SystoleDriver:
                 return status
         raise TimeoutError("Systole did not finish the job")
 
-    async def run(self, job):
+    async def run(self, job, *, after_start=None):
         """Write the descriptor, START, wait, and return the outcome (error code, counters,
         the plan written).
 
-        The done and error flags are cleared before the job and after it.
+        The done and error flags are cleared before the job and after it. ``after_start``,
+        an async function, runs right after START (a testbench writes START again, or
+        ABORT, at a chosen cycle).
         """
         await self.write_register("STATUS", done=1, error=1)
         await self.write_register("IRQ_ENABLE", done=1)
         plan = await self.write_job(job)
         await self.start()
+        if after_start is not None:
+            await after_start()
         await self.wait_done()
         # A rejected descriptor sets error without ever setting busy; a job sets done.
         code = ErrorCode((await self.read_register("ERROR_CODE"))["code"])

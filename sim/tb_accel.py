@@ -31,7 +31,6 @@ from .. import plan as tiling
 from . import golden, perfmodel
 from ..hdl.counters import COUNTERS
 from ..hdl.monitor import MonitorSignature, violated_rules
-from ..hdl.registers import ErrorCode
 from .driver import CocotbPort, GemmJob, JobOutcome, SystoleDriver
 from .memory import LatencyAxiRam, StorageBackdoor, quiet_axi_logs, random_pauses
 from .stimulus import FP8_DTYPES, random_fp8
@@ -244,9 +243,7 @@ class AccelTB:
         started = time.perf_counter()
         predicted, self.port.watchdog_cycles = self._watchdog(spec, job)
         try:
-            if spec.get("start_twice"):
-                outcome = await self._run_with_second_start(job)
-            elif "abort_after" in spec or "reset_after" in spec:
+            if spec.get("start_twice") or "abort_after" in spec or "reset_after" in spec:
                 outcome = await self._run_interrupted(job, spec)
             else:
                 outcome = await self.driver.run(job)
@@ -305,7 +302,6 @@ class AccelTB:
                 f"{[(int(r // job.c_stride), int(r % job.c_stride)) for r in rel[in_c][:8]]}")
         return result, problems
 
-
     def _monitor_report(self):
         """The AXI monitor's report (hdl/monitor.py), read off the top level's ports."""
         return {name: int(getattr(self.dut, f"report__{name}").value)
@@ -338,40 +334,33 @@ class AccelTB:
         return predicted, spec.get("watchdog_cycles", limit)
 
     async def _run_interrupted(self, job, spec):
-        """START, then ``abort_after`` cycles later CTRL.ABORT (the job ends ABORTED), or
-        ``reset_after`` cycles later a reset of the accelerator and its memory model for a
-        few cycles (the outcome is RESET). Either one that lands after the job has ended
-        leaves its outcome as it was."""
+        """The job with its START followed by a second START (``start_twice``: BUSY is
+        reported, the job is unharmed), or ``abort_after`` cycles later by CTRL.ABORT (the
+        job ends ABORTED), or ``reset_after`` cycles later by a reset of the accelerator
+        and its memory model (the outcome is RESET). An abort or reset that lands after
+        the job has ended leaves its outcome as it was."""
         driver = self.driver
-        await driver.write_register("STATUS", done=1, error=1)
-        await driver.write_register("IRQ_ENABLE", done=1)
-        await driver.write_job(job)
-        await driver.start()
-        await ClockCycles(self.dut.clk, spec.get("abort_after", spec.get("reset_after", 0)) + 1)
-        if "reset_after" in spec and (await driver.read_register("STATUS"))["busy"]:
-            await self.reset()
-            return JobOutcome(error="RESET", counters={})
-        if "abort_after" in spec:
-            await driver.abort()
-        await driver.wait_done()
-        code = ErrorCode((await driver.read_register("ERROR_CODE"))["code"])
-        counters = await driver.read_counters()
-        await driver.write_register("STATUS", done=1, error=1)
-        return JobOutcome(error=code.name, counters=counters)
 
-    async def _run_with_second_start(self, job):
-        """START, then START again while busy: BUSY is reported, the job is unharmed."""
-        driver = self.driver
-        await driver.write_register("STATUS", done=1, error=1)
-        await driver.write_job(job)
-        await driver.start()
-        await driver.start()
-        while not (await driver.read_register("STATUS"))["done"]:
-            pass
-        code = ErrorCode((await driver.read_register("ERROR_CODE"))["code"])
-        counters = await driver.read_counters()
-        await driver.write_register("STATUS", done=1, error=1)
-        return JobOutcome(error=code.name, counters=counters)
+        async def after_start():
+            if spec.get("start_twice"):
+                await driver.start()
+                return
+            await ClockCycles(self.dut.clk,
+                              spec.get("abort_after", spec.get("reset_after", 0)) + 1)
+            if "abort_after" in spec:
+                await driver.abort()
+            elif (await driver.read_register("STATUS"))["busy"]:     # reset_after
+                await self.reset()
+                raise _ResetMidJob
+
+        try:
+            return await driver.run(job, after_start=after_start)
+        except _ResetMidJob:
+            return JobOutcome(error="RESET", counters={})
+
+
+class _ResetMidJob(Exception):
+    """The testbench reset the accelerator while the job ran."""
 
 
 async def run_accel_regression(dut, params):
