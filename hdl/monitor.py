@@ -15,7 +15,7 @@ accelerator's own DRAM counters.
 
 import enum
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out, flipped
 
@@ -96,12 +96,15 @@ def _pending(m, up, down, limit, name):
 class AxiMonitor(wiring.Component):
     """Checks an AXI4 manager port and an AXI4-Lite subordinate port on every cycle.
 
+    ``report`` holds the sticky bits; ``broken`` is the rules broken on this cycle (the
+    formal harnesses of sim/formal.py assume and assert on it).
+
     Parameters
     ----------
     mem_signature : AXI4Signature
         The manager port watched as ``mem``.
-    csr_signature : AXI4LiteSignature
-        The subordinate port watched as ``csr``.
+    csr_signature : AXI4LiteSignature or None
+        The subordinate port watched as ``csr`` (None: no AXI4-Lite port).
     max_outstanding : int
         Read bursts the manager may have in flight (``SystoleConfig.max_outstanding``).
     write_depth : int
@@ -113,15 +116,17 @@ class AxiMonitor(wiring.Component):
         self._id_width = mem_signature.id_width
         self._max_outstanding = max_outstanding
         self._write_depth = write_depth or max_outstanding + 2
+        self._has_csr = csr_signature is not None
         super().__init__({
             "mem": In(_tap(mem_signature)),
-            "csr": In(_tap(csr_signature)),
+            **({"csr": In(_tap(csr_signature))} if self._has_csr else {}),
             "report": Out(MonitorSignature()),
+            "broken": Out(len(AxiRule)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        bus, lite = self.mem, self.csr
+        bus = self.mem
         nbytes = self._data_bytes
         size_code = nbytes.bit_length() - 1
         conditions = {rule: [] for rule in AxiRule}
@@ -148,16 +153,6 @@ class AxiMonitor(wiring.Component):
         for name, (rule, payload) in channels.items():
             flag(rule, _unstable(m, getattr(bus, f"{name}valid"), getattr(bus, f"{name}ready"),
                                  payload, f"mem_{name}"))
-        lite_payloads = {
-            "aw": Cat(lite.awaddr, lite.awprot), "w": Cat(lite.wdata, lite.wstrb),
-            "b": lite.bresp, "ar": Cat(lite.araddr, lite.arprot),
-            "r": Cat(lite.rdata, lite.rresp),
-        }
-        for name, payload in lite_payloads.items():
-            flag(AxiRule.LITE_STABLE,
-                 _unstable(m, getattr(lite, f"{name}valid"), getattr(lite, f"{name}ready"),
-                           payload, f"csr_{name}"))
-
         # -- every burst: INCR, full width, inside one 4 KiB page ----------------------------
         for prefix, fire in (("aw", aw_fire), ("ar", ar_fire)):
             addr, beats = getattr(bus, f"{prefix}addr"), getattr(bus, f"{prefix}len") + 1
@@ -226,18 +221,16 @@ class AxiMonitor(wiring.Component):
         with m.If(r_fire & reads.r_rdy):
             m.d.sync += r_beat.eq(Mux(r_end, 0, r_beat + 1))
 
-        # -- AXI4-Lite: a response only for a request waiting for one ------------------------
-        lite_b = lite.bvalid & lite.bready
-        lite_r = lite.rvalid & lite.rready
-        lite_aw = _pending(m, lite.awvalid & lite.awready, lite_b, 15, "csr_aw_waiting")
-        lite_w = _pending(m, lite.wvalid & lite.wready, lite_b, 15, "csr_w_waiting")
-        lite_ar = _pending(m, lite.arvalid & lite.arready, lite_r, 15, "csr_ar_waiting")
-        flag(AxiRule.LITE_UNEXPECTED, (lite_b & ((lite_aw == 0) | (lite_w == 0))) |
-                                      (lite_r & (lite_ar == 0)))
+        # -- AXI4-Lite: the handshake rule, a response only for a request waiting for one ---
+        if self._has_csr:
+            self._check_lite(m, flag)
+
+        broken = Signal(len(AxiRule))
+        m.d.comb += [broken.eq(Cat(Cat(conditions[rule]).any() if conditions[rule] else
+                                   Const(0, 1) for rule in AxiRule)),
+                     self.broken.eq(broken)]
 
         # -- the report -----------------------------------------------------------------------
-        broken = Signal(len(AxiRule))
-        m.d.comb += broken.eq(Cat(Cat(conditions[rule]).any() for rule in AxiRule))
         report = self.report
         cycle = Signal(32)
         m.d.sync += cycle.eq(cycle + 1)
@@ -250,6 +243,26 @@ class AxiMonitor(wiring.Component):
                                   Mux(w_fire, sum(bus.wstrb[i] for i in range(nbytes)), 0)),
         ]
         return m
+
+    def _check_lite(self, m, flag):
+        lite = self.csr
+        lite_payloads = {
+            "aw": Cat(lite.awaddr, lite.awprot), "w": Cat(lite.wdata, lite.wstrb),
+            "b": lite.bresp, "ar": Cat(lite.araddr, lite.arprot),
+            "r": Cat(lite.rdata, lite.rresp),
+        }
+        for name, payload in lite_payloads.items():
+            flag(AxiRule.LITE_STABLE,
+                 _unstable(m, getattr(lite, f"{name}valid"), getattr(lite, f"{name}ready"),
+                           payload, f"csr_{name}"))
+
+        lite_b = lite.bvalid & lite.bready
+        lite_r = lite.rvalid & lite.rready
+        lite_aw = _pending(m, lite.awvalid & lite.awready, lite_b, 15, "csr_aw_waiting")
+        lite_w = _pending(m, lite.wvalid & lite.wready, lite_b, 15, "csr_w_waiting")
+        lite_ar = _pending(m, lite.arvalid & lite.arready, lite_r, 15, "csr_ar_waiting")
+        flag(AxiRule.LITE_UNEXPECTED, (lite_b & ((lite_aw == 0) | (lite_w == 0))) |
+                                      (lite_r & (lite_ar == 0)))
 
 
 def watch(m, accelerator, report, max_outstanding):

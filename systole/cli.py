@@ -124,6 +124,26 @@ def _cmd_accuracy(args):
     return accuracy.main(args.rest) or 0
 
 
+def _cmd_formal(args):
+    from .sim import formal
+    failed = 0
+    print(f"{'proof':12} {'depth':>5}  {'bounded':8} {'induction':9}  broken variant")
+    for proof in formal.PROOFS:
+        if args.only and proof.name not in args.only:
+            continue
+        design = formal.prove(proof)
+        broken = formal.prove(proof, broken=True, induction=False)
+        caught = broken.bmc == "FAILED"
+        failed += design.bmc != "PASSED" or not caught
+        closes = {"PASSED": "closes", "FAILED": "open"}.get(design.induction, design.induction)
+        print(f"{proof.name:12} {proof.depth:5}  {design.bmc:8} {closes:9}  "
+              f"{'fails, as it must' if caught else 'PASSES: the property cannot fail'}")
+        print(f"{'':12} {proof.what}")
+        if design.bmc != "PASSED":
+            print(design.log[-3000:])
+    return 1 if failed else 0
+
+
 def _cmd_regmap(args):
     from . import regmap
     return regmap.main(args.rest) or 0
@@ -163,6 +183,13 @@ def _parser():
     add_config_arguments(p)
     add_memory_system_arguments(p)
     p.set_defaults(func=_cmd_gemm)
+
+    p = sub.add_parser("formal", help="bounded proofs of the DMA engines' AXI4 rules "
+                                      "(Yosys and Boolector), each with a broken variant "
+                                      "that must fail")
+    p.add_argument("--only", action="append", choices=["dma_reader", "dma_writer"],
+                   help="run only this proof (repeatable)")
+    p.set_defaults(func=_cmd_formal)
 
     from . import bench, board, build
     for module in (build, board, bench):

