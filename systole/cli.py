@@ -184,10 +184,10 @@ def _parser():
     add_memory_system_arguments(p)
     p.set_defaults(func=_cmd_gemm)
 
-    p = sub.add_parser("formal", help="bounded proofs of the DMA engines' AXI4 rules "
-                                      "(Yosys and Boolector), each with a broken variant "
-                                      "that must fail")
-    p.add_argument("--only", action="append", choices=["dma_reader", "dma_writer"],
+    p = sub.add_parser("formal", help="bounded proofs of the DMA engines' AXI4 rules and "
+                                      "the job checker (Yosys and Boolector), each with a "
+                                      "broken variant that must fail")
+    p.add_argument("--only", action="append", choices=["dma_reader", "dma_writer", "job_checker"],
                    help="run only this proof (repeatable)")
     p.set_defaults(func=_cmd_formal)
 

@@ -1,8 +1,10 @@
-"""Bounded proofs of the DMA engines' AXI4 rules (sim/formal.py, ``systole formal``).
+"""Bounded proofs (sim/formal.py, ``systole formal``): the DMA engines' AXI4 rules and the
+job checker's rules.
 
-Each engine must keep every rule of its side of the bus for every input sequence up to
-the proof's depth; its broken variant (a glitch on ARVALID or WLAST) must fail, so the
-properties do reach the solver.
+Each design must keep its rules for every input sequence up to the proof's depth (an
+engine its side of the bus, the checker the descriptor rules for every job it accepts);
+its broken variant (a glitch on ARVALID or WLAST, a checker built for twice max_k) must
+fail, so the properties do reach the solver.
 """
 
 import pytest
@@ -11,7 +13,7 @@ from systole.sim.formal import PROOFS, prove
 
 
 @pytest.mark.parametrize("proof", PROOFS, ids=[proof.name for proof in PROOFS])
-def test_engine_keeps_its_axi_rules(proof):
+def test_design_keeps_its_rules(proof):
     result = prove(proof, induction=False)
     assert result.bmc == "PASSED", result.log[-3000:]
 
