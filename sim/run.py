@@ -41,7 +41,8 @@ HDL_MEMORY_BYTES = 1 << 20
 
 
 def build_accelerator(config, simulator="verilator", *, waves=False, memory="cocotb",
-                      latency=32, pause=0.0, seed=1, mem_size=HDL_MEMORY_BYTES):
+                      latency=32, pause=0.0, seed=1, mem_size=HDL_MEMORY_BYTES,
+                      coverage=False):
     """Build (or reuse from the cache) the simulator model of the accelerator.
 
     ``memory="cocotb"`` exports ``MonitoredAccelerator`` (external memory: cocotbext-axi);
@@ -55,10 +56,10 @@ def build_accelerator(config, simulator="verilator", *, waves=False, memory="coc
             lambda: SimulationTop(config, mem_size=mem_size, latency=latency,
                                   pause=pause, seed=seed),
             TOPLEVEL, f"{config!r}|hdl-memory|{mem_size}|{latency}|{pause}|{seed}",
-            simulator, waves=waves)
+            simulator, waves=waves, coverage=coverage)
     from ..hdl.monitor import MonitoredAccelerator
     return verilog.build(lambda: MonitoredAccelerator(config), TOPLEVEL, repr(config),
-                         simulator, waves=waves)
+                         simulator, waves=waves, coverage=coverage)
 
 
 def _config_json(config):
@@ -75,12 +76,13 @@ def memory_for(config, jobs, minimum=HDL_MEMORY_BYTES):
 
 def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=MEMORY_LATENCY, pause=0.0,
              inputs=None, log_file=None, waves=None, workdir=None, memory="cocotb",
-             mem_size=None):
+             mem_size=None, coverage=False):
     """Run job specs (see ``sim.tb_accel``) in one simulation; return the results list.
 
     ``waves`` names a .fst or .vcd file to write the waveform to. ``mem_size``: bytes of
     the gateware memory model (``memory="hdl"``); by default the jobs' own need
-    (:func:`memory_for`), so a new size builds a new model.
+    (:func:`memory_for`), so a new size builds a new model. ``coverage``: a model that
+    counts line and toggle coverage, written to ``coverage.dat`` in ``workdir``.
 
     ``latency`` defaults to :data:`systole.config.MEMORY_LATENCY`, as everywhere. The
     simulator's log goes to ``log_file``, or to a temporary file that is kept (in a
@@ -102,7 +104,8 @@ def run_jobs(config, jobs, *, simulator="verilator", seed=0, latency=MEMORY_LATE
         raise ValueError(f"The jobs need {need} bytes of memory; mem_size is {mem_size}")
     kind = (Path(waves).suffix.lstrip(".") or "vcd") if waves else False
     build_dir = build_accelerator(config, simulator, waves=kind, memory=memory,
-                                  latency=latency, pause=pause, mem_size=mem_size)
+                                  latency=latency, pause=pause, mem_size=mem_size,
+                                  coverage=coverage)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(workdir or tmp)
         params = {"config": _config_json(config), "seed": seed, "latency": latency,

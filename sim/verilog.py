@@ -308,7 +308,8 @@ def _fast_verilator():
     return FastVerilator()
 
 
-def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
+def build(make_component, toplevel, key, simulator="verilator", *, waves=False,
+          coverage=False):
     """Build (or reuse) a simulator model of an Amaranth component.
 
     Parameters
@@ -323,6 +324,9 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
     waves : False, "vcd" or "fst"
         Build with tracing support (Verilator needs it at build time). Verilator's FST
         writer needs the lz4 headers (Debian: liblz4-dev).
+    coverage : bool
+        Verilator only: count line and toggle coverage (``--coverage-line
+        --coverage-toggle``); each run writes ``coverage.dat`` into its test directory.
 
     Returns
     -------
@@ -331,8 +335,10 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
     """
     ensure_simulator(simulator)
     _cache_budget()                     # a bad $SYSTOLE_CACHE_MAX_GB fails before a build
+    if coverage and simulator != "verilator":
+        raise ValueError("coverage needs Verilator")
     digest = hashlib.sha256(f"{_source_digest()}|{toplevel}|{key}|{simulator}|{waves}"
-                            .encode()).hexdigest()[:16]
+                            f"{'|coverage' if coverage else ''}".encode()).hexdigest()[:16]
     build_dir = _cache_root() / "sim" / f"{toplevel}-{simulator}-{digest}"
     stamp = build_dir / "systole-build-ok"
     with _locked(build_dir.with_suffix(".lock")):
@@ -343,7 +349,7 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False):
             if damage is not None:
                 print(f"systole: the cached model {build_dir} is damaged ({damage}); "
                       f"rebuilding it", file=sys.stderr, flush=True)
-            _build_model(make_component, toplevel, key, simulator, waves, build_dir)
+            _build_model(make_component, toplevel, key, simulator, waves, coverage, build_dir)
     evict(keep=[build_dir])
     return build_dir
 
@@ -379,7 +385,7 @@ def _damage(build_dir, toplevel, simulator):
     return None
 
 
-def _build_model(make_component, toplevel, key, simulator, waves, build_dir):
+def _build_model(make_component, toplevel, key, simulator, waves, coverage, build_dir):
     """Build the model into ``build_dir`` (a cache miss; the caller holds its lock)."""
     stamp = build_dir / "systole-build-ok"
     if build_dir.exists():
@@ -410,6 +416,8 @@ def _build_model(make_component, toplevel, key, simulator, waves, build_dir):
         if reason is not None:
             raise RuntimeError(reason)
         build_args.append("--trace-fst")
+    if coverage:
+        build_args += ["--coverage-line", "--coverage-toggle"]
     # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
     # precompiled-header step of larger models; a MAKEFLAGS assignment overrides it
     # like a command-line variable. It also compiles the model (OPT_FAST) and the

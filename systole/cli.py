@@ -149,6 +149,11 @@ def _cmd_regmap(args):
     return regmap.main(args.rest) or 0
 
 
+def _cmd_coverage(args):
+    from .sim import coverage
+    return coverage.main(args.rest) or 0
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="systole", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +206,8 @@ def _parser():
         ("accuracy", "exact vs fp32 vs 14-bit-aligned accumulation errors", _cmd_accuracy),
         ("regmap", "write (or --check) docs/registers.md, registers.json and systole_regs.h "
                    "from the register map", _cmd_regmap),
+        ("coverage", "line and toggle coverage per module of the accelerator under the "
+                     "system-test job mix (Verilator --coverage)", _cmd_coverage),
     ]
     for name, help_text, func in forwarding:
         p = sub.add_parser(name, help=help_text, add_help=False, prefix_chars="+")
