@@ -106,8 +106,8 @@ def _is_trigger(sources, path, line):
 def coverage_jobs(rng, config, count=40):
     """The job mix: ``count`` random jobs, then the special cases of the system tests,
     each bad one followed by a valid job."""
-    from . import perfmodel
-    from .tb_accel import random_job_spec, spec_layout
+    from ..config import MEMORY_LATENCY
+    from .tb_accel import interrupted_job_spec, random_job_spec
     jobs = [random_job_spec(rng, config) for _ in range(count)]
     valid = {"m": 5, "n": 6, "k": 7, "a_format": config.formats[0],
              "b_format": config.formats[-1], "out_format": "fp32", "saturate": True,
@@ -129,10 +129,7 @@ def coverage_jobs(rng, config, count=40):
         jobs += [{**valid, **overrides}, dict(valid)]
     for kind in ("abort_after", "reset_after"):
         for _ in range(4):
-            spec = random_job_spec(rng, config)
-            job, _ = spec_layout(spec, config)
-            cycles = perfmodel.predict(config, job, perfmodel.MemoryModel())["cycles"]
-            jobs += [{**spec, kind: int(rng.integers(0, int(0.9 * cycles)))}, dict(valid)]
+            jobs += [interrupted_job_spec(rng, config, kind, MEMORY_LATENCY), dict(valid)]
     return jobs
 
 

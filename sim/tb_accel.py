@@ -35,8 +35,8 @@ from .driver import CocotbPort, GemmJob, JobOutcome, SystoleDriver
 from .memory import LatencyAxiRam, StorageBackdoor, quiet_axi_logs, random_pauses
 from .stimulus import FP8_DTYPES, random_fp8
 
-__all__ = ["AccelTB", "counter_law_violations", "random_job_spec", "random_plan", "job_plan",
-           "spec_layout", "config_from_json"]
+__all__ = ["AccelTB", "counter_law_violations", "random_job_spec", "interrupted_job_spec",
+           "random_plan", "job_plan", "spec_layout", "config_from_json"]
 
 _BASE = 0x1000
 _IMAGE_LIMIT = 1 << 24
@@ -106,6 +106,16 @@ def random_job_spec(rng, config):
         "c_pad": int(rng.choice([0, 0, rng.integers(1, 10)])),
         "specials": float(rng.choice([0.0, 0.0, 0.02])),
     }
+
+
+def interrupted_job_spec(rng, config, kind, latency):
+    """A random job cut short by ``kind`` (``abort_after`` or ``reset_after``) at a random
+    cycle before 90% of the cycles the performance model predicts at this memory
+    ``latency``, so that it nearly always lands while the job runs."""
+    spec = random_job_spec(rng, config)
+    job, _ = spec_layout(spec, config)
+    cycles = perfmodel.predict(config, job, perfmodel.MemoryModel(latency=latency))["cycles"]
+    return {**spec, kind: int(rng.integers(0, int(0.9 * cycles)))}
 
 
 def random_plan(rng, config, m, n, k, *, max_tiles=4, tries=100):

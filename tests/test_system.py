@@ -20,8 +20,7 @@ from systole.cli import main
 from systole.hdl.counters import COUNTERS
 from systole.sim import golden, run_gemm
 from systole.sim.run import run_jobs
-from systole.sim import perfmodel
-from systole.sim.tb_accel import random_job_spec, spec_layout
+from systole.sim.tb_accel import interrupted_job_spec, random_job_spec
 
 from helpers import SYSTEM_CONFIGS as CONFIGS, require_simulator
 
@@ -157,20 +156,6 @@ def test_axi_errors_abort_and_recover():
     _run("4x4-bus64", jobs, seed=seed, pause=0.2)
 
 
-def _interrupted_jobs(rng, config, kind, count, latency):
-    """``count`` random jobs, each cut short (``kind``: ``abort_after`` or ``reset_after``)
-    at a random cycle before the performance model's end of it, each followed by a
-    valid job."""
-    jobs = []
-    for _ in range(count):
-        spec = random_job_spec(rng, config)
-        job, _ = spec_layout(spec, config)
-        cycles = perfmodel.predict(config, job, perfmodel.MemoryModel(latency=latency))["cycles"]
-        jobs += [{**spec, kind: int(rng.integers(0, int(0.9 * cycles)))},
-                 random_job_spec(rng, config)]
-    return jobs
-
-
 @pytest.mark.parametrize("kind,memory,seed", [
     ("abort_after", "cocotb", 24), ("reset_after", "cocotb", 25),
     ("abort_after", "hdl", 26), ("reset_after", "hdl", 27),
@@ -183,7 +168,9 @@ def test_abort_and_reset_mid_job(kind, memory, seed):
     rng = np.random.default_rng(seed)
     config = CONFIGS["4x4-bus64"]
     latency = 24
-    jobs = _interrupted_jobs(rng, config, kind, 13, latency)
+    jobs = [spec for _ in range(13)
+            for spec in (interrupted_job_spec(rng, config, kind, latency),
+                         random_job_spec(rng, config))]
     results = _run("4x4-bus64", jobs, seed=seed, latency=latency, pause=0.2, memory=memory)
     cut = [r["error"] for r in results[::2]]
     # Cut at most 90% of the model's cycles in, nearly every job is still running.
