@@ -107,8 +107,9 @@ class AxiMonitor(wiring.Component):
         The subordinate port watched as ``csr`` (None: no AXI4-Lite port).
     max_outstanding : int
         Read bursts the manager may have in flight (``SystoleConfig.max_outstanding``).
-    write_depth : int
-        Write bursts the monitor tracks between AWVALID and their B response.
+    write_depth : int, optional
+        Write bursts the monitor tracks between AWVALID and their B response (default
+        ``max_outstanding + 2``).
     """
 
     def __init__(self, mem_signature, csr_signature, *, max_outstanding, write_depth=None):

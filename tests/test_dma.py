@@ -280,6 +280,10 @@ ERROR_CASES = [
     (128, RESP_SLVERR, True, 1),
     (128, RESP_DECERR, False, 2),
     (64, RESP_DECERR, True, 24),    # error on the last beat in flight, commands still queued
+    # No error response: ``stop`` (CTRL.ABORT's path) at a random cycle halts the engine.
+    (32, None, True, 3),
+    (64, None, False, 4),
+    (128, None, True, 5),
 ]
 
 
@@ -289,9 +293,20 @@ async def pulse(ctx, signal):
     ctx.set(signal, 0)
 
 
+def stopper(engine, rng, stopped):
+    """A testbench that pulses ``engine.stop`` at a random cycle while commands are in
+    flight, and records that cycle in ``stopped``."""
+    async def bench(ctx):
+        cycle = rng.randrange(5, 40)
+        await ctx.tick().repeat(cycle)
+        stopped.append(cycle)
+        await pulse(ctx, engine.stop)
+    return bench
+
+
 @pytest.mark.parametrize("bus_width,resp,early_clear,seed", ERROR_CASES)
 def test_read_error(bus_width, resp, early_clear, seed):
-    """An error beat sets ``error``; the reader drains to ``idle`` although the consumer stops
+    """An error beat (or ``stop``) sets ``error``; the reader drains to ``idle`` although the consumer stops
     taking data, and after ``clear`` the next command is read correctly: no stale beat or
     command of the aborted job leaks into it."""
     rng = random.Random(f"read-error-{bus_width}-{seed}")
@@ -303,9 +318,12 @@ def test_read_error(bus_width, resp, early_clear, seed):
     ranges = random_ranges(rng, config, 7, disjoint=True)
     commands = [(a, n, i % 4) for i, (a, n) in enumerate(ranges)]
     clean = commands.pop()
-    bad_addr, bad_len, _ = commands[2]
-    mem.add_error(bad_addr + bad_len // 2, bad_addr + bad_len // 2 + 1, resp)
     reader = mem.dut.reader
+    stopped = []
+    stops = [stopper(reader, rng, stopped)] if resp is None else []
+    if resp is not None:
+        bad_addr, bad_len, _ = commands[2]
+        mem.add_error(bad_addr + bad_len // 2, bad_addr + bad_len // 2 + 1, resp)
     aborted = []
     finished = []
     after = []
@@ -350,7 +368,7 @@ def test_read_error(bus_width, resp, early_clear, seed):
     counts = {}
     counter = strobe_counter({"ar": reader.ar_fire, "r": reader.r_fire}, counts,
                              lambda: "consumer" in finished)
-    simulate(mem.dut, commander, consumer, counter, memories=[mem], cycles=20_000)
+    simulate(mem.dut, commander, consumer, counter, *stops, memories=[mem], cycles=20_000)
     check_read(config, mem, clean, after, f"{context}: read after clear")
     assert counts["ar"] == len(mem.read_bursts), context
     assert counts["r"] == mem.r_beats, context
@@ -480,7 +498,7 @@ def test_write_throughput():
 
 @pytest.mark.parametrize("bus_width,resp,early_clear,seed", ERROR_CASES)
 def test_write_error(bus_width, resp, early_clear, seed):
-    """An error response sets ``error``; the writer drains to ``idle`` although the producer
+    """An error response (or ``stop``) sets ``error``; the writer drains to ``idle`` although the producer
     stops sending data, enables no byte once the error is in (bar the beat already on W),
     writes nothing outside the commands' ranges, and after ``clear`` the next command is
     written correctly."""
@@ -493,11 +511,15 @@ def test_write_error(bus_width, resp, early_clear, seed):
     ranges = random_ranges(rng, config, 7, disjoint=True)
     commands = [(addr, rng.randbytes(length)) for addr, length in ranges]
     clean = commands.pop()
-    bad_addr, bad_payload = commands[1]
-    bad = (bad_addr + len(bad_payload) // 2, bad_addr + len(bad_payload) // 2 + 1)
-    mem.add_error(*bad, resp)
-    before = bytes(mem.mem)
     writer = mem.dut.writer
+    stopped = []
+    stops = [stopper(writer, rng, stopped)] if resp is None else []
+    bad = (0, 0)
+    if resp is not None:
+        bad_addr, bad_payload = commands[1]
+        bad = (bad_addr + len(bad_payload) // 2, bad_addr + len(bad_payload) // 2 + 1)
+        mem.add_error(*bad, resp)
+    before = bytes(mem.mem)
     nbytes = config.bus_bytes
     aborted = []
     finished = []
@@ -543,15 +565,18 @@ def test_write_error(bus_width, resp, early_clear, seed):
     counter = strobe_counter({"aw": writer.aw_fire, "w": writer.w_fire,
                               "bytes": writer.w_bytes}, counts,
                              lambda: "supervisor" in finished)
-    simulate(mem.dut, commander, producer, supervisor, counter, memories=[mem], cycles=20_000)
+    simulate(mem.dut, commander, producer, supervisor, counter, *stops, memories=[mem],
+             cycles=20_000)
     assert counts["aw"] == len(mem.write_bursts), context
     assert counts["w"] == len(mem.writes), context
     assert counts["bytes"] == sum(bin(strobe).count("1") for _, strobe in mem.writes), context
     assert mem.peak_writes <= config.max_outstanding, context
 
-    # Once the error response is in, the writer only completes bursts already announced
-    # on AW, with WSTRB = 0 (the one beat already in the W register excepted).
-    error_cycle = min(cycle for cycle, r in mem.b_log if r != RESP_OKAY)
+    # Once the error response (or the stop) is in, the writer only completes bursts
+    # already announced on AW, with WSTRB = 0 (the one beat already in the W register
+    # excepted).
+    error_cycle = (stopped[0] if resp is None else
+                   min(cycle for cycle, r in mem.b_log if r != RESP_OKAY))
     clean_start = len(mem.writes) - bus_beats(clean[0], len(clean[1]), nbytes)
     late = [(cycle, addr, strobe) for cycle, (addr, strobe)
             in zip(mem.w_cycles[:clean_start], mem.writes[:clean_start])
