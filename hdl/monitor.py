@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out, flipped
 
 from .axi import BURST_INCR
 
-__all__ = ["AxiRule", "MonitorSignature", "AxiMonitor", "MonitoredAccelerator", "watch",
+__all__ = ["AxiRule", "MonitorSignature", "AxiMonitor", "MonitoredAccelerator",
            "violated_rules"]
 
 _PAGE = 4096
@@ -266,21 +266,11 @@ class AxiMonitor(wiring.Component):
                                       (lite_r & (lite_ar == 0)))
 
 
-def watch(m, accelerator, report, max_outstanding):
-    """Add an :class:`AxiMonitor` on ``accelerator``'s two ports to ``m``, its report
-    driving ``report`` (a flipped :class:`MonitorSignature` port of the enclosing top)."""
-    m.submodules.monitor = monitor = AxiMonitor(
-        accelerator.mem.signature, accelerator.csr.signature, max_outstanding=max_outstanding)
-    for tap, port in ((monitor.mem, accelerator.mem), (monitor.csr, accelerator.csr)):
-        m.d.comb += [getattr(tap, name).eq(getattr(port, name))
-                     for name in tap.signature.members]
-    wiring.connect(m, report, monitor.report)
-
-
 class MonitoredAccelerator(wiring.Component):
     """The accelerator with an :class:`AxiMonitor` on its memory and CSR ports: the same
     ports (``csr``, ``mem``, ``irq``) and the monitor's ``report``. The simulated top level
-    of the system tests with a cocotbext-axi memory."""
+    of the system tests (with a cocotbext-axi memory; inside ``SimulationTop`` with the
+    gateware one)."""
 
     def __init__(self, config):
         from .top import Accelerator
@@ -298,6 +288,11 @@ class MonitoredAccelerator(wiring.Component):
         m.submodules.accelerator = acc = self.accelerator
         wiring.connect(m, flipped(self.csr), acc.csr)
         wiring.connect(m, flipped(self.mem), acc.mem)
-        watch(m, acc, flipped(self.report), self._max_outstanding)
+        m.submodules.monitor = monitor = AxiMonitor(
+            acc.mem.signature, acc.csr.signature, max_outstanding=self._max_outstanding)
+        for tap, port in ((monitor.mem, acc.mem), (monitor.csr, acc.csr)):
+            m.d.comb += [getattr(tap, name).eq(getattr(port, name))
+                         for name in tap.signature.members]
+        wiring.connect(m, flipped(self.report), monitor.report)
         m.d.comb += self.irq.eq(acc.irq)
         return m

@@ -27,7 +27,7 @@ from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out, flipped
 
 from .axi import AXI4Signature, RESP_OKAY
-from .monitor import MonitorSignature, watch
+from .monitor import MonitoredAccelerator
 
 __all__ = ["AxiMemory", "SimulationTop", "SIMRAM_VERILOG", "BACKDOOR_FILE"]
 
@@ -241,10 +241,10 @@ class _Port:
 
 
 class SimulationTop(wiring.Component):
-    """The accelerator with an :class:`AxiMemory` as its external memory.
+    """The :class:`~systole.hdl.monitor.MonitoredAccelerator` with an :class:`AxiMemory`
+    as its external memory.
 
-    Only the CSR port, the interrupt and the report of an
-    :class:`~systole.hdl.monitor.AxiMonitor` on both buses leave the module; the testbench
+    Only the CSR port, the interrupt and the AXI monitor's report leave the module; the testbench
     loads and reads the memory (``memory.storage``, a ``systole_simram``) through its file
     backdoor. The exported Verilog must be followed by :attr:`extra_verilog`.
     """
@@ -253,9 +253,7 @@ class SimulationTop(wiring.Component):
     extra_verilog = SIMRAM_VERILOG
 
     def __init__(self, config, *, mem_size, latency=32, pause=0.0, seed=1):
-        from .top import Accelerator
-        self._config = config
-        self.accelerator = Accelerator(config)
+        self.accelerator = MonitoredAccelerator(config)
         self.memory = AxiMemory(addr_width=config.addr_width, data_width=config.bus_width,
                                 size=mem_size, latency=latency, pause=pause,
                                 max_outstanding=config.max_outstanding, seed=seed,
@@ -263,7 +261,7 @@ class SimulationTop(wiring.Component):
         super().__init__({
             "csr": Out(self.accelerator.csr.signature),
             "irq": Out(1),
-            "report": Out(MonitorSignature()),
+            "report": Out(self.accelerator.report.signature),
         })
 
     def elaborate(self, platform):
@@ -272,6 +270,6 @@ class SimulationTop(wiring.Component):
         m.submodules.memory = self.memory
         wiring.connect(m, flipped(self.csr), acc.csr)
         wiring.connect(m, acc.mem, self.memory.bus)
-        watch(m, acc, flipped(self.report), self._config.max_outstanding)
+        wiring.connect(m, flipped(self.report), acc.report)
         m.d.comb += self.irq.eq(acc.irq)
         return m
