@@ -5,7 +5,7 @@ RAMs (16 bits wide each on iCE40, 30 on the UP5K): worth it for queues of three 
 entries; shorter queues stay in registers (``_queue`` in hdl/dma.py picks by depth).
 """
 
-from amaranth.hdl import Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Assert, Elaboratable, Format, Module, Mux, Signal
 from amaranth.lib import fifo, memory
 
 __all__ = ["NO_COLLISION", "BLOCK_RAM", "RegisteredReadPort", "BlockRAMFIFO",
@@ -48,6 +48,19 @@ class RegisteredReadPort:
         self.data = Signal(memory.shape, name=f"{name}_data")
         with m.If(self.en):
             m.d.sync += self.data.eq(port.data)
+
+
+def _occupancy_invariants(m, *, produce, consume, level, depth, name):
+    """The invariants of a circular buffer of ``depth`` entries (checked on every clock
+    edge): the pointers stay in range, and ``level`` is the entries between them (equal
+    pointers mean empty or full)."""
+    between = Mux(produce >= consume, produce - consume, depth + produce - consume)
+    m.d.sync += [
+        Assert(level <= depth, Format(name + " level {} above its depth", level)),
+        Assert((produce < depth) & (consume < depth), name + " pointer out of range"),
+        Assert(between == Mux(level == depth, 0, level),
+               Format(name + " level {} disagrees with its pointers", level)),
+    ]
 
 
 class _BlockRAMQueue(fifo.FIFOInterface, Elaboratable):
@@ -122,6 +135,8 @@ class BlockRAMFIFOBuffered(_BlockRAMQueue):
             m.d.sync += self.r_rdy.eq(1)
         with m.Elif(self.r_en):
             m.d.sync += self.r_rdy.eq(0)
+        _occupancy_invariants(m, produce=produce, consume=consume, level=inner_level,
+                              depth=inner_depth, name="BlockRAMFIFOBuffered")
         return m
 
 
@@ -170,4 +185,6 @@ class BlockRAMFIFO(_BlockRAMQueue):
             m.d.sync += self.level.eq(self.level + 1)
         with m.If(do_read & ~do_write):
             m.d.sync += self.level.eq(self.level - 1)
+        _occupancy_invariants(m, produce=produce, consume=consume, level=self.level,
+                              depth=depth, name="BlockRAMFIFO")
         return m

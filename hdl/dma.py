@@ -17,7 +17,7 @@ the :class:`AXI4Master` wrapper) puts both on one :class:`~systole.hdl.axi.AXI4S
 port.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Assert, Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -196,6 +196,7 @@ class _TwoEntryQueue(wiring.Component):
         m.d.sync += [
             self.r_rdy.eq(write | second_full | (self.r_rdy & ~read)),
             second_full.eq(Mux(second_full, ~read, write & self.r_rdy & ~read)),
+            Assert(~second_full | self.r_rdy, "two-entry queue: second entry without a head"),
         ]
         return m
 
@@ -220,6 +221,16 @@ def _error_and_halt(m, *, bad, clear, error, halted, drained):
             m.d.sync += error.eq(0)
         with m.If(halted & (~error | clear) & drained):
             m.d.sync += halted.eq(0)
+
+
+def _queue_invariants(m, engine, outstanding, limit, queues):
+    """What an engine relies on and checks on every clock edge: at most ``limit`` bursts
+    in flight, and no entry written into a full queue (``queues``, by name: the engine
+    writes them without looking at ``w_rdy``, or where it does, the check says that
+    its condition is right)."""
+    m.d.sync += Assert(outstanding <= limit, f"{engine}: more than {limit} bursts in flight")
+    for name, queue in queues.items():
+        m.d.sync += Assert(~queue.w_en | queue.w_rdy, f"{engine}: {name} written while full")
 
 
 class _BurstPlanner:
@@ -511,6 +522,8 @@ class DmaReader(wiring.Component):
                         drained=(outstanding == 0) & ~info_fifo.r_rdy & ~out_queue.r_rdy)
         with m.If(halted):
             m.d.sync += [planner.busy.eq(0), first.eq(1), flush.eq(0)]
+        _queue_invariants(m, "DmaReader", outstanding, config.max_outstanding,
+                          {"info_fifo": info_fifo, "out_queue": out_queue})
 
         m.d.comb += self.idle.eq(~planner.busy & (outstanding == 0) & ~info_fifo.r_rdy &
                                  ~flush & ~out_queue.r_rdy & ~(halted & ~self.error))
@@ -719,6 +732,10 @@ class DmaWriter(wiring.Component):
                         drained=(outstanding == 0) & ~info_fifo.r_rdy & ~bus.wvalid)
         with m.If(halted):
             m.d.sync += planner.busy.eq(0)
+        # The burst queue is written on every AW load unchecked: its bursts await their
+        # B, so the outstanding limit keeps room for the next one.
+        _queue_invariants(m, "DmaWriter", outstanding, config.max_outstanding,
+                          {"info_fifo": info_fifo, "burst_fifo": burst_fifo})
 
         m.d.comb += self.idle.eq(~planner.busy & (outstanding == 0) & ~info_fifo.r_rdy &
                                  ~bus.wvalid & ~(halted & ~self.error))

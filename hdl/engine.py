@@ -1,6 +1,6 @@
 """The GEMM engine: tiler, array, C path and DMA behind one AXI4 master port."""
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, Value
+from amaranth.hdl import Assert, Format, Module, Mux, ResetInserter, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -135,7 +135,7 @@ class GemmEngine(wiring.Component):
         m.d.comb += [getattr(bank.increment, name).eq(value)
                      for name, value in increments.items()]
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += [bank.clear.eq(1), reader.clear.eq(1), writer_dma.clear.eq(1),
@@ -180,5 +180,42 @@ class GemmEngine(wiring.Component):
                         m.d.comb += self.error.eq(ErrorCode.AXI_WRITE_ERROR)
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(running)
-
+        self._invariants(m, fsm, checker, tiler, increments, bank.clear)
         return m
+
+    def _invariants(self, m, fsm, checker, tiler, increments, clear):
+        """What the engine promises, checked on every clock edge (Amaranth's simulator,
+        Verilator and Icarus stop on a violation; synthesis drops the checks and what
+        feeds only them).
+
+        - A job starts only once the checker has accepted it: a descriptor with an error
+          code never reaches the tiler.
+        - The AXI4 master is silent unless a job runs (or drains after an abort): a
+          rejected job makes no memory access.
+        - At the done of an accepted job, the counter laws that hold only over a whole
+          job: every byte read from the C buffer went to DRAM (``sram_c_read_bytes ==
+          dram_write_bytes``), and every partial-sum row written was read back
+          (``sram_psum_read_bytes == sram_psum_write_bytes``). Each is kept as a running
+          difference, which stays small (what is in flight between the two ends).
+        """
+        mem = self.mem
+        m.d.sync += [
+            Assert(~tiler.start | (checker.done & (checker.error == ErrorCode.NONE)),
+                   "the tiler started on a descriptor the checker did not accept"),
+            Assert(~(mem.arvalid | mem.awvalid | mem.wvalid)
+                   | fsm.ongoing("RUN") | fsm.ongoing("ABORT"),
+                   "an AXI4 request outside a running job"),
+        ]
+        laws = {"sram_c_read_bytes == dram_write_bytes": ("sram_c_read_bytes",
+                                                          "dram_write_bytes"),
+                "sram_psum_read_bytes == sram_psum_write_bytes": ("sram_psum_read_bytes",
+                                                                  "sram_psum_write_bytes")}
+        accepted_done = self.done & (self.error == ErrorCode.NONE)
+        for law, (left, right) in laws.items():
+            difference = Signal(signed(32), name="balance_" + left)
+            with m.If(clear):
+                m.d.sync += difference.eq(0)
+            with m.Else():
+                m.d.sync += difference.eq(difference + increments[left] - increments[right])
+            m.d.sync += Assert(~accepted_done | (difference == 0),
+                               Format(f"at done, {law} is off by {{}}", difference))

@@ -592,3 +592,26 @@ def test_write_error(bus_width, resp, early_clear, seed):
             assert mem.mem[a] == before[a], f"{context}: byte {a:#x} outside changed"
     addr, payload = clean
     assert mem.dump(addr, len(payload)) == payload, f"{context}: write after clear"
+
+
+def test_unexpected_response_trips_the_writers_invariant():
+    """The engines check their invariants on every clock edge (hdl/dma.py,
+    ``_queue_invariants``): a B response with no burst in flight, which no AXI4 slave may
+    send, takes the writer's outstanding count past its limit, and Amaranth's simulator
+    stops on the violated assertion."""
+    from amaranth.sim import Simulator
+
+    from systole.hdl.dma import DmaWriter
+    config = SystoleConfig(rows=1, cols=4, bus_width=32, max_outstanding=2)
+    writer = DmaWriter(config)
+    sim = Simulator(writer)
+    sim.add_clock(1e-6)
+
+    async def stray_response(ctx):
+        ctx.set(writer.bus.bvalid, 1)
+        for _ in range(2):
+            await ctx.tick()
+
+    sim.add_testbench(stray_response)
+    with pytest.raises(AssertionError, match="DmaWriter: more than 2 bursts in flight"):
+        sim.run()
