@@ -183,6 +183,11 @@ def _c_hex(value):
     return f"0x{value:x}u"
 
 
+def _c_string(text):
+    """A C string literal of ``text`` (ASCII)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def to_c_header(regmap, config):
     """docs/systole_regs.h: addresses, field shifts and masks, enum values, error codes."""
     from .hdl.registers import ErrorCode
@@ -215,9 +220,17 @@ def to_c_header(regmap, config):
                 for name, value in values.items():
                     lines.append(f"#define {fprefix}_{name} {value}u")
     lines += ["", f"#define SYSTOLE_NUM_COUNTERS {len(regmap.counters)}",
-              "", "/* ERROR_CODE.CODE values */"]
+              "", "/* The counters in register order: X(name, LO address, HI address) */",
+              "#define SYSTOLE_COUNTERS(X) \\"]
+    lines += [f"    X({counter.name}, {_c_hex(counter.lo.address)}, "
+              f"{_c_hex(counter.hi.address)}) \\" for counter in regmap.counters]
+    lines += ["", "/* ERROR_CODE.CODE values */"]
     for code in ErrorCode:
         lines.append(f"#define SYSTOLE_ERROR_{code.name} {code.value}u")
+    lines += ["", "/* The error codes with their meaning: X(NAME, code, \"meaning\") */",
+              "#define SYSTOLE_ERROR_CODES(X) \\"]
+    lines += [f"    X({code.name}, {code.value}u, {_c_string(code.description)}) \\"
+              for code in ErrorCode]
     lines += ["", "#endif /* SYSTOLE_REGS_H */"]
     return "\n".join(lines) + "\n"
 
