@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import regmap
 from ..hdl.registers import VERSION, systole_register_map
 
-__all__ = ["WAIVERS", "SW_DIR", "DRIVER_FILES", "HARNESS_FILES", "accelerator_verilog",
+__all__ = ["WAIVERS", "DEFAULT_NAME", "SW_DIR", "DRIVER_FILES", "HARNESS_FILES", "accelerator_verilog",
            "header_comment", "core_text", "write_core", "build_harness", "run_harness",
            "lint_command", "C_FLAGS"]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .config import SystoleConfig
 
-__all__ = ["to_markdown", "to_c_header", "to_json", "generate", "main", "DOC_FILES"]
+__all__ = ["to_markdown", "to_c_header", "to_json", "inexpressible", "generate", "main",
+           "DOC_FILES"]
 
 #: The generated files, relative to the docs directory.
 DOC_FILES = ("registers.md", "registers.json", "systole_regs.h")
@@ -274,6 +275,17 @@ def to_json(regmap, config):
         ],
     }
     return json.dumps(document, indent=2) + "\n"
+
+
+def inexpressible(config):
+    """Why the register map cannot describe ``config`` (a CONFIG field too narrow for
+    one of its parameters: the register map's own message), or None when it can."""
+    from .hdl.registers import systole_register_map
+    try:
+        systole_register_map(config)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def generate(regmap=None, config=None):
