@@ -4,8 +4,11 @@
 //   systole_harness JOBS RESULTS
 //
 // The harness implements the driver's MMIO hooks by driving the AXI4-Lite port, and
-// serves the AXI4 port from a byte array with a read latency (cycles from a read burst's
-// AR handshake to its first data beat). JOBS is text, one command a line:
+// serves the AXI4 port from a byte array with a read latency: a read burst's first beat
+// is offered `latency` + 1 cycles after its AR handshake, as the gateware memory model
+// (hdl/simmem.py) does and the performance model's MemoryModel(latency) assumes; beats
+// follow one per cycle, bursts in order; ready is always high. JOBS is text, one command
+// a line:
 //
 //   latency CYCLES
 //   gemm IMAGE OUT M N K A_ADDR B_ADDR C_ADDR A_STRIDE B_STRIDE C_STRIDE A_FMT B_FMT
@@ -156,7 +159,7 @@ class Harness {
         bool w = top->m_axi_wvalid && top->m_axi_wready;
         bool b = top->m_axi_bvalid && top->m_axi_bready;
         Burst ar_burst{uint64_t(top->m_axi_araddr), unsigned(top->m_axi_arlen) + 1u,
-                       unsigned(top->m_axi_arsize), unsigned(top->m_axi_arid), now + latency};
+                       unsigned(top->m_axi_arsize), unsigned(top->m_axi_arid), now + 1 + latency};
         Burst aw_burst{uint64_t(top->m_axi_awaddr), unsigned(top->m_axi_awlen) + 1u,
                        unsigned(top->m_axi_awsize), unsigned(top->m_axi_awid), 0};
         if (w) take_write_beat();
