@@ -227,6 +227,60 @@ def test_c_driver_is_strict_c99(exported, tmp_path):
                    for line in includes), (name, includes)
 
 
+_PROBE_PROGRAM = r"""
+#include <stdio.h>
+#include "systole.h"
+static uint32_t regs[SYSTOLE_REGS_SIZE / 4];
+uint32_t systole_mmio_read32(void *ctx, uint32_t offset) { (void)ctx; return regs[offset / 4]; }
+void systole_mmio_write32(void *ctx, uint32_t offset, uint32_t value)
+{ (void)ctx; regs[offset / 4] = value; }
+int main(void)
+{
+    systole_dev dev;
+    int code;
+    dev.ctx = 0;
+    printf("%d\n", systole_probe(&dev));
+    regs[SYSTOLE_ID_ADDR / 4] = SYSTOLE_ID_MAGIC_VALUE;
+    regs[SYSTOLE_VERSION_ADDR / 4] = SYSTOLE_VERSION_RESET + 0x10000u;
+    printf("%d\n", systole_probe(&dev));
+#define RESET(name) regs[SYSTOLE_##name##_ADDR / 4] = SYSTOLE_##name##_RESET;
+    RESET(VERSION) RESET(CONFIG0) RESET(CONFIG1) RESET(CONFIG2) RESET(CONFIG3) RESET(CONFIG4)
+    printf("%d\n", systole_probe(&dev));
+    printf("%u %u %u %u %u %u %u %u %u %u %u\n", dev.version, dev.rows, dev.cols,
+           dev.bus_bytes, dev.formats, dev.max_k, dev.sram_depth, dev.row_tiles,
+           dev.psum_depth, dev.addr_width, dev.counter_width);
+    for (code = 0; code <= SYSTOLE_ERR_TIMEOUT; code++)
+        if (code <= (int)SYSTOLE_ERROR_ABORTED || code >= SYSTOLE_ERR_NO_DEVICE)
+            printf("%d %s\n", code, systole_strerror((systole_status)code));
+    return 0;
+}
+"""
+
+
+def test_c_driver_probes_and_names_its_errors(exported, tmp_path):
+    """systole_probe against a register file holding the map's reset values (the build
+    constants of EXPORT_CONFIG), and systole_strerror against the register map's error
+    descriptions. (The test program uses stdio; the driver does not.)"""
+    program = tmp_path / "probe.c"
+    program.write_text(_PROBE_PROGRAM)
+    subprocess.run(["gcc", *ip.C_FLAGS, "-I", str(exported), "-I", str(exported / "sw"),
+                    str(program), str(exported / "sw" / "systole.c"), "-o",
+                    str(tmp_path / "probe")], check=True)
+    lines = subprocess.run([str(tmp_path / "probe")], check=True, capture_output=True,
+                           text=True).stdout.splitlines()
+    no_device, version = 0x100, 0x101
+    assert lines[:3] == [str(no_device), str(version), "0"]
+    c = EXPORT_CONFIG
+    from systole.hdl.registers import VERSION
+    assert lines[3].split() == [str(v) for v in (
+        VERSION, c.rows, c.cols, c.bus_bytes, 3, c.max_k, c.sram_depth, c.row_tiles,
+        c.psum_depth, c.addr_width, c.counter_width)]
+    meanings = dict(line.split(" ", 1) for line in lines[4:])
+    assert {int(code): text for code, text in meanings.items() if int(code) < 256} == \
+        {code.value: code.description for code in ErrorCode}
+    assert set(meanings) >= {"256", "257", "258"}
+
+
 def test_fusesoc_lists_and_lints_the_core(exported, tmp_path):
     require_simulator("verilator")
     from systole.sim import verilog
