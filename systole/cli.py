@@ -28,6 +28,9 @@ def _cmd_verilog(args):
                          f"configuration: {reason}")
     name = args.name or ip.DEFAULT_NAME
     if args.fusesoc is not None:
+        if name != ip.DEFAULT_NAME:
+            raise SystemExit(f"systole verilog: --fusesoc writes module {ip.DEFAULT_NAME} "
+                             f"(its waivers and harness name it); drop --name {name}")
         check_directory("verilog", "--fusesoc", args.fusesoc)
     if args.output != "-":
         check_output("verilog", "-o", args.output)

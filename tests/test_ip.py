@@ -342,6 +342,10 @@ def test_array_has_no_core(tmp_path):
         main(["verilog", "--fusesoc", str(tmp_path)])
     assert stop.value.code == ("systole verilog: --fusesoc writes the accelerator's core; "
                                "add --top accelerator")
+    with pytest.raises(SystemExit) as stop:
+        main(["verilog", "--top", "accelerator", "--name", "npu", "--fusesoc", str(tmp_path)])
+    assert stop.value.code == ("systole verilog: --fusesoc writes module systole (its "
+                               "waivers and harness name it); drop --name npu")
 
 
 def test_configuration_the_register_map_cannot_express(monkeypatch, tmp_path):
