@@ -406,6 +406,28 @@
 
 #define SYSTOLE_NUM_COUNTERS 19
 
+/* The counters in register order: X(name, LO address, HI address) */
+#define SYSTOLE_COUNTERS(X) \
+    X(cycles, 0x100u, 0x104u) \
+    X(active_cycles, 0x108u, 0x10cu) \
+    X(stall_load_cycles, 0x110u, 0x114u) \
+    X(stall_store_cycles, 0x118u, 0x11cu) \
+    X(overhead_cycles, 0x120u, 0x124u) \
+    X(macs, 0x128u, 0x12cu) \
+    X(padded_macs, 0x130u, 0x134u) \
+    X(dram_read_bytes, 0x138u, 0x13cu) \
+    X(dram_write_bytes, 0x140u, 0x144u) \
+    X(dram_read_bursts, 0x148u, 0x14cu) \
+    X(dram_write_bursts, 0x150u, 0x154u) \
+    X(sram_a_read_bytes, 0x158u, 0x15cu) \
+    X(sram_a_write_bytes, 0x160u, 0x164u) \
+    X(sram_b_read_bytes, 0x168u, 0x16cu) \
+    X(sram_b_write_bytes, 0x170u, 0x174u) \
+    X(sram_c_read_bytes, 0x178u, 0x17cu) \
+    X(sram_c_write_bytes, 0x180u, 0x184u) \
+    X(sram_psum_read_bytes, 0x188u, 0x18cu) \
+    X(sram_psum_write_bytes, 0x190u, 0x194u) \
+
 /* ERROR_CODE.CODE values */
 #define SYSTOLE_ERROR_NONE 0u
 #define SYSTOLE_ERROR_BAD_DIMENSION 1u
@@ -420,5 +442,21 @@
 #define SYSTOLE_ERROR_BAD_PLAN 10u
 #define SYSTOLE_ERROR_OVERLAP 11u
 #define SYSTOLE_ERROR_ABORTED 12u
+
+/* The error codes with their meaning: X(NAME, code, "meaning") */
+#define SYSTOLE_ERROR_CODES(X) \
+    X(NONE, 0u, "No error: the last job completed.") \
+    X(BAD_DIMENSION, 1u, "M, N or K is zero.") \
+    X(K_TOO_LARGE, 2u, "K is larger than max_k (CONFIG1).") \
+    X(BAD_STRIDE, 3u, "A_STRIDE is smaller than K bytes, B_STRIDE smaller than N bytes, or C_STRIDE smaller than N output elements.") \
+    X(MISALIGNED_OUTPUT, 4u, "C address or C stride is not a multiple of the output element size.") \
+    X(ADDRESS_OVERFLOW, 5u, "An operand or result range extends beyond 2**addr_width (CONFIG3).") \
+    X(BAD_FORMAT, 6u, "A_FORMAT or B_FORMAT names an fp8 format this build does not enable (CONFIG0.FORMATS).") \
+    X(BUSY, 7u, "START was written while a job was running; the running job continues.") \
+    X(AXI_READ_ERROR, 8u, "A memory read returned SLVERR or DECERR; the job was aborted.") \
+    X(AXI_WRITE_ERROR, 9u, "A memory write returned SLVERR or DECERR; the job was aborted.") \
+    X(BAD_PLAN, 10u, "The tiling plan (PLAN) does not fit the buffers: MC_TILES or NC_TILES is zero; 2**KC_LOG2 is less than a bus word or more than an A bank (CONFIG4.ROW_TILES * CONFIG2.SRAM_DEPTH bytes) or a B bank holds; an A block, MC_TILES << KC_LOG2 bytes, exceeds an A bank; a B block, NC_TILES column tiles of 2**KC_LOG2 words spread over max(1, BUS_BYTES / COLS) banks of SRAM_DEPTH / banks words, exceeds a bank; or K takes several chunks (K > 2**KC_LOG2), the block has several tiles and MC_TILES * NC_TILES exceeds the tiles the partial-sum SRAM holds (CONFIG4.PSUM_DEPTH / ROWS). The rules of systole.plan.check.") \
+    X(OVERLAP, 11u, "C's span (its first to its last byte, C_ADDR to C_ADDR + (M - 1) * C_STRIDE + N output elements) overlaps A's span or B's span: C would overwrite operands that are still to be read. A and B may overlap each other.") \
+    X(ABORTED, 12u, "CTRL.ABORT was written while the job ran: no further burst was issued, the outstanding ones completed (write bursts already addressed with WSTRB 0), and the job ended with part of C written and nothing outside C.") \
 
 #endif /* SYSTOLE_REGS_H */

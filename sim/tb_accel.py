@@ -36,7 +36,8 @@ from .memory import LatencyAxiRam, StorageBackdoor, quiet_axi_logs, random_pause
 from .stimulus import FP8_DTYPES, random_fp8
 
 __all__ = ["AccelTB", "counter_law_violations", "random_job_spec", "interrupted_job_spec",
-           "random_plan", "job_plan", "spec_layout", "config_from_json"]
+           "random_plan", "job_plan", "spec_layout", "config_from_json", "memory_image",
+           "place_c"]
 
 _BASE = 0x1000
 _IMAGE_LIMIT = 1 << 24
@@ -186,6 +187,32 @@ def spec_layout(spec, config):
                    scale_exp=spec["scale_exp"], plan=job_plan(spec)), end
 
 
+def memory_image(job, end, a, b, nprng):
+    """The ``end`` bytes of memory a job starts from: random bytes, with the rows of A
+    (M x K fp8) and B (K x N fp8) at the job's addresses and strides (when they lie
+    inside the image)."""
+    image = np.frombuffer(nprng.bytes(end), dtype=np.uint8).copy()
+    if a.size and job.a_addr + job.m * job.a_stride <= end:
+        for i in range(job.m):
+            image[job.a_addr + i * job.a_stride:][:job.k] = a.view(np.uint8)[i]
+    if b.size and job.b_addr + job.k * job.b_stride <= end:
+        for kk in range(job.k):
+            image[job.b_addr + kk * job.b_stride:][:job.n] = b.view(np.uint8)[kk]
+    return image
+
+
+def place_c(image, job, c):
+    """Write C (an M x N array of the job's output format) into ``image`` at the job's C
+    address and stride, little-endian; returns C's bytes, M rows of N elements."""
+    c_bits = golden.to_bits(c)
+    ob = c_bits.dtype.itemsize
+    c_bytes = c_bits.astype(c_bits.dtype.newbyteorder("<")).view(np.uint8)
+    c_bytes = c_bytes.reshape(job.m, job.n * ob)
+    for i in range(job.m):
+        image[job.c_addr + i * job.c_stride:][:job.n * ob] = c_bytes[i]
+    return c_bytes
+
+
 class AccelTB:
     """Clock, reset, memory model with latency and pauses, CSR master, driver."""
 
@@ -235,13 +262,7 @@ class AccelTB:
         if a is None:
             a = random_fp8(nprng, (job.m, job.k), job.a_format, specials=spec.get("specials", 0))
             b = random_fp8(nprng, (job.k, job.n), job.b_format, specials=spec.get("specials", 0))
-        image = np.frombuffer(nprng.bytes(end), dtype=np.uint8).copy()
-        if a.size and job.a_addr + job.m * job.a_stride <= end:
-            for i in range(job.m):
-                image[job.a_addr + i * job.a_stride:][:job.k] = a.view(np.uint8)[i]
-        if b.size and job.b_addr + job.k * job.b_stride <= end:
-            for kk in range(job.k):
-                image[job.b_addr + kk * job.b_stride:][:job.n] = b.view(np.uint8)[kk]
+        image = memory_image(job, end, a, b, nprng)
         await self.port.write_memory(0, image.tobytes())
 
         inject = spec.get("axi_error")          # "read" or "write": SLVERR on A or C
@@ -284,13 +305,9 @@ class AccelTB:
                 row = slice(job.c_addr + i * job.c_stride, job.c_addr + i * job.c_stride + job.n * ob)
                 expected_image[row] = after[row]
         if want_error == "NONE" or spec.get("start_twice"):
-            c_bits = golden.to_bits(golden.gemm(a, b, job.out_format, saturate=job.saturate,
-                                                scale_exp=job.scale_exp))
-            ob = c_bits.dtype.itemsize
-            c_bytes = c_bits.astype(c_bits.dtype.newbyteorder("<")).view(np.uint8)
-            c_bytes = c_bytes.reshape(job.m, job.n * ob)
-            for i in range(job.m):
-                expected_image[job.c_addr + i * job.c_stride:][:job.n * ob] = c_bytes[i]
+            c_bytes = place_c(expected_image, job, golden.gemm(
+                a, b, job.out_format, saturate=job.saturate, scale_exp=job.scale_exp))
+            ob = output_format(job.out_format).width // 8
             got = np.stack([after[job.c_addr + i * job.c_stride:][:job.n * ob]
                             for i in range(job.m)])
             result["c_bytes"] = got.tobytes().hex() if spec.get("return_c") else None

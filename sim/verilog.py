@@ -32,7 +32,7 @@ from pathlib import Path
 
 __all__ = ["SIMULATORS", "LZ4_HEADER", "generate_verilog", "icarus_source",
            "ensure_simulator", "simulator_missing", "waveform_missing", "build", "run",
-           "failure_messages", "evict"]
+           "failure_messages", "evict", "source_digest", "cache_lock", "cache_root"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -136,13 +136,15 @@ def icarus_source(text):
     return _TIME_ZERO_TRIGGER.sub(r"\1reg \2 = 0;\n\1initial #0 \2 = 1;", text)
 
 
-def generate_verilog(component, name):
-    """Verilog text of an Amaranth component, with its ports as the module's ports.
+def generate_verilog(component, name, *, ports=None):
+    """Verilog text of an Amaranth component, with its ports as the module's ports (or
+    ``ports``, ``amaranth.back.verilog.convert``'s argument, to name them otherwise).
 
     A component's ``extra_verilog`` (modules its ``Instance``s name) follows the export.
     """
     from amaranth.back import verilog
-    text = _compact_zero_inits(verilog.convert(component, name=name, emit_src=False))
+    text = _compact_zero_inits(verilog.convert(component, name=name, ports=ports,
+                                               emit_src=False))
     return text + getattr(component, "extra_verilog", "")
 
 
@@ -282,6 +284,23 @@ def _source_digest():
     # built from another checkout's virtual environment cannot run from this one.
     digest.update(str(Path(importlib.util.find_spec("cocotb").origin).parent).encode())
     return digest.hexdigest()
+
+
+def source_digest():
+    """Hash of everything the exported Verilog depends on besides the configuration (the
+    gateware, the configuration code, this build recipe and the tool versions)."""
+    return _source_digest()
+
+
+def cache_root():
+    """Where models are cached: ``$SYSTOLE_CACHE`` (default ``~/.cache/systole``)."""
+    return _cache_root()
+
+
+def cache_lock(build_dir, *, shared=False):
+    """The lock of a cached build directory (a context manager): held exclusively while
+    building it, shared while running it; :func:`evict` skips a locked model."""
+    return _locked(Path(build_dir).with_suffix(".lock"), shared=shared)
 
 
 @contextmanager

@@ -10,13 +10,14 @@ the configuration or the file system.
 
 import argparse
 import math
+import os
 import re
 from pathlib import Path
 
 from .config import SystoleConfig
 
 __all__ = ["at_least", "int_between", "fraction", "positive_seconds", "verilog_name",
-           "check_job", "check_output", "check_simulator", "add_config_arguments",
+           "check_directory", "check_job", "check_output", "check_simulator", "add_config_arguments",
            "add_job_arguments", "add_shape_arguments", "add_memory_system_arguments",
            "config_from"]
 
@@ -102,6 +103,21 @@ def check_output(command, option, path):
                          f"exist")
     if Path(path).is_dir():
         raise SystemExit(f"systole {command}: {option} {path} is a directory")
+
+
+def check_directory(command, option, path):
+    """Stop ``systole COMMAND`` unless ``path`` (given with ``option``) is a directory
+    that can be written, creating it (and its parents) when it is missing."""
+    directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise SystemExit(f"systole {command}: {option} {path}: not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"systole {command}: {option} {path}: cannot create the directory "
+                         f"({(error.strerror or str(error)).lower()})") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise SystemExit(f"systole {command}: {option} {path}: the directory is not writable")
 
 
 def check_simulator(command, simulator, wave=None):

@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 
 from .args import (add_config_arguments, add_job_arguments, add_memory_system_arguments,
-                   add_shape_arguments, at_least, check_job, check_output, check_simulator,
+                   add_shape_arguments, at_least, check_directory, check_job, check_output,
+                   check_simulator,
                    config_from, verilog_name)
 from .config import MEMORY_LATENCY
 from .gemm_report import gemm_operands, gemm_title, report_gemm
@@ -16,17 +17,54 @@ __all__ = ["main"]
 
 
 def _cmd_verilog(args):
-    from .hdl.array import SystolicArray
-    from .sim.verilog import generate_verilog
     config = config_from(args)
+    if args.top == "array":
+        return _write_array(args, config)
+    from . import regmap
+    from .sim import ip
+    reason = regmap.inexpressible(config)
+    if reason is not None:
+        raise SystemExit(f"systole verilog: the register map cannot express this "
+                         f"configuration: {reason}")
+    name = args.name or ip.DEFAULT_NAME
+    if args.fusesoc is not None:
+        if name != ip.DEFAULT_NAME:
+            raise SystemExit(f"systole verilog: --fusesoc writes module {ip.DEFAULT_NAME} "
+                             f"(its waivers and harness name it); drop --name {name}")
+        check_directory("verilog", "--fusesoc", args.fusesoc)
     if args.output != "-":
         check_output("verilog", "-o", args.output)
-    text = generate_verilog(SystolicArray(config), args.name)
+    command = " ".join(["systole", *args.argv]) if args.argv is not None else \
+        "systole verilog --top accelerator"
+    text = ip.accelerator_verilog(config, name=name, command=command)
+    if args.fusesoc is not None:
+        written = ip.write_core(args.fusesoc, config, name=name, text=text)
+        print(f"wrote {len(written)} files into {args.fusesoc}: {name}.v (module {name}), "
+              f"systole.vlt, systole_regs.h, sw/, systole.core", file=sys.stderr)
+    if args.output == "-" and args.fusesoc is None:
+        sys.stdout.write(text)
+    elif args.output != "-":
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}: module {name}, the accelerator ({config.rows}x"
+              f"{config.cols} array, {config.bus_width}-bit AXI4)", file=sys.stderr)
+    return 0
+
+
+def _write_array(args, config):
+    from .hdl.array import SystolicArray
+    from .sim.verilog import generate_verilog
+    if args.fusesoc is not None:
+        raise SystemExit("systole verilog: --fusesoc writes the accelerator's core; add "
+                         "--top accelerator")
+    name = args.name or "systole_array"
+    if args.output != "-":
+        check_output("verilog", "-o", args.output)
+    text = generate_verilog(SystolicArray(config), name)
     if args.output == "-":
         sys.stdout.write(text)
     else:
         Path(args.output).write_text(text)
-        print(f"wrote {args.output}: module {args.name}, {config.rows}x{config.cols} array, "
+        print(f"wrote {args.output}: module {name}, {config.rows}x{config.cols} array, "
               f"{config.acc_width}-bit accumulators", file=sys.stderr)
     return 0
 
@@ -158,11 +196,19 @@ def _parser():
     parser = argparse.ArgumentParser(prog="systole", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("verilog", help="write the Verilog of the PE array")
+    p = sub.add_parser("verilog", help="write the Verilog of the PE array or of the whole "
+                                       "accelerator (with its FuseSoC core)")
+    p.add_argument("--top", default="array", choices=["array", "accelerator"],
+                   help="the bare PE array (default) or the accelerator with its AXI4, "
+                        "AXI4-Lite and interrupt ports (docs/integration.md)")
     add_config_arguments(p)
+    add_memory_system_arguments(p)
     p.add_argument("-o", "--output", default="-", help="output file (default stdout)")
-    p.add_argument("--name", type=verilog_name, default="systole_array",
-                   help="Verilog module name")
+    p.add_argument("--name", type=verilog_name, default=None,
+                   help="Verilog module name (default systole_array, or systole)")
+    p.add_argument("--fusesoc", metavar="DIR",
+                   help="with --top accelerator: write DIR/systole.v, the waivers, the C "
+                        "header and driver, and the FuseSoC core DIR/systole.core")
     p.set_defaults(func=_cmd_verilog)
 
     p = sub.add_parser("demo", help="one random GEMM tile through the simulated array, "
@@ -217,7 +263,9 @@ def _parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.argv = argv                # the command line, for files that name what made them
     return args.func(args)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .config import SystoleConfig
 
-__all__ = ["to_markdown", "to_c_header", "to_json", "generate", "main", "DOC_FILES"]
+__all__ = ["to_markdown", "to_c_header", "to_json", "inexpressible", "generate", "main",
+           "DOC_FILES"]
 
 #: The generated files, relative to the docs directory.
 DOC_FILES = ("registers.md", "registers.json", "systole_regs.h")
@@ -183,6 +184,11 @@ def _c_hex(value):
     return f"0x{value:x}u"
 
 
+def _c_string(text):
+    """A C string literal of ``text`` (ASCII)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def to_c_header(regmap, config):
     """docs/systole_regs.h: addresses, field shifts and masks, enum values, error codes."""
     from .hdl.registers import ErrorCode
@@ -215,9 +221,17 @@ def to_c_header(regmap, config):
                 for name, value in values.items():
                     lines.append(f"#define {fprefix}_{name} {value}u")
     lines += ["", f"#define SYSTOLE_NUM_COUNTERS {len(regmap.counters)}",
-              "", "/* ERROR_CODE.CODE values */"]
+              "", "/* The counters in register order: X(name, LO address, HI address) */",
+              "#define SYSTOLE_COUNTERS(X) \\"]
+    lines += [f"    X({counter.name}, {_c_hex(counter.lo.address)}, "
+              f"{_c_hex(counter.hi.address)}) \\" for counter in regmap.counters]
+    lines += ["", "/* ERROR_CODE.CODE values */"]
     for code in ErrorCode:
         lines.append(f"#define SYSTOLE_ERROR_{code.name} {code.value}u")
+    lines += ["", "/* The error codes with their meaning: X(NAME, code, \"meaning\") */",
+              "#define SYSTOLE_ERROR_CODES(X) \\"]
+    lines += [f"    X({code.name}, {code.value}u, {_c_string(code.description)}) \\"
+              for code in ErrorCode]
     lines += ["", "#endif /* SYSTOLE_REGS_H */"]
     return "\n".join(lines) + "\n"
 
@@ -261,6 +275,17 @@ def to_json(regmap, config):
         ],
     }
     return json.dumps(document, indent=2) + "\n"
+
+
+def inexpressible(config):
+    """Why the register map cannot describe ``config`` (a CONFIG field too narrow for
+    one of its parameters: the register map's own message), or None when it can."""
+    from .hdl.registers import systole_register_map
+    try:
+        systole_register_map(config)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def generate(regmap=None, config=None):
