@@ -184,15 +184,16 @@ def _print_phases(phases, file=sys.stdout):
 
 def sweep(llama_config, prompt_lengths=(32, 256), batches=SWEEP_BATCHES,
           configs=SWEEP_CONFIGS):
-    """Prefill (M = prompt length, LM head at every position) and decode (M = batch)
-    figures per token on each configuration."""
+    """Prefill (M = prompt length; the LM head on the last position only, as generation
+    runs it) and decode (M = batch: every block and the LM head) figures per token on
+    each configuration."""
     out = {}
     for name in configs:
         hw, clock, label = hardware(name)
         cache = {}
         rows = []
         for t in prompt_lengths:
-            f = phase_figures(hw, clock, phase_gemms(llama_config, t), t, cache)
+            f = phase_figures(hw, clock, phase_gemms(llama_config, t, head_m=1), t, cache)
             rows.append({"phase": f"prefill {t}", "M": t, **_sweep_row(f)})
         for b in batches:
             f = phase_figures(hw, clock, phase_gemms(llama_config, b), b, cache)
