@@ -239,3 +239,20 @@ def test_prompt_longer_than_the_context(capsys, gguf):
     assert code == 2
     assert line.startswith("systole generate: error: the prompt (")
     assert line.endswith(f"the model's context is {gguf.config.context_length}")
+
+
+def test_docs_llm_sweep_table_is_current():
+    """docs/llm.md carries the default configuration's table as ``systole generate
+    --sweep`` prints it (the performance model: deterministic)."""
+    import io
+    from pathlib import Path
+    from systole.generate import print_sweep, sweep
+    from systole.llm.gguf_model import LlamaConfig
+    c = LlamaConfig(n_layers=30, d_model=576, n_heads=9, n_kv_heads=3, d_ff=1536,
+                    vocab_size=49152, context_length=8192, rope_base=1e5, rope_dim=64,
+                    rms_eps=1e-5)
+    out = io.StringIO()
+    print_sweep(sweep(c, configs=("default",)), out)
+    table = out.getvalue().strip().split("\n", 1)[1]
+    doc = (Path(__file__).parent.parent / "docs" / "llm.md").read_text()
+    assert table in doc, "docs/llm.md is stale: rerun systole generate --sweep (see docs/llm.md)"
