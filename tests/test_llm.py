@@ -144,11 +144,12 @@ def test_two_layers_against_fp32(gguf, tokenizer):
 
     Tolerance: E4M3 rounds to 4 significant bits, unit roundoff u = 2**-4. Quantising both
     operands gives each product a relative error of about u * sqrt(2/3) rms (two uniform
-    rounding errors), independent across the K terms, so one projection's normwise error
-    is about 5%. Two blocks run seven projections each, mostly in series through the
-    residual stream; the logits must agree to 20% (normwise), and bf16 (u = 2**-8, 16
-    times finer) to 2%. The argmax of the two-block model is not asserted: it may flip
-    on near ties.
+    rounding errors), independent across the K terms, so one projection's output has a
+    normwise error of about 5%. The residual stream adds each block's attention and MLP
+    outputs to the embedding, so the logits of two blocks carry at most about two such
+    errors in series: they must agree with fp32 to 10% (normwise). bf16 has u = 2**-8,
+    16 times finer: 10% / 16, rounded up to 1%. (Measured: 2.8% and 0.18%.) The argmax
+    of a two-block model is not asserted: it may flip on near ties.
     """
     from systole.llm.model import Llama
     ids = tokenizer.encode("The memory wall is the gap between")
@@ -160,9 +161,9 @@ def test_two_layers_against_fp32(gguf, tokenizer):
     ref = logits["fp32"]
     error = {mode: np.linalg.norm(v - ref) / np.linalg.norm(ref) for mode, v in logits.items()}
     print(error)
-    assert error["systole"] < 0.20
-    assert error["fp8-fp32seq"] < 0.20
-    assert error["bf16"] < 0.02
+    assert error["systole"] < 0.10
+    assert error["fp8-fp32seq"] < 0.10
+    assert error["bf16"] < 0.01
     # Exact accumulation and fp32-sequential accumulation of the same fp8 products differ
     # only by the sequential sum's roundings (relative 2**-24 per add): far below fp8's.
     assert np.linalg.norm(logits["systole"] - logits["fp8-fp32seq"]) < 0.01 * np.linalg.norm(ref)
