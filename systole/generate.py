@@ -445,7 +445,11 @@ def _cmd_generate(args):
     report["decode_steps"] = decode_steps
     status = 0
     if args.rtl:
-        checks = rtl_check(hw, samples)
+        try:
+            checks = rtl_check(hw, samples)
+        except AssertionError as error:      # the testbench's own findings, and the log
+            print(f"systole generate: --rtl FAILED: {error}", file=sys.stderr)
+            return 1
         _print_rtl(checks)
         ok = all(c["bit_exact"] and c["counters_equal"] for c in checks)
         print(f"--rtl: {sum(c['bit_exact'] for c in checks)}/{len(checks)} bit-identical, "
