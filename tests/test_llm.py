@@ -257,3 +257,25 @@ def test_docs_llm_sweep_table_is_current():
     table = out.getvalue().strip().split("\n", 1)[1]
     doc = (Path(__file__).parent.parent / "docs" / "llm.md").read_text()
     assert table in doc, "docs/llm.md is stale: rerun systole generate --sweep (see docs/llm.md)"
+
+
+def test_perf_figures_count_the_gemms_the_forward_pass_runs(gguf):
+    """phase_gemms (what the performance figures sum) lists exactly the GEMMs that a
+    prefill and a decode step of the model run, with their M, N and K."""
+    import collections
+    import dataclasses
+    from systole.generate import phase_gemms
+    from systole.llm.model import Llama
+    ran = []
+    model = Llama(gguf, "systole", n_layers=2,
+                  log=lambda lin, a, c: ran.append((lin.name.split(".")[-1], a.shape[0],
+                                                    c.shape[1], a.shape[1])))
+    config = dataclasses.replace(gguf.config, n_layers=2)
+    for tokens, head_m, m in (([1, 2, 3, 4, 5], 1, 5), ([6], None, 1)):
+        ran.clear()
+        cache = model.new_cache(8) if m == 5 else cache
+        model.forward(tokens, cache)
+        expected = collections.Counter()
+        for role, gm, n, k, count in phase_gemms(config, m, head_m=head_m):
+            expected[(role, gm, n, k)] += count
+        assert collections.Counter(ran) == expected
