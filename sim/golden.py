@@ -13,6 +13,14 @@ summation order. The limb products are recombined as integers and rounded with i
 round-to-nearest-even (bit length, shift, guard and sticky bits). No result ever passes
 through a float cast: ml_dtypes casts from float64 go through float32 (double rounding) and
 its float32 -> E4M3 cast overflows to NaN.
+
+The fast path: where neither operand holds a NaN or an Inf and one limb per operand is
+exact (E4M3 x E4M3 up to K = 2**17: products below 2**36 units of 2**-18, sums below
+2**53), the operand values themselves (a float64 table of the 256 encodings) go into one
+float64 matrix product, which is then the exact sum in any summation order; it is scaled
+to an int64 multiple of 2**lsb_exp and rounded as above. Only the signed-zero rule needs
+the decoded operands, and only on the rows and columns of exact-zero sums. An operand
+that many products share (a weight matrix) can be decoded once with :func:`prepare`.
 """
 
 from dataclasses import dataclass
@@ -23,8 +31,8 @@ import numpy as np
 
 from systole.formats import E4M3, E5M2, FP32, BF16, INPUT_FORMATS, output_format
 
-__all__ = ["ExactSum", "gemm", "exact_gemm", "round_to_format", "to_bits", "from_bits",
-           "dtype_for", "format_of", "SCALE_EXP_MIN", "SCALE_EXP_MAX"]
+__all__ = ["ExactSum", "PreparedOperand", "gemm", "prepare", "exact_gemm", "round_to_format",
+           "to_bits", "from_bits", "dtype_for", "format_of", "SCALE_EXP_MIN", "SCALE_EXP_MAX"]
 
 #: Range of the per-job output scale exponent (a signed 8-bit field in the hardware).
 SCALE_EXP_MIN = -128
@@ -209,6 +217,55 @@ def _decode_table(fmt):
 
 
 _DECODE = {name: _decode_table(fmt) for name, fmt in INPUT_FORMATS.items()}
+# Value of each encoding as a float64 (0 for NaN and Inf), from the integer magnitudes:
+# exact, since every finite fp8 value has at most 4 significant bits.
+_VALUES = {name: np.where(t["negative"], -1.0, 1.0) * np.ldexp(t["magnitude"].astype(np.float64),
+                                                               INPUT_FORMATS[name].lsb_exp)
+           for name, t in _DECODE.items()}
+_SPECIAL = {name: t["nan"] | t["inf"] for name, t in _DECODE.items()}
+
+
+class PreparedOperand:
+    """An fp8 matrix decoded once for the fast path of :func:`gemm`, for an operand that
+    many GEMMs share (a weight matrix). :func:`gemm` takes it in place of the array.
+
+    Attributes
+    ----------
+    array : numpy.ndarray
+        A read-only copy of the fp8 matrix.
+    values : numpy.ndarray of float64, or None
+        Its exact values, where it holds no NaN or Inf (else None: the general path).
+    """
+
+    def __init__(self, x):
+        _check_operand("operand", x)
+        self.array = np.array(x, copy=True)
+        self.array.setflags(write=False)
+        name = format_of(x.dtype).name
+        codes = self.array.view(np.uint8)
+        self.values = None if _SPECIAL[name][codes].any() else _VALUES[name][codes]
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+
+def prepare(x):
+    """Decode an fp8 matrix once for repeated use as an operand of :func:`gemm`.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, 2-D, dtype float8_e4m3fn or float8_e5m2
+
+    Returns
+    -------
+    PreparedOperand
+    """
+    return PreparedOperand(x)
 
 
 class _Operand:
@@ -583,7 +640,7 @@ def gemm(a, b, out_format="fp32", *, saturate=True, scale_exp=0):
     ----------
     a : numpy.ndarray, shape (M, K), dtype float8_e4m3fn or float8_e5m2
     b : numpy.ndarray, shape (K, N), dtype float8_e4m3fn or float8_e5m2
-        The two operand formats may differ.
+        The two operand formats may differ. Either may be a :class:`PreparedOperand`.
     out_format : str or FloatFormat
         "fp32" (default), "bf16", "e4m3" or "e5m2".
     saturate : bool
@@ -606,10 +663,63 @@ def gemm(a, b, out_format="fp32", *, saturate=True, scale_exp=0):
         Non-2-D operands, zero-size dimensions, inner dimension mismatch, unknown
         ``out_format``, ``scale_exp`` out of range.
     """
+    prepared_a = a if isinstance(a, PreparedOperand) else None
+    prepared_b = b if isinstance(b, PreparedOperand) else None
+    a = a.array if prepared_a else a
+    b = b.array if prepared_b else b
     _check_operands(a, b)
     fmt = output_format(out_format)
     saturate = _check_saturate(saturate)
     scale_exp = _check_scale_exp(scale_exp)
+    if _fast_path_exact(a, b):
+        a_values = _finite_values(a, prepared_a)
+        b_values = _finite_values(b, prepared_b) if a_values is not None else None
+        if b_values is not None:
+            return _gemm_fast(a, b, a_values, b_values, fmt, saturate, scale_exp)
+    return _gemm_general(a, b, fmt, saturate, scale_exp)
+
+
+def _fast_path_exact(a, b):
+    """One float64 matrix product of the values is exact for this format pair and K."""
+    fa, fb = format_of(a.dtype), format_of(b.dtype)
+    k = a.shape[1]
+    return (fa.magnitude_bits + fb.magnitude_bits + (k - 1).bit_length()
+            <= _FLOAT64_EXACT_BITS and k <= _K_CHUNK)
+
+
+def _finite_values(x, prepared):
+    """The float64 values of ``x``, or None if it holds a NaN or an Inf."""
+    if prepared is not None:
+        return prepared.values
+    name = format_of(x.dtype).name
+    codes = x.view(np.uint8)
+    if _SPECIAL[name][codes].any():
+        return None
+    return _VALUES[name][codes]
+
+
+def _gemm_fast(a, b, a_values, b_values, fmt, saturate, scale_exp):
+    """:func:`gemm` for operands without NaN or Inf where a float64 product is exact."""
+    lsb_exp = format_of(a.dtype).lsb_exp + format_of(b.dtype).lsb_exp
+    exact = a_values @ b_values                     # every partial sum is exact
+    acc = np.ldexp(exact, -lsb_exp).astype(np.int64)
+    negative, magnitude, shift = _reduce_int64(acc)
+    none = np.zeros(acc.shape, bool)
+    neg_zero = none
+    zero = acc == 0
+    if zero.any():
+        # The signed-zero rule needs the factors: decode only the rows and columns involved.
+        rows, cols = np.nonzero(zero.any(axis=1))[0], np.nonzero(zero.any(axis=0))[0]
+        sub = _neg_zero(_Operand(a[rows]), _Operand(b[:, cols]), zero[np.ix_(rows, cols)])
+        neg_zero = np.zeros(acc.shape, bool)
+        neg_zero[np.ix_(rows, cols)] = sub
+    bits = _round_reduced(negative, magnitude, shift + (lsb_exp + scale_exp), fmt, saturate,
+                          none, none, none, neg_zero)
+    return bits.view(_DTYPES[fmt.name])
+
+
+def _gemm_general(a, b, fmt, saturate, scale_exp):
+    """:func:`gemm` for any operands: decoded integers, limbs, the special-value rules."""
     da, db = _Operand(a), _Operand(b)
     nan, pos_inf, neg_inf = _special_flags(da, db)
     negative, magnitude, shift = _terms_to_reduced(_exact_terms(da, db))

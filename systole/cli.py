@@ -242,8 +242,8 @@ def _parser():
                    help="run only this proof (repeatable)")
     p.set_defaults(func=_cmd_formal)
 
-    from . import bench, board, build
-    for module in (build, board, bench):
+    from . import bench, board, build, generate
+    for module in (build, board, bench, generate):
         module.add_parser(sub)
 
     # These forward their arguments to the module's own main(); argparse's REMAINDER drops

@@ -631,3 +631,49 @@ def test_accuracy_report_runs_and_systole_rounds_once(tmp_path, capsys):
     assert (report["k"], report["m"], report["n"], report["format"]) == (200, 3, 4, "e5m2")
     systole = report["methods"]["systole"]
     assert systole["max_rel_error"] <= 2.0 ** -24 and systole["correctly_rounded"] == 1.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("fa, fb, k", [("e4m3", "e4m3", 1), ("e4m3", "e4m3", 300),
+                                       ("e4m3", "e4m3", 1 << 17), ("e4m3", "e5m2", 8),
+                                       ("e5m2", "e4m3", 3)])
+def test_fast_path_matches_the_general_path(fa, fb, k, seed):
+    """gemm's float64 fast path (finite operands, one float64 product exact: the module
+    docstring) against the limb path, bit for bit, on every output format, overflow mode
+    and some scales; with an all-zero row of A whose products are all -0 against a column
+    of positive B (signed-zero rule), subnormals and the largest values. Also through
+    golden.prepare."""
+    rng = np.random.default_rng([seed, k, FP8_PAIRS.index((fa, fb))])
+    print(f"seed={seed}")
+    m, n = (2, 3) if k > 1000 else (5, 7)
+    a = random_operand(rng, fa, (m, k), "finite")
+    b = random_operand(rng, fb, (k, n), "finite")
+    a[0] = codes(fa, np.full(k, 0x80, np.uint8))           # -0 row
+    b[:, 0] = np.abs(b[:, 0].astype(np.float32)).astype(NP_DTYPE[fb])
+    b[0, 1] = codes(fb, np.uint8(0x7E if fb == "e4m3" else 0x7B))   # max finite
+    assert golden._fast_path_exact(a, b)
+    prepared = golden.prepare(b)
+    assert prepared.values is not None
+    for out in OUT_FORMATS:
+        for saturate in (True, False):
+            for scale_exp in (0, -40, 20):
+                general = golden._gemm_general(a, b, golden.output_format(out), saturate,
+                                               scale_exp).view(BITS_DTYPE[out])
+                msg = f"seed={seed} {fa}x{fb} k={k} -> {out} saturate={saturate} {scale_exp}"
+                np.testing.assert_array_equal(
+                    gemm_bits(a, b, out, saturate, scale_exp), general, err_msg=msg)
+                np.testing.assert_array_equal(
+                    golden.gemm(a, prepared, out, saturate=saturate,
+                                scale_exp=scale_exp).view(BITS_DTYPE[out]), general,
+                    err_msg=msg)
+    assert golden.gemm(a, b, "fp32").view(np.uint32)[0, 0] == 0x80000000   # -0 kept
+
+
+def test_prepared_operand_with_specials_takes_the_general_path():
+    a = np.array([[1.0, 2.0]], np.float32).astype(NP_DTYPE["e5m2"])
+    b = np.array([[np.inf], [1.0]], np.float32).astype(NP_DTYPE["e5m2"])
+    prepared = golden.prepare(b)
+    assert prepared.values is None
+    np.testing.assert_array_equal(golden.gemm(a, prepared).view(np.uint32),
+                                  golden.gemm(a, b).view(np.uint32))
+    assert np.isposinf(golden.gemm(a, prepared)[0, 0])
