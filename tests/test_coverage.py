@@ -16,17 +16,26 @@ def test_reads_points_per_module_and_sums_instances_and_copies(tmp_path):
     # Module "top.pe_0_0" with two instances: its line at 10 is hit by one of them only,
     # its line at 11 by neither; a branch arm counts as a line point. "top.pe_0_1" is a
     # copy of the same module (Amaranth writes one per instance): its points add to "pe".
-    # Line 13 of the Verilog is a Yosys time-zero trigger: its point is not the design's.
+    # Line 13 of the Verilog is a Yosys time-zero trigger and lines 20-22 an Assert's
+    # failure arm: their points are not the design's. Line 11 assigns an internal wire
+    # that drives ``acc``, declared from hdl/pe.py line 42: the uncovered point names it.
     verilog = tmp_path / "top.v"
     lines = ["// line"] * 50
+    lines[4] = '  (* src = "hdl/pe.py:42" *)'
+    lines[5] = "  reg [3:0] acc = 4'h0;"
+    lines[10] = "          \\$4  = 4'h1;"
     lines[12] = "    if (\\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end"
+    lines[19:22] = ["      if (!\\$2 )", '        $write("seven");', "      assert (\\$2 );"]
+    lines[29] = "    acc <= \\$4 ;"
     verilog.write_text("\n".join(lines))
     text = "# SystemC::Coverage-3\n" + "".join([
         _point("top.pe_0_0", "line", 13, "if", 0, "top.u0", verilog),
-        _point("top.pe_0_0", "line", 10, "block", 0, "top.u0"),
-        _point("top.pe_0_0", "line", 10, "block", 4, "top.u1"),
-        _point("top.pe_0_0", "line", 11, "block", 0, "top.u0"),
-        _point("top.pe_0_0", "line", 11, "block", 0, "top.u1"),
+        *[_point("top.pe_0_0", "line", line, "if", 0, "top.u0", verilog)
+          for line in (20, 21, 22)],
+        _point("top.pe_0_0", "line", 10, "block", 0, "top.u0", verilog),
+        _point("top.pe_0_0", "line", 10, "block", 4, "top.u1", verilog),
+        _point("top.pe_0_0", "line", 11, "block", 0, "top.u0", verilog),
+        _point("top.pe_0_0", "line", 11, "block", 0, "top.u1", verilog),
         _point("top.pe_0_0", "branch", 12, "if", 2, "top.u0"),
         _point("top.pe_0_0", "toggle", 3, "x[0]:0->1", 1, "top.u0"),
         _point("top.pe_0_0", "toggle", 3, "x[0]:1->0", 0, "top.u0"),
@@ -43,7 +52,7 @@ def test_reads_points_per_module_and_sums_instances_and_copies(tmp_path):
     assert (pe.hit["line"], pe.total["line"]) == (3, 4)
     assert (pe.hit["toggle"], pe.total["toggle"]) == (1, 2)
     assert (modules["top"].hit["line"], modules["top"].total["line"]) == (1, 1)
-    assert uncovered == [("top.pe_0_0", "line", 11, "block")]
+    assert uncovered == [("top.pe_0_0", "line", 11, "block", "acc (hdl/pe.py:42)")]
 
 
 def test_accelerator_totals_leave_out_the_testbench_modules():
