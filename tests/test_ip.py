@@ -29,7 +29,7 @@ from systole.sim.tb_accel import (counter_law_violations, memory_image, place_c,
 
 from helpers import SYSTEM_CONFIGS, require_simulator
 from test_perfmodel import EXACT_SHARE
-from test_system import BAD_DESCRIPTORS, _valid
+from test_system import BAD_DESCRIPTORS, valid_job
 
 CONFIG = SYSTEM_CONFIGS["4x4-bus64"]
 LATENCY = 24
@@ -55,14 +55,14 @@ def _jobs(rng):
     outputs = [("fp32", True), ("bf16", True), ("e4m3", True), ("e5m2", False)]
     for index, (a_format, b_format) in enumerate(_format_pairs()):
         for out, saturate in outputs + [("e4m3", False), ("e5m2", True)][index % 2:][:1]:
-            jobs.append((_valid(m=int(rng.integers(1, 10)), n=int(rng.integers(1, 10)),
+            jobs.append((valid_job(m=int(rng.integers(1, 10)), n=int(rng.integers(1, 10)),
                                 k=int(rng.integers(1, 40)), a_format=a_format,
                                 b_format=b_format, out_format=out, saturate=saturate,
                                 scale_exp=int(rng.choice([0, -6, 5])), specials=0.05,
                                 irq=1), "gemm"))
     for code, overrides in BAD_DESCRIPTORS:
-        jobs.append((_valid(expect=code, **overrides), "gemm"))
-    jobs.append((_valid(m=6, n=7, k=19, a_pad=0, b_pad=0), "example"))
+        jobs.append((valid_job(expect=code, **overrides), "gemm"))
+    jobs.append((valid_job(m=6, n=7, k=19, a_pad=0, b_pad=0), "example"))
     return jobs
 
 

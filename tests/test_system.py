@@ -96,7 +96,8 @@ def test_gateware_memory_model():
     assert len(results) == 25 and all(r["bit_exact"] for r in results)
 
 
-def _valid(**overrides):
+def valid_job(**overrides):
+    """A small valid job spec (shared with tests/test_ip.py), with ``overrides``."""
     spec = {"m": 5, "n": 6, "k": 7, "a_format": "e4m3", "b_format": "e4m3",
             "out_format": "fp32", "saturate": True, "scale_exp": 0}
     spec.update(overrides)
@@ -136,23 +137,23 @@ def test_bad_descriptors_make_no_writes():
     seed = _seed(21)
     jobs = []
     for code, overrides in BAD_DESCRIPTORS:
-        jobs.append(_valid(expect=code, **overrides))
-        jobs.append(_valid())
+        jobs.append(valid_job(expect=code, **overrides))
+        jobs.append(valid_job())
     results = _run("4x4-bus64", jobs, seed=seed)
     assert [r["error"] for r in results[::2]] == [code for code, _ in BAD_DESCRIPTORS]
 
 
 def test_unsupported_format_and_busy():
     seed = _seed(22)
-    jobs = [_valid(b_format="e5m2", expect="BAD_FORMAT"), _valid(),
-            _valid(m=9, k=40, start_twice=True, expect="BUSY"), _valid()]
+    jobs = [valid_job(b_format="e5m2", expect="BAD_FORMAT"), valid_job(),
+            valid_job(m=9, k=40, start_twice=True, expect="BUSY"), valid_job()]
     _run("3x2-bus32-e4m3", jobs, seed=seed)
 
 
 def test_axi_errors_abort_and_recover():
     seed = _seed(23)
-    jobs = [_valid(m=9, n=11, k=70, axi_error="read", expect="AXI_READ_ERROR"), _valid(),
-            _valid(m=9, n=11, k=70, axi_error="write", expect="AXI_WRITE_ERROR"), _valid()]
+    jobs = [valid_job(m=9, n=11, k=70, axi_error="read", expect="AXI_READ_ERROR"), valid_job(),
+            valid_job(m=9, n=11, k=70, axi_error="write", expect="AXI_WRITE_ERROR"), valid_job()]
     _run("4x4-bus64", jobs, seed=seed, pause=0.2)
 
 
@@ -275,7 +276,7 @@ def test_a_hang_fails_with_its_cause_and_keeps_the_log(capfd):
     testbench) stops the run; the error carries the testbench's own message and the path
     of the kept log, and nothing of the simulator's log reaches stdout."""
     require_simulator("verilator")
-    spec = dict(_valid(), watchdog_cycles=30)
+    spec = dict(valid_job(), watchdog_cycles=30)
     with pytest.raises(AssertionError) as failure:
         run_jobs(CONFIGS["4x4-bus64"], [spec], seed=_seed(24))
     message = str(failure.value)
